@@ -1,0 +1,21 @@
+//! Cross-crate integration tests for sigil live in `tests/tests/`.
+//!
+//! This library has no API of its own. It exists so that every Rust example
+//! in the book (`book/src/*.md`) is compiled and run as a doctest by
+//! `cargo test --doc -p sigil-tests`: each chapter is included below as the
+//! documentation of a private item that exists only under `cfg(doctest)`.
+
+/// The "Keys and provisioning" chapter.
+#[cfg(doctest)]
+#[doc = include_str!("../../book/src/keys.md")]
+struct BookKeys;
+
+/// The "Configuration" chapter.
+#[cfg(doctest)]
+#[doc = include_str!("../../book/src/configuration.md")]
+struct BookConfiguration;
+
+/// The "sigil/1 protocol" chapter.
+#[cfg(doctest)]
+#[doc = include_str!("../../book/src/protocol.md")]
+struct BookProtocol;
