@@ -166,6 +166,15 @@ impl SecretKey {
         }
     }
 
+    /// A second copy of this secret, for state that must own it (zeroized
+    /// on drop like the first). Not `Clone`, so that copies stay deliberate.
+    pub(crate) fn duplicate(&self) -> SecretKey {
+        SecretKey {
+            secret: self.secret.clone(),
+            public: self.public,
+        }
+    }
+
     /// The raw 32 bytes of the secret scalar. Handle with care.
     pub fn dangerous_to_bytes(&self) -> Zeroizing<[u8; KEY_LEN]> {
         Zeroizing::new(self.secret.to_bytes())

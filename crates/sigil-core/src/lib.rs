@@ -9,9 +9,12 @@
 //! native client and the browser (it builds for `wasm32-unknown-unknown`).
 
 pub mod config;
+pub mod handshake;
 pub mod kdf;
 pub mod keys;
 pub mod rand;
+pub mod replay;
+pub mod transport;
 
 pub use keys::{KeyError, PublicKey, SecretKey, SymmetricKey};
 #[cfg(feature = "os-rng")]

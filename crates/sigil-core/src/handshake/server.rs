@@ -1,0 +1,320 @@
+//! The server's side of the handshake.
+
+use std::collections::HashMap;
+
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use super::transcript::Transcript;
+use super::{
+    CLIENT_HELLO, HELLO1_FIXED, HELLO2_FIXED, HandshakeError, Limits, Refusal, RefusalCode,
+    RefusalDetail, SERVER_HELLO, TAG_LEN, VERSION, check_own_payload, is_json, read_key, read_u32,
+};
+use crate::keys::{PublicKey, SecretKey, SymmetricKey};
+use crate::rand::RandomSource;
+use crate::replay::{ReplayGuard, ReplayVerdict};
+use crate::transport::{Role, Session};
+
+/// Which client keys a server accepts.
+#[derive(Debug, Clone)]
+pub enum ClientAuth {
+    /// Any client key (the handshake hook may still refuse).
+    AllowAny,
+    /// Only these keys (the contents of `authorized_keys`).
+    Keys(Vec<PublicKey>),
+}
+
+/// What a server needs to answer handshakes: its key, its client policy, the
+/// optional psk and prologue, and its limits.
+///
+/// For authorised keys, building it computes the static-static
+/// Diffie-Hellman result (`ss`) once per key; handshakes reuse them.
+pub struct ServerConfig {
+    static_key: SecretKey,
+    psk: Option<SymmetricKey>,
+    prologue: Vec<u8>,
+    initial: Transcript,
+    /// `None`: any client; otherwise authorised keys and their `ss`.
+    authorized: Option<HashMap<PublicKey, Zeroizing<[u8; 32]>>>,
+    limits: Limits,
+}
+
+impl ServerConfig {
+    /// A server config. A low-order key among the authorised keys is refused.
+    pub fn new(static_key: SecretKey, auth: ClientAuth) -> Result<ServerConfig, HandshakeError> {
+        let authorized = match auth {
+            ClientAuth::AllowAny => None,
+            ClientAuth::Keys(keys) => {
+                let mut map = HashMap::with_capacity(keys.len());
+                for key in keys {
+                    let ss = static_key.diffie_hellman(&key)?;
+                    map.insert(key, Zeroizing::new(*ss.dangerous_as_bytes()));
+                }
+                Some(map)
+            }
+        };
+        let public = static_key.public_key();
+        Ok(ServerConfig {
+            static_key,
+            psk: None,
+            prologue: Vec::new(),
+            initial: Transcript::initial(&[], &public, None),
+            authorized,
+            limits: Limits::default(),
+        })
+    }
+
+    /// Binds a pre-shared key into the handshake (clients must use it too).
+    pub fn with_psk(mut self, psk: SymmetricKey) -> ServerConfig {
+        self.psk = Some(psk);
+        self.reinit()
+    }
+
+    /// Binds a prologue into the handshake (clients must use the same bytes).
+    pub fn with_prologue(mut self, prologue: &[u8]) -> ServerConfig {
+        self.prologue = prologue.to_vec();
+        self.reinit()
+    }
+
+    /// Sets the limits.
+    pub fn with_limits(mut self, limits: Limits) -> ServerConfig {
+        self.limits = limits;
+        self
+    }
+
+    fn reinit(mut self) -> ServerConfig {
+        self.initial = Transcript::initial(
+            &self.prologue,
+            &self.static_key.public_key(),
+            self.psk.as_ref(),
+        );
+        self
+    }
+
+    /// The server's static public key (what clients pin).
+    pub fn public_key(&self) -> PublicKey {
+        self.static_key.public_key()
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Whether `key` may connect (always true under [`ClientAuth::AllowAny`]).
+    pub fn is_authorized(&self, key: &PublicKey) -> bool {
+        self.authorized.as_ref().is_none_or(|m| m.contains_key(key))
+    }
+}
+
+/// An authenticated, authorised, fresh ClientHello, waiting for the
+/// application's decision.
+pub struct ClientHello {
+    transcript: Transcript,
+    client_key: PublicKey,
+    client_ephemeral: PublicKey,
+    timestamp_ms: u64,
+    payload: Option<String>,
+    limits: Limits,
+}
+
+/// Checks message 1 in the order of the specification and refuses on the
+/// first failure:
+///
+/// 1. type and version (code 1, or 4 for another version);
+/// 2. declared payload length ≤ `max_handshake_payload` (code 1), exact length (code 1);
+/// 3. `|now − timestamp| ≤ max_clock_skew_ms` (code 5);
+/// 4. `tag1`, in constant time, and no all-zero Diffie-Hellman result (code 1);
+/// 5. the client key is authorised (code 1);
+/// 6. the client's ephemeral key is not a replay (code 5; code 3 when the
+///    replay cache is full);
+/// 7. the payload, if any, is one JSON value (code 2).
+///
+/// The application's hook comes after: [`ClientHello::accept`] or
+/// [`ClientHello::refuse`]. `now_ms` is the current time in milliseconds
+/// since the Unix epoch.
+pub fn accept_hello(
+    config: &ServerConfig,
+    replay: &mut impl ReplayGuard,
+    now_ms: u64,
+    msg: &[u8],
+) -> Result<ClientHello, Refusal> {
+    if msg.len() < 2 || msg[0] != CLIENT_HELLO {
+        return Err(Refusal::generic(RefusalDetail::Malformed));
+    }
+    if msg[1] != VERSION {
+        return Err(Refusal::new(
+            RefusalCode::UnsupportedVersion,
+            "unsupported protocol version (this server speaks sigil/1)",
+            RefusalDetail::UnsupportedVersion,
+        ));
+    }
+    if msg.len() < HELLO1_FIXED + TAG_LEN {
+        return Err(Refusal::generic(RefusalDetail::Malformed));
+    }
+    let n = read_u32(&msg[74..]);
+    if n > config.limits.max_handshake_payload {
+        return Err(Refusal::new(
+            RefusalCode::HandshakeFailed,
+            "handshake payload too large",
+            RefusalDetail::PayloadTooLarge,
+        ));
+    }
+    if msg.len() != HELLO1_FIXED + n as usize + TAG_LEN {
+        return Err(Refusal::generic(RefusalDetail::Malformed));
+    }
+    let mut ts = [0u8; 8];
+    ts.copy_from_slice(&msg[66..74]);
+    let timestamp_ms = u64::from_be_bytes(ts);
+    if now_ms.abs_diff(timestamp_ms) > config.limits.max_clock_skew_ms {
+        return Err(Refusal::new(
+            RefusalCode::StaleOrReplayed,
+            "stale timestamp: check the client's clock",
+            RefusalDetail::ClockSkew,
+        ));
+    }
+
+    let (body, tag1) = msg.split_at(HELLO1_FIXED + n as usize);
+    let client_ephemeral = read_key(&msg[2..]);
+    let client_key = read_key(&msg[34..]);
+    let mut t = config.initial.clone();
+    t.mix_hash(body);
+    let es = config
+        .static_key
+        .diffie_hellman(&client_ephemeral)
+        .map_err(|_| Refusal::generic(RefusalDetail::LowOrderKey))?;
+    let _ = t.mix_key(es.dangerous_as_bytes());
+    let cached = config.authorized.as_ref().and_then(|m| m.get(&client_key));
+    let k1 = match cached {
+        Some(ss) => t.mix_key(ss.as_ref()),
+        None => {
+            let ss = config
+                .static_key
+                .diffie_hellman(&client_key)
+                .map_err(|_| Refusal::generic(RefusalDetail::LowOrderKey))?;
+            t.mix_key(ss.dangerous_as_bytes())
+        }
+    };
+    if !bool::from(t.tag(&k1).ct_eq(tag1)) {
+        return Err(Refusal::generic(RefusalDetail::BadTag));
+    }
+    t.mix_hash(tag1);
+
+    if config.authorized.is_some() && cached.is_none() {
+        return Err(Refusal::generic(RefusalDetail::UnauthorizedClient));
+    }
+    match replay.check_and_insert(&client_ephemeral, timestamp_ms, now_ms) {
+        ReplayVerdict::Fresh => {}
+        ReplayVerdict::Replayed => {
+            return Err(Refusal::new(
+                RefusalCode::StaleOrReplayed,
+                "replayed handshake",
+                RefusalDetail::Replayed,
+            ));
+        }
+        ReplayVerdict::Full => {
+            return Err(Refusal::new(
+                RefusalCode::Busy,
+                "server busy: try again later",
+                RefusalDetail::ReplayCacheFull,
+            ));
+        }
+    }
+    let payload = &body[HELLO1_FIXED..];
+    let payload = if payload.is_empty() {
+        None
+    } else if is_json(payload) {
+        Some(String::from_utf8_lossy(payload).into_owned())
+    } else {
+        return Err(Refusal::new(
+            RefusalCode::Rejected,
+            "handshake payload is not valid JSON",
+            RefusalDetail::InvalidPayload,
+        ));
+    };
+    Ok(ClientHello {
+        transcript: t,
+        client_key,
+        client_ephemeral,
+        timestamp_ms,
+        payload,
+        limits: config.limits,
+    })
+}
+
+impl ClientHello {
+    /// The client's static public key (authenticated).
+    pub fn client_key(&self) -> &PublicKey {
+        &self.client_key
+    }
+
+    /// The client's handshake payload (JSON text), if it sent one.
+    ///
+    /// Authenticated by the client's key, but not protected against
+    /// key-compromise impersonation: whoever holds the server's secret key
+    /// can forge it.
+    pub fn payload(&self) -> Option<&str> {
+        self.payload.as_deref()
+    }
+
+    /// The client's timestamp (milliseconds since the Unix epoch).
+    pub fn timestamp_ms(&self) -> u64 {
+        self.timestamp_ms
+    }
+
+    /// Accepts the handshake: returns message 2 to send and the session.
+    /// `response` is one JSON value or `None`.
+    pub fn accept(
+        self,
+        rng: &mut impl RandomSource,
+        response: Option<&str>,
+    ) -> Result<(Vec<u8>, Session), HandshakeError> {
+        let ephemeral = SecretKey::generate(rng)?;
+        self.dangerous_accept_with_ephemeral(ephemeral, response)
+    }
+
+    /// [`accept`](Self::accept) with a caller-chosen ephemeral key.
+    ///
+    /// Dangerous: reusing an ephemeral key destroys forward secrecy. For test
+    /// vectors only.
+    pub fn dangerous_accept_with_ephemeral(
+        self,
+        ephemeral: SecretKey,
+        response: Option<&str>,
+    ) -> Result<(Vec<u8>, Session), HandshakeError> {
+        let payload = check_own_payload(response, self.limits.max_handshake_payload)?;
+        let mut msg = Vec::with_capacity(HELLO2_FIXED + payload.len() + TAG_LEN);
+        msg.push(SERVER_HELLO);
+        msg.push(VERSION);
+        msg.extend_from_slice(ephemeral.public_key().as_bytes());
+        // Bounded by max_handshake_payload, a u32.
+        msg.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        msg.extend_from_slice(payload);
+
+        let mut t = self.transcript;
+        t.mix_hash(&msg);
+        let ee = ephemeral.diffie_hellman(&self.client_ephemeral)?;
+        let _ = t.mix_key(ee.dangerous_as_bytes());
+        let se = ephemeral.diffie_hellman(&self.client_key)?;
+        let k2 = t.mix_key(se.dangerous_as_bytes());
+        let tag2 = t.tag(&k2);
+        t.mix_hash(&tag2);
+        msg.extend_from_slice(&tag2);
+
+        let (c2s, s2c) = t.transport_keys();
+        let session = Session::new(
+            Role::Server,
+            &c2s,
+            &s2c,
+            t.hash(),
+            self.limits.max_message_size,
+        );
+        Ok((msg, session))
+    }
+
+    /// Refuses the handshake for the application (code 2) with `reason`
+    /// (sent to the client; truncated to 256 bytes).
+    pub fn refuse(self, reason: &str) -> Refusal {
+        Refusal::new(RefusalCode::Rejected, reason, RefusalDetail::Application)
+    }
+}
