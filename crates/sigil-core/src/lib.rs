@@ -14,6 +14,7 @@ pub mod kdf;
 pub mod keys;
 pub mod rand;
 pub mod replay;
+pub mod rpc;
 pub mod transport;
 
 pub use keys::{KeyError, PublicKey, SecretKey, SymmetricKey};
