@@ -1,0 +1,208 @@
+//! The link between a [`Key`] and its field of [`Config`]: typed views for
+//! reading and slots for writing, with each key's rules.
+
+use std::path::PathBuf;
+
+use super::key::Key;
+use super::{Config, LogLevel, Origin, REDACTED, Setting};
+use crate::keys::{PublicKey, SymmetricKey};
+
+/// A field of [`Config`] to write, with the rules its values must follow.
+pub(super) enum Slot<'a> {
+    /// A string; `non_empty` refuses "".
+    Text {
+        setting: &'a mut Setting<String>,
+        non_empty: bool,
+    },
+    /// A port number, 0 to 65535.
+    Port(&'a mut Setting<u16>),
+    /// A size, count or duration; `positive` refuses 0.
+    Number {
+        setting: &'a mut Setting<u64>,
+        positive: bool,
+    },
+    /// A boolean.
+    Flag(&'a mut Setting<bool>),
+    /// An optional path; an empty path is refused.
+    Path(&'a mut Setting<Option<PathBuf>>),
+    /// An optional public key in text form.
+    PublicKey(&'a mut Setting<Option<PublicKey>>),
+    /// An optional secret symmetric key, base64 of 32 bytes.
+    Secret(&'a mut Setting<Option<SymmetricKey>>),
+    /// A log level.
+    Log(&'a mut Setting<LogLevel>),
+}
+
+fn number(setting: &mut Setting<u64>, positive: bool) -> Slot<'_> {
+    Slot::Number { setting, positive }
+}
+
+/// A field of [`Config`] to read.
+pub(super) enum View<'a> {
+    Text(&'a Setting<String>),
+    Port(&'a Setting<u16>),
+    Number(&'a Setting<u64>),
+    Flag(&'a Setting<bool>),
+    Path(&'a Setting<Option<PathBuf>>),
+    PublicKey(&'a Setting<Option<PublicKey>>),
+    Secret(&'a Setting<Option<SymmetricKey>>),
+    Log(&'a Setting<LogLevel>),
+}
+
+impl Config {
+    /// The field of `key`, to write.
+    pub(super) fn slot(&mut self, key: Key) -> Slot<'_> {
+        match key {
+            Key::Host => Slot::Text {
+                setting: &mut self.host,
+                non_empty: true,
+            },
+            Key::Port => Slot::Port(&mut self.port),
+            Key::ServerKey => Slot::Path(&mut self.server_key),
+            Key::ClientKey => Slot::Path(&mut self.client_key),
+            Key::ServerPublicKey => Slot::PublicKey(&mut self.server_public_key),
+            Key::AuthorizedKeys => Slot::Path(&mut self.authorized_keys),
+            Key::AllowAnyClient => Slot::Flag(&mut self.allow_any_client),
+            Key::Psk => Slot::Secret(&mut self.psk),
+            Key::PskFile => Slot::Path(&mut self.psk_file),
+            Key::Prologue => Slot::Text {
+                setting: &mut self.prologue,
+                non_empty: false,
+            },
+            Key::MaxMessageSize => number(&mut self.max_message_size, true),
+            // 0: clients may send no handshake payload at all.
+            Key::MaxHandshakePayload => number(&mut self.max_handshake_payload, false),
+            Key::HandshakeTimeoutMs => number(&mut self.handshake_timeout_ms, true),
+            Key::IdleTimeoutMs => number(&mut self.idle_timeout_ms, true),
+            Key::MaxConnections => number(&mut self.max_connections, true),
+            Key::MaxInflight => number(&mut self.max_inflight, true),
+            // 0: timestamps must match the server's clock exactly (tests with a virtual clock).
+            Key::MaxClockSkewMs => number(&mut self.max_clock_skew_ms, false),
+            Key::ReplayCacheCapacity => number(&mut self.replay_cache_capacity, true),
+            Key::Log => Slot::Log(&mut self.log),
+            Key::TlsCert => Slot::Path(&mut self.tls.cert),
+            Key::TlsKey => Slot::Path(&mut self.tls.key),
+            Key::TlsClientCa => Slot::Path(&mut self.tls.client_ca),
+            Key::TlsRequireClientCert => Slot::Flag(&mut self.tls.require_client_cert),
+        }
+    }
+
+    /// The field of `key`, to read.
+    pub(super) fn view(&self, key: Key) -> View<'_> {
+        match key {
+            Key::Host => View::Text(&self.host),
+            Key::Port => View::Port(&self.port),
+            Key::ServerKey => View::Path(&self.server_key),
+            Key::ClientKey => View::Path(&self.client_key),
+            Key::ServerPublicKey => View::PublicKey(&self.server_public_key),
+            Key::AuthorizedKeys => View::Path(&self.authorized_keys),
+            Key::AllowAnyClient => View::Flag(&self.allow_any_client),
+            Key::Psk => View::Secret(&self.psk),
+            Key::PskFile => View::Path(&self.psk_file),
+            Key::Prologue => View::Text(&self.prologue),
+            Key::MaxMessageSize => View::Number(&self.max_message_size),
+            Key::MaxHandshakePayload => View::Number(&self.max_handshake_payload),
+            Key::HandshakeTimeoutMs => View::Number(&self.handshake_timeout_ms),
+            Key::IdleTimeoutMs => View::Number(&self.idle_timeout_ms),
+            Key::MaxConnections => View::Number(&self.max_connections),
+            Key::MaxInflight => View::Number(&self.max_inflight),
+            Key::MaxClockSkewMs => View::Number(&self.max_clock_skew_ms),
+            Key::ReplayCacheCapacity => View::Number(&self.replay_cache_capacity),
+            Key::Log => View::Log(&self.log),
+            Key::TlsCert => View::Path(&self.tls.cert),
+            Key::TlsKey => View::Path(&self.tls.key),
+            Key::TlsClientCa => View::Path(&self.tls.client_ca),
+            Key::TlsRequireClientCert => View::Flag(&self.tls.require_client_cert),
+        }
+    }
+}
+
+/// Shown for an optional key without a value.
+const UNSET: &str = "(unset)";
+
+impl View<'_> {
+    pub(super) fn origin(&self) -> &Origin {
+        match self {
+            View::Text(s) => &s.origin,
+            View::Port(s) => &s.origin,
+            View::Number(s) => &s.origin,
+            View::Flag(s) => &s.origin,
+            View::Path(s) => &s.origin,
+            View::PublicKey(s) => &s.origin,
+            View::Secret(s) => &s.origin,
+            View::Log(s) => &s.origin,
+        }
+    }
+
+    pub(super) fn is_set(&self) -> bool {
+        match self {
+            View::Path(s) => s.value.is_some(),
+            View::PublicKey(s) => s.value.is_some(),
+            View::Secret(s) => s.value.is_some(),
+            _ => true,
+        }
+    }
+
+    /// The value in TOML form; secrets redacted.
+    pub(super) fn display_value(&self) -> String {
+        match self {
+            View::Text(s) => toml_string(&s.value),
+            View::Port(s) => s.value.to_string(),
+            View::Number(s) => s.value.to_string(),
+            View::Flag(s) => s.value.to_string(),
+            View::Path(s) => s
+                .value
+                .as_ref()
+                .map_or_else(|| UNSET.to_owned(), |p| toml_string(&p.to_string_lossy())),
+            View::PublicKey(s) => s
+                .value
+                .as_ref()
+                .map_or_else(|| UNSET.to_owned(), |k| toml_string(&k.to_string())),
+            View::Secret(s) => match s.value {
+                Some(_) => REDACTED.to_owned(),
+                None => UNSET.to_owned(),
+            },
+            View::Log(s) => toml_string(s.value.as_str()),
+        }
+    }
+}
+
+/// A TOML basic string: quoted, with `"`, `\` and control characters escaped.
+pub(super) fn toml_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_strings_are_escaped() {
+        assert_eq!(toml_string("a"), "\"a\"");
+        assert_eq!(toml_string("a\"b\\c\n\u{1}"), "\"a\\\"b\\\\c\\n\\u0001\"");
+    }
+
+    #[test]
+    fn every_key_has_a_field_of_its_kind() {
+        let mut config = Config::default();
+        for key in Key::ALL {
+            assert_eq!(config.view(key).origin(), &Origin::Default);
+            let secret = matches!(config.slot(key), Slot::Secret(_));
+            assert_eq!(secret, key.is_secret(), "{key:?}");
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Turning a value from any layer (TOML from a file, text from the
+//! environment or an override) into a typed field.
+
+use std::path::PathBuf;
+
+use toml::de::DeValue;
+
+use super::fields::Slot;
+use super::key::Key;
+use super::{Config, ConfigError, LogLevel, Origin, Setting};
+use crate::keys::{PublicKey, SymmetricKey};
+
+/// A value as one layer gives it.
+#[derive(Clone, Copy)]
+pub(super) enum Input<'a> {
+    /// Text, from the environment or an override.
+    Text(&'a str),
+    /// A typed TOML value, from a file.
+    Toml(&'a DeValue<'a>),
+}
+
+/// Checks `input` against the rules of `key` and, if it passes, stores it in
+/// `config` with `origin`. The error never contains the value.
+pub(super) fn assign(
+    config: &mut Config,
+    key: Key,
+    input: Input<'_>,
+    origin: Origin,
+) -> Result<(), ConfigError> {
+    match apply(config.slot(key), input, origin.clone()) {
+        Ok(()) => Ok(()),
+        Err(expected) => Err(ConfigError::InvalidValue {
+            key: key.name().to_owned(),
+            origin,
+            expected,
+        }),
+    }
+}
+
+fn set<T>(setting: &mut Setting<T>, value: T, origin: Origin) {
+    *setting = Setting { value, origin };
+}
+
+/// Stores the value or says what was expected.
+fn apply(slot: Slot<'_>, input: Input<'_>, origin: Origin) -> Result<(), String> {
+    match slot {
+        Slot::Text { setting, non_empty } => {
+            let text = string(input, "a string")?;
+            if non_empty && text.is_empty() {
+                return Err("must not be empty".to_owned());
+            }
+            set(setting, text.to_owned(), origin);
+        }
+        Slot::Port(setting) => {
+            const EXPECTED: &str = "an integer from 0 to 65535";
+            let n = integer(input, EXPECTED)?;
+            let port = u16::try_from(n).map_err(|_| format!("expected {EXPECTED}"))?;
+            set(setting, port, origin);
+        }
+        Slot::Number { setting, positive } => {
+            let n = if positive {
+                integer(input, "a whole number greater than 0")?
+            } else {
+                integer(input, "a whole number (0 or more)")?
+            };
+            if positive && n == 0 {
+                return Err("must be greater than 0".to_owned());
+            }
+            set(setting, n, origin);
+        }
+        Slot::Flag(setting) => {
+            let flag = match input {
+                Input::Text("true" | "1") => true,
+                Input::Text("false" | "0") => false,
+                Input::Text(text) => return Err(expected_text("true, false, 1 or 0", text)),
+                Input::Toml(DeValue::Boolean(b)) => *b,
+                Input::Toml(other) => return Err(expected_toml("true or false", other)),
+            };
+            set(setting, flag, origin);
+        }
+        Slot::Path(setting) => {
+            let text = string(input, "a path")?;
+            if text.is_empty() {
+                return Err("expected a path, found an empty value".to_owned());
+            }
+            set(setting, Some(PathBuf::from(text)), origin);
+        }
+        Slot::PublicKey(setting) => {
+            const EXPECTED: &str = "a public key (base64 or PEM)";
+            let text = string(input, EXPECTED)?;
+            let key = PublicKey::parse(text).map_err(|e| format!("expected {EXPECTED}: {e}"))?;
+            set(setting, Some(key), origin);
+        }
+        Slot::Secret(setting) => {
+            // The key error is not shown: only what was expected, never a
+            // hint of the value.
+            const EXPECTED: &str = "a key in base64 of 32 bytes (44 characters)";
+            let text = string(input, EXPECTED)?;
+            let key =
+                SymmetricKey::from_base64(text).map_err(|_| format!("expected {EXPECTED}"))?;
+            set(setting, Some(key), origin);
+        }
+        Slot::Log(setting) => {
+            const EXPECTED: &str = "one of error, warn, info, debug, trace";
+            let text = string(input, EXPECTED)?;
+            let level = LogLevel::from_name(text).ok_or_else(|| format!("expected {EXPECTED}"))?;
+            set(setting, level, origin);
+        }
+    }
+    Ok(())
+}
+
+/// The text of a string value.
+fn string<'a>(input: Input<'a>, expected: &str) -> Result<&'a str, String> {
+    match input {
+        Input::Text(text) => Ok(text),
+        Input::Toml(DeValue::String(s)) => Ok(s),
+        Input::Toml(other) => Err(expected_toml(expected, other)),
+    }
+}
+
+/// A non-negative integer: decimal digits as text, or a TOML integer.
+fn integer(input: Input<'_>, expected: &str) -> Result<u64, String> {
+    let parsed = match input {
+        Input::Text(text) if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => {
+            text.parse::<u64>().ok()
+        }
+        Input::Text(text) => return Err(expected_text(expected, text)),
+        Input::Toml(DeValue::Integer(i)) => u64::from_str_radix(i.as_str(), i.radix()).ok(),
+        Input::Toml(other) => return Err(expected_toml(expected, other)),
+    };
+    parsed.ok_or_else(|| format!("expected {expected}, found a number out of range"))
+}
+
+fn expected_text(expected: &str, text: &str) -> String {
+    if text.is_empty() {
+        format!("expected {expected}, found an empty value")
+    } else {
+        format!("expected {expected}")
+    }
+}
+
+fn expected_toml(expected: &str, found: &DeValue<'_>) -> String {
+    format!("expected {expected}, found {}", type_name(found))
+}
+
+/// A TOML value's type, with its article: `a string`, `an integer`.
+pub(super) fn type_name(value: &DeValue<'_>) -> &'static str {
+    match value {
+        DeValue::String(_) => "a string",
+        DeValue::Integer(_) => "an integer",
+        DeValue::Float(_) => "a float",
+        DeValue::Boolean(_) => "a boolean",
+        DeValue::Datetime(_) => "a datetime",
+        DeValue::Array(_) => "an array",
+        DeValue::Table(_) => "a table",
+    }
+}
