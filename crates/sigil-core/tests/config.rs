@@ -55,8 +55,8 @@ fn env_err(pairs: &[(&str, &str)]) -> ConfigError {
 }
 
 #[test]
-fn defaults() {
-    let c = Config::builder().build().unwrap().config;
+fn defaults() -> Result<(), ConfigError> {
+    let c = Config::builder().build()?.config;
     assert_eq!(c.host.value, "127.0.0.1");
     assert_eq!(c.port.value, 7070);
     assert_eq!(c.server_key.value, None);
@@ -94,25 +94,21 @@ fn defaults() {
     assert_eq!(shown[18], "log = \"info\"");
     assert_eq!(shown[22], "tls.require_client_cert = false");
     assert!(!entries[2].is_set && entries[0].is_set);
+    Ok(())
 }
 
 #[test]
-fn every_layer_beats_the_one_below() {
+fn every_layer_beats_the_one_below() -> Result<(), ConfigError> {
     let file = "port = 1001\nhost = \"10.0.0.1\"\nprologue = \"from file\"\nmax_inflight = 7\n";
     let vars = env(&[("SIGIL_PORT", "1002"), ("SIGIL_HOST", "10.0.0.2")]);
 
-    let c = Config::builder()
-        .file("sigil.toml", file)
-        .build()
-        .unwrap()
-        .config;
+    let c = Config::builder().file("sigil.toml", file).build()?.config;
     assert_eq!((c.port.value, c.port.origin), (1001, file_origin(1)));
 
     let c = Config::builder()
         .file("sigil.toml", file)
         .env(vars.clone())
-        .build()
-        .unwrap()
+        .build()?
         .config;
     assert_eq!(
         (c.port.value, c.port.origin),
@@ -127,16 +123,12 @@ fn every_layer_beats_the_one_below() {
 
     // Overrides beat everything; a later override beats an earlier one.
     let c = Config::builder()
-        .set("port", "1004", "code")
-        .unwrap()
+        .set("port", "1004", "code")?
         .file("sigil.toml", file)
         .env(vars)
-        .set("port", "1003", "--port")
-        .unwrap()
-        .set("host", "10.0.0.3", "--host")
-        .unwrap()
-        .build()
-        .unwrap()
+        .set("port", "1003", "--port")?
+        .set("host", "10.0.0.3", "--host")?
+        .build()?
         .config;
     assert_eq!(c.port.value, 1003);
     assert_eq!(
@@ -147,19 +139,20 @@ fn every_layer_beats_the_one_below() {
     );
     assert_eq!(c.host.value, "10.0.0.3");
     assert_eq!(c.prologue.origin, file_origin(3));
+    Ok(())
 }
 
 #[test]
-fn later_files_beat_earlier_files() {
+fn later_files_beat_earlier_files() -> Result<(), ConfigError> {
     let c = Config::builder()
         .file("/etc/sigil.toml", "port = 1\nhost = \"a\"\n")
         .file("sigil.toml", "\nport = 2\n")
-        .build()
-        .unwrap()
+        .build()?
         .config;
     assert_eq!(c.port.value, 2);
     assert_eq!(c.port.origin, file_origin(2));
     assert_eq!(c.host.origin.to_string(), "/etc/sigil.toml:2");
+    Ok(())
 }
 
 #[test]
@@ -174,7 +167,7 @@ fn origins_display() {
 }
 
 #[test]
-fn file_values_of_every_kind_with_their_lines() {
+fn file_values_of_every_kind_with_their_lines() -> Result<(), ConfigError> {
     let file = format!(
         "# sigil\n\
          host = \"::1\"\n\
@@ -196,11 +189,7 @@ fn file_values_of_every_kind_with_their_lines() {
          client_ca = \"ca.pem\"\n\
          require_client_cert = true\n"
     );
-    let c = Config::builder()
-        .file("sigil.toml", &file)
-        .build()
-        .unwrap()
-        .config;
+    let c = Config::builder().file("sigil.toml", &file).build()?.config;
     assert_eq!(c.host.value, "::1");
     assert_eq!(c.port.value, 0);
     assert_eq!(c.server_key.value.as_deref(), Some(Path::new("server.key")));
@@ -238,10 +227,11 @@ fn file_values_of_every_kind_with_their_lines() {
         .find(|e| e.key == "server_public_key")
         .unwrap();
     assert_eq!(spk.display_value, format!("\"{ALICE_PK}\""));
+    Ok(())
 }
 
 #[test]
-fn dotted_and_inline_tls_keys() {
+fn dotted_and_inline_tls_keys() -> Result<(), ConfigError> {
     let c = Config::builder()
         .file(
             "sigil.toml",
@@ -253,23 +243,22 @@ fn dotted_and_inline_tls_keys() {
 
     let c = Config::builder()
         .file("sigil.toml", "port = 1\ntls.cert = \"a.pem\"\n")
-        .build()
-        .unwrap()
+        .build()?
         .config;
     assert_eq!(c.tls.cert.value, Some(PathBuf::from("a.pem")));
     assert_eq!(c.tls.cert.origin, file_origin(2));
 
     let c = Config::builder()
         .file("sigil.toml", "\ntls = { key = \"b.pem\" }\n")
-        .build()
-        .unwrap()
+        .build()?
         .config;
     assert_eq!(c.tls.key.value, Some(PathBuf::from("b.pem")));
     assert_eq!(c.tls.key.origin, file_origin(2));
+    Ok(())
 }
 
 #[test]
-fn env_values_of_every_kind() {
+fn env_values_of_every_kind() -> Result<(), ConfigError> {
     let vars = env(&[
         ("PATH", "/usr/bin"),
         ("sigil_port", "1"),
@@ -288,8 +277,7 @@ fn env_values_of_every_kind() {
             "prologue = \"x\"\n[tls]\ncert = \"file.pem\"\n",
         )
         .env(vars)
-        .build()
-        .unwrap();
+        .build()?;
     assert!(resolved.ignored_env.is_empty());
     let c = resolved.config;
     assert_eq!(c.port.value, 7070);
@@ -307,21 +295,22 @@ fn env_values_of_every_kind() {
     assert_eq!(c.tls.cert.origin, env_origin("SIGIL_TLS__CERT"));
     assert_eq!(c.tls.cert.origin.to_string(), "env SIGIL_TLS__CERT");
     assert!(c.tls.require_client_cert.value);
+    Ok(())
 }
 
 #[test]
-fn env_given_twice_keeps_the_last_value() {
+fn env_given_twice_keeps_the_last_value() -> Result<(), ConfigError> {
     let c = Config::builder()
         .env(env(&[("SIGIL_PORT", "1")]))
         .env(env(&[("SIGIL_PORT", "2")]))
-        .build()
-        .unwrap()
+        .build()?
         .config;
     assert_eq!(c.port.value, 2);
+    Ok(())
 }
 
 #[test]
-fn lockout_reports_every_sigil_var() {
+fn lockout_reports_every_sigil_var() -> Result<(), ConfigError> {
     let vars = env(&[
         ("SIGIL_PORT", "9000"),
         ("HOME", "/root"),
@@ -332,8 +321,7 @@ fn lockout_reports_every_sigil_var() {
         .file("sigil.toml", "port = 8000\n")
         .env(vars)
         .no_env(true)
-        .build()
-        .unwrap();
+        .build()?;
     assert_eq!(resolved.config.port.value, 8000);
     assert_eq!(resolved.config.max_inflight.value, 64);
     let ignored = &resolved.ignored_env;
@@ -357,10 +345,11 @@ fn lockout_reports_every_sigil_var() {
         .build()
         .unwrap_err();
     assert!(matches!(err, ConfigError::UnknownEnv { .. }));
+    Ok(())
 }
 
 #[test]
-fn pins_keep_env_out_of_one_key() {
+fn pins_keep_env_out_of_one_key() -> Result<(), ConfigError> {
     let vars = env(&[
         ("SIGIL_PORT", "9000"),
         ("SIGIL_HOST", "0.0.0.0"),
@@ -370,14 +359,10 @@ fn pins_keep_env_out_of_one_key() {
     let resolved = Config::builder()
         .file("sigil.toml", "[tls]\ncert = \"good.pem\"\n")
         .env(vars)
-        .pin("port")
-        .unwrap()
-        .pin("tls.cert")
-        .unwrap()
-        .pin("log")
-        .unwrap()
-        .build()
-        .unwrap();
+        .pin("port")?
+        .pin("tls.cert")?
+        .pin("log")?
+        .build()?;
     let c = &resolved.config;
     assert_eq!((c.port.value, &c.port.origin), (7070, &Origin::Default));
     assert_eq!(c.tls.cert.value, Some(PathBuf::from("good.pem")));
@@ -405,14 +390,12 @@ fn pins_keep_env_out_of_one_key() {
     // An override still changes a pinned key.
     let c = Config::builder()
         .env(env(&[("SIGIL_PORT", "9000")]))
-        .pin("port")
-        .unwrap()
-        .set("port", "9001", "--port")
-        .unwrap()
-        .build()
-        .unwrap()
+        .pin("port")?
+        .set("port", "9001", "--port")?
+        .build()?
         .config;
     assert_eq!(c.port.value, 9001);
+    Ok(())
 }
 
 #[test]
@@ -613,10 +596,9 @@ fn fail_ill_typed_env_values() {
 }
 
 #[test]
-fn fail_ill_typed_override_values() {
+fn fail_ill_typed_override_values() -> Result<(), ConfigError> {
     let err = Config::builder()
-        .set("port", "70000", "--port")
-        .unwrap()
+        .set("port", "70000", "--port")?
         .build()
         .unwrap_err();
     assert_eq!(
@@ -636,11 +618,11 @@ fn fail_ill_typed_override_values() {
     // A bad value is an error even when a higher layer replaces it.
     let err = Config::builder()
         .env(env(&[("SIGIL_PORT", "x")]))
-        .set("port", "1", "--port")
-        .unwrap()
+        .set("port", "1", "--port")?
         .build()
         .unwrap_err();
     assert!(err.to_string().contains("from SIGIL_PORT"), "{err}");
+    Ok(())
 }
 
 #[test]
@@ -658,17 +640,17 @@ fn fail_invalid_toml_names_file_and_line() {
 }
 
 #[test]
-fn psk_from_every_layer_is_redacted() {
+fn psk_from_every_layer_is_redacted() -> Result<(), ConfigError> {
     let (key, text) = psk();
     let file = format!("psk = \"{text}\"\n");
     for builder in [
         Config::builder().file("sigil.toml", &file),
         Config::builder().env(env(&[("SIGIL_PSK", &text)])),
-        Config::builder().set("psk", &text, "code").unwrap(),
+        Config::builder().set("psk", &text, "code")?,
     ] {
         let debug = format!("{builder:?}");
         assert!(!debug.contains(&text), "{debug}");
-        let resolved = builder.build().unwrap();
+        let resolved = builder.build()?;
         let c = &resolved.config;
         assert!(c.psk.value.as_ref() == Some(&key));
         let entry = c.entries().into_iter().find(|e| e.key == "psk").unwrap();
@@ -690,10 +672,11 @@ fn psk_from_every_layer_is_redacted() {
         .find(|e| e.key == "psk")
         .unwrap();
     assert_eq!(unset.display_value, "(unset)");
+    Ok(())
 }
 
 #[test]
-fn fail_psk_errors_never_show_the_secret() {
+fn fail_psk_errors_never_show_the_secret() -> Result<(), ConfigError> {
     let (_, good) = psk();
     // Almost-keys, and text a user might paste by mistake.
     let secrets = [
@@ -711,8 +694,7 @@ fn fail_psk_errors_never_show_the_secret() {
             file_err(&format!("[psk]\n{secret} = 1\n")),
             env_err(&[("SIGIL_PSK", secret)]),
             Config::builder()
-                .set("psk", secret, "code")
-                .unwrap()
+                .set("psk", secret, "code")?
                 .build()
                 .unwrap_err(),
         ];
@@ -728,10 +710,11 @@ fn fail_psk_errors_never_show_the_secret() {
         err.to_string(),
         "invalid value for `psk` from SIGIL_PSK: expected a key in base64 of 32 bytes (44 characters)"
     );
+    Ok(())
 }
 
 #[test]
-fn fail_psk_and_psk_file() {
+fn fail_psk_and_psk_file() -> Result<(), ConfigError> {
     let (_, text) = psk();
     let err = Config::builder()
         .file("sigil.toml", "psk_file = \"/etc/sigil/psk\"\n")
@@ -753,12 +736,11 @@ fn fail_psk_and_psk_file() {
     ));
     // Either one alone is fine.
     let c = Config::builder()
-        .set("psk_file", "psk", "--psk-file")
-        .unwrap()
-        .build()
-        .unwrap()
+        .set("psk_file", "psk", "--psk-file")?
+        .build()?
         .config;
     assert!(c.psk.value.is_none());
+    Ok(())
 }
 
 #[test]

@@ -57,6 +57,10 @@ impl ConfigBuilder {
     /// Adds the environment: pass the whole process environment
     /// (`std::env::vars()`); names that do not start with `SIGIL_` are
     /// dropped at once. A name given again replaces its earlier value.
+    ///
+    /// `std::env::vars()` panics on a variable that is not Unicode; a caller
+    /// that must not panic can pass `std::env::vars_os()` with such
+    /// variables filtered out (`into_string().ok()`).
     pub fn env<I, K, V>(mut self, vars: I) -> ConfigBuilder
     where
         I: IntoIterator<Item = (K, V)>,
