@@ -81,7 +81,9 @@ pub(crate) fn public_key_arg(arg: Option<&str>) -> Result<PublicKey, Failure> {
             return Err(Failure::runtime(format_args!(
                 "`{text}` is neither a base64 public key nor an existing file"
             ))
-            .hint("give a public key as `sigil pubkey` prints it, or the path of a public key file"));
+            .hint(
+                "give a public key as `sigil pubkey` prints it, or the path of a public key file",
+            ));
         }
     };
     let text = read_public(&source)?;
@@ -92,9 +94,14 @@ pub(crate) fn public_key_arg(arg: Option<&str>) -> Result<PublicKey, Failure> {
 /// giving a secret key where a public one is expected.
 pub(crate) fn parse_public(text: &str, source: &Source) -> Result<PublicKey, Failure> {
     PublicKey::parse(text).map_err(|err| match err {
-        KeyError::WrongKind { found: "secret", .. } => {
+        KeyError::WrongKind {
+            found: "secret", ..
+        } => {
             let hint = match source {
-                Source::Stdin => "get its public key first: `sigil pubkey < SECRET | sigil fingerprint`".to_owned(),
+                Source::Stdin => {
+                    "get its public key first: `sigil pubkey < SECRET | sigil fingerprint`"
+                        .to_owned()
+                }
                 Source::File(path) => format!(
                     "get its public key first: `sigil pubkey {}`",
                     path.display()

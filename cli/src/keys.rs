@@ -107,8 +107,10 @@ pub(crate) fn fingerprint(args: &FingerprintArgs) -> Result<(), Failure> {
 pub(crate) fn derive(args: &DeriveArgs) -> Result<(), Failure> {
     let source = Source::from_arg(Some(&args.secret));
     if source == Source::Stdin && args.peer == "-" {
-        return Err(Failure::usage("--secret and --peer cannot both be read from stdin")
-            .hint("give the peer's public key inline or as a file"));
+        return Err(
+            Failure::usage("--secret and --peer cannot both be read from stdin")
+                .hint("give the peer's public key inline or as a file"),
+        );
     }
     let secret = read_secret_key(&source)?;
     let peer = input::public_key_arg(Some(&args.peer))?;
@@ -138,7 +140,9 @@ fn public_text(secret: &SecretKey, format: KeyFormat) -> String {
 fn read_secret_key(source: &Source) -> Result<SecretKey, Failure> {
     let text = input::read_secret(source)?;
     SecretKey::parse(&text).map_err(|err| match err {
-        KeyError::WrongKind { found: "public", .. } => Failure::runtime(format_args!(
+        KeyError::WrongKind {
+            found: "public", ..
+        } => Failure::runtime(format_args!(
             "{} holds a public key, not a secret key",
             source.name()
         ))

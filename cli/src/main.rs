@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand};
 
 /// Keys and configuration for sigil, the authenticated RPC toolkit.
 #[derive(Parser)]
-#[command(name = "sigil", version, about, long_about = None)]
+#[command(name = "sigil", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
