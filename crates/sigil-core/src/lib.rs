@@ -11,6 +11,8 @@
 pub mod config;
 pub mod handshake;
 pub mod kdf;
+#[cfg(feature = "fs")]
+pub mod keyfile;
 pub mod keys;
 pub mod rand;
 pub mod replay;

@@ -80,6 +80,16 @@ impl RpcError {
             message: message.into(),
         }
     }
+
+    /// An `application_error`: the method ran and failed.
+    pub fn application(message: impl Into<String>) -> RpcError {
+        RpcError::new(ErrorCode::ApplicationError, message)
+    }
+
+    /// An `invalid_arguments` error: `args` does not fit the method.
+    pub fn invalid_arguments(message: impl Into<String>) -> RpcError {
+        RpcError::new(ErrorCode::InvalidArguments, message)
+    }
 }
 
 /// Checks an object or method name: `^[A-Za-z][A-Za-z0-9_]{0,63}$`.

@@ -8,7 +8,7 @@
 //! Client: [`ClientHandshake::start`] gives message 1; [`ClientHandshake::finish`]
 //! takes message 2 (or a refusal) and gives the session.
 //!
-//! Server: [`accept_hello`](server::accept_hello) checks message 1 in the
+//! Server: [`accept_hello`] checks message 1 in the
 //! order of the specification and gives either a [`Refusal`] to send or an
 //! authenticated [`ClientHello`]. The application looks at the client's key
 //! and payload (its handshake hook) and calls [`ClientHello::accept`] (message

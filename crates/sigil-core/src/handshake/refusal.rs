@@ -143,9 +143,11 @@ impl Refusal {
     }
 
     /// Reads a refusal message. `None` unless it is exactly one well-formed
-    /// refusal (a reason that is not UTF-8 is replaced lossily).
+    /// refusal (a reason that is not UTF-8 is replaced lossily). The version
+    /// byte is not checked, so that a refusal from a server of another
+    /// version (code 4) is still understood.
     pub fn parse(msg: &[u8]) -> Option<Refusal> {
-        if msg.len() < REFUSAL_FIXED || msg[0] != REFUSAL || msg[1] != VERSION {
+        if msg.len() < REFUSAL_FIXED || msg[0] != REFUSAL {
             return None;
         }
         let code = u16::from_be_bytes([msg[2], msg[3]]);
