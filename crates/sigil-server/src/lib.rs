@@ -1,0 +1,42 @@
+//! sigil's WebSocket RPC server.
+//!
+//! Objects are registered in a [`Registry`] under names, with the methods
+//! they expose; a [`Server`] serves them at `/sigil` (WebSocket subprotocol
+//! `sigil.v1`), one sigil/1 session per connection, driven by the sans-IO
+//! state machines of `sigil_core`. Requests and responses are JSON only;
+//! a call names one object and one method, never a path. Every limit comes
+//! from [`ServerSettings`] (usually from a resolved `sigil_core::config::Config`),
+//! and TLS and mutual TLS come from rustls.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use sigil_core::handshake::ClientAuth;
+//! use sigil_core::keys::SecretKey;
+//! use sigil_core::rand::OsRandom;
+//! use sigil_server::{Registry, RpcError, Server, ServerSettings};
+//!
+//! let mut registry = Registry::new();
+//! registry
+//!     .object("calculator")
+//!     .method("add", |(a, b): (i64, i64)| Ok::<_, RpcError>(a + b));
+//! let key = SecretKey::generate(&mut OsRandom)?;
+//! let settings = ServerSettings::new(key, ClientAuth::AllowAny);
+//! let server = Server::new(settings, registry).bind("127.0.0.1:7070").await?;
+//! println!("serving at {} with key {}", server.url(), server.public_key());
+//! # server.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+mod connection;
+pub mod demo;
+mod registry;
+mod server;
+mod settings;
+mod tls;
+
+pub use registry::{BUILTIN_OBJECT, NoArgs, ObjectBuilder, Registry};
+pub use server::{ENDPOINT, RunningServer, SUBPROTOCOL, Server};
+pub use settings::{HandshakeInfo, Hook, HookDecision, ServerLimits, ServerSettings, SetupError};
+pub use sigil_core::rpc::{ErrorCode, RpcError};
+pub use tls::{PeerCertificate, TlsSettings};

@@ -1,0 +1,257 @@
+//! Registered objects and their exposed methods.
+//!
+//! ```
+//! use sigil_server::{NoArgs, Registry, RpcError};
+//!
+//! let mut registry = Registry::new();
+//! registry
+//!     .object("greeter")
+//!     .method("hello", |(name,): (String,)| Ok::<_, RpcError>(format!("hello, {name}")))
+//!     .method("version", |_: NoArgs| Ok::<_, RpcError>("1.0"));
+//! ```
+//!
+//! A method takes its positional arguments as one type that deserializes
+//! from the JSON `args` array — a tuple such as `(f64, f64)` or `(String,)`,
+//! or [`NoArgs`] — and returns `Result<R, RpcError>` where `R: Serialize`.
+//! Arguments that do not fit give `invalid_arguments`; nothing but JSON
+//! through serde is ever deserialized, and only methods registered here can
+//! be called.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde::de::{DeserializeOwned, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+use sigil_core::rpc::{ErrorCode, RpcError, check_name, write_error, write_result};
+
+/// The name of the built-in object every server exposes.
+pub const BUILTIN_OBJECT: &str = "sigil";
+
+/// Arguments of a method that takes none: deserializes from `[]` only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NoArgs;
+
+impl<'de> Deserialize<'de> for NoArgs {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<NoArgs, D::Error> {
+        struct Empty;
+        impl<'de> Visitor<'de> for Empty {
+            type Value = NoArgs;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("no arguments (an empty array)")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<NoArgs, A::Error> {
+                match seq.next_element::<serde::de::IgnoredAny>()? {
+                    None => Ok(NoArgs),
+                    Some(_) => Err(serde::de::Error::invalid_length(1, &self)),
+                }
+            }
+        }
+        d.deserialize_seq(Empty)
+    }
+}
+
+/// A boxed future answering an asynchronous call: the whole response JSON.
+type ResponseFuture = Pin<Box<dyn Future<Output = Vec<u8>> + Send>>;
+type SyncFn = dyn Fn(u64, &str, &mut Vec<u8>) + Send + Sync;
+type AsyncFn = dyn Fn(u64, &str) -> Result<ResponseFuture, RpcError> + Send + Sync;
+
+/// How a method runs.
+pub(crate) enum Handler {
+    /// Runs inline on the connection's task: quick, non-blocking work.
+    Sync(Box<SyncFn>),
+    /// Spawned as its own task: many may be in flight on one connection.
+    Async(Box<AsyncFn>),
+}
+
+/// The objects a server exposes.
+#[derive(Default)]
+pub struct Registry {
+    objects: HashMap<String, BTreeMap<String, Handler>>,
+}
+
+/// What a call names, found in the registry.
+pub(crate) enum Lookup<'a> {
+    Handler(&'a Handler),
+    Ping,
+    Objects,
+    NoSuchObject,
+    NoSuchMethod,
+}
+
+impl Registry {
+    /// An empty registry (the built-in `sigil` object is always there).
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    /// Starts (or continues) registering methods of the object `name`.
+    ///
+    /// # Panics
+    ///
+    /// If `name` is not a valid name (`^[A-Za-z][A-Za-z0-9_]{0,63}$`) or is
+    /// the built-in `sigil`: a programming error, caught at startup.
+    pub fn object(&mut self, name: &str) -> ObjectBuilder<'_> {
+        if let Err(e) = check_name("object", name) {
+            panic!("cannot register object {name:?}: {}", e.message);
+        }
+        assert!(
+            name != BUILTIN_OBJECT,
+            "cannot register object {name:?}: the name is reserved for the built-in object"
+        );
+        ObjectBuilder {
+            methods: self.objects.entry(name.to_owned()).or_default(),
+        }
+    }
+
+    pub(crate) fn lookup(&self, object: &str, method: &str) -> Lookup<'_> {
+        if object == BUILTIN_OBJECT {
+            return match method {
+                "ping" => Lookup::Ping,
+                "objects" => Lookup::Objects,
+                _ => Lookup::NoSuchMethod,
+            };
+        }
+        match self.objects.get(object) {
+            None => Lookup::NoSuchObject,
+            Some(methods) => methods
+                .get(method)
+                .map_or(Lookup::NoSuchMethod, Lookup::Handler),
+        }
+    }
+
+    /// Every object and its method names, sorted, the built-in one included:
+    /// the answer of `sigil.objects`.
+    pub fn describe(&self) -> BTreeMap<String, Vec<String>> {
+        let mut out: BTreeMap<String, Vec<String>> = self
+            .objects
+            .iter()
+            .map(|(name, methods)| (name.clone(), methods.keys().cloned().collect()))
+            .collect();
+        out.insert(
+            BUILTIN_OBJECT.to_owned(),
+            vec!["objects".to_owned(), "ping".to_owned()],
+        );
+        out
+    }
+}
+
+/// Registers the methods of one object; see [`Registry::object`].
+pub struct ObjectBuilder<'a> {
+    methods: &'a mut BTreeMap<String, Handler>,
+}
+
+impl ObjectBuilder<'_> {
+    /// Exposes a method that runs inline on the connection's task. It must
+    /// be quick and must not block; use [`async_method`](Self::async_method)
+    /// for anything that waits.
+    ///
+    /// # Panics
+    ///
+    /// If `name` is not a valid method name.
+    pub fn method<A, R, F>(self, name: &str, f: F) -> Self
+    where
+        A: DeserializeOwned,
+        R: Serialize,
+        F: Fn(A) -> Result<R, RpcError> + Send + Sync + 'static,
+    {
+        let handler = move |id: u64, args: &str, out: &mut Vec<u8>| match parse_args::<A>(args)
+            .and_then(&f)
+        {
+            Ok(result) => respond(out, id, &result),
+            Err(e) => write_error(out, id, &e),
+        };
+        self.insert(name, Handler::Sync(Box::new(handler)))
+    }
+
+    /// Exposes an asynchronous method: each call runs as its own task, so
+    /// many can be in flight on one connection (up to `max_inflight`) and
+    /// they are answered in the order they finish.
+    ///
+    /// # Panics
+    ///
+    /// If `name` is not a valid method name.
+    pub fn async_method<A, R, F, Fut>(self, name: &str, f: F) -> Self
+    where
+        A: DeserializeOwned,
+        R: Serialize,
+        F: Fn(A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, RpcError>> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        let handler = move |id: u64, args: &str| -> Result<ResponseFuture, RpcError> {
+            let args = parse_args::<A>(args)?;
+            let fut = f(args);
+            Ok(Box::pin(async move {
+                let mut out = Vec::new();
+                match fut.await {
+                    Ok(result) => respond(&mut out, id, &result),
+                    Err(e) => write_error(&mut out, id, &e),
+                }
+                out
+            }))
+        };
+        self.insert(name, Handler::Async(Box::new(handler)))
+    }
+
+    fn insert(self, name: &str, handler: Handler) -> Self {
+        if let Err(e) = check_name("method", name) {
+            panic!("cannot register method {name:?}: {}", e.message);
+        }
+        self.methods.insert(name.to_owned(), handler);
+        self
+    }
+}
+
+fn parse_args<A: DeserializeOwned>(args: &str) -> Result<A, RpcError> {
+    serde_json::from_str(args).map_err(|e| {
+        RpcError::new(
+            ErrorCode::InvalidArguments,
+            format!("invalid arguments: {e}"),
+        )
+    })
+}
+
+/// Writes a result, or an `application_error` if it cannot be serialized
+/// (for example a non-finite float).
+fn respond<R: Serialize>(out: &mut Vec<u8>, id: u64, result: &R) {
+    let start = out.len();
+    if let Err(e) = write_result(out, id, result) {
+        out.truncate(start);
+        write_error(
+            out,
+            id,
+            &RpcError::application(format!("result cannot be encoded as JSON: {e}")),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_args_only_from_empty_array() {
+        assert!(serde_json::from_str::<NoArgs>("[]").is_ok());
+        assert!(serde_json::from_str::<NoArgs>("[1]").is_err());
+        assert!(serde_json::from_str::<NoArgs>("null").is_err());
+    }
+
+    #[test]
+    fn describe_lists_builtin_and_sorted_methods() {
+        let mut r = Registry::new();
+        r.object("b")
+            .method("z", |_: NoArgs| Ok::<_, RpcError>(1))
+            .method("a", |_: NoArgs| Ok::<_, RpcError>(2));
+        let d = r.describe();
+        assert_eq!(d["b"], ["a", "z"]);
+        assert_eq!(d["sigil"], ["objects", "ping"]);
+    }
+
+    #[test]
+    #[should_panic(expected = "dotted names are not allowed")]
+    fn dotted_object_names_cannot_be_registered() {
+        Registry::new().object("a.b");
+    }
+}

@@ -1,0 +1,275 @@
+//! What a server is built from: keys, client policy, limits, TLS, the hook.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sigil_core::config::Config;
+use sigil_core::handshake::{ClientAuth, Limits};
+use sigil_core::keyfile::{self, KeyFileError};
+use sigil_core::keys::{PublicKey, SecretKey, SymmetricKey};
+use sigil_core::rand::OsRandom;
+
+use crate::tls::{PeerCertificate, TlsSettings};
+
+/// Why a server could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// A key file named by the config is unusable.
+    #[error(transparent)]
+    KeyFile(#[from] KeyFileError),
+    /// The config is inconsistent (the message says what to change).
+    #[error("{0}")]
+    Config(String),
+    /// A TLS certificate, key or CA could not be loaded.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The listening socket could not be opened.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// The random source failed.
+    #[error("the system random number generator failed")]
+    Random,
+}
+
+/// What the application's handshake hook sees of a client.
+#[non_exhaustive]
+pub struct HandshakeInfo<'a> {
+    /// The client's static public key (authenticated, and authorised by the
+    /// server's policy).
+    pub client_key: &'a PublicKey,
+    /// The client's handshake payload (JSON text), if any.
+    pub payload: Option<&'a str>,
+    /// The client's address.
+    pub peer_addr: SocketAddr,
+    /// Under TLS with client certificates: the client's certificate.
+    pub certificate: Option<&'a PeerCertificate>,
+}
+
+/// The hook's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookDecision {
+    /// Accept, answering with this payload (one JSON value) or none.
+    Accept(Option<String>),
+    /// Refuse with this reason (sent to the client with code 2).
+    Refuse(String),
+}
+
+/// The application's handshake hook.
+pub type Hook = Arc<dyn Fn(&HandshakeInfo<'_>) -> HookDecision + Send + Sync>;
+
+/// Limits of a server, beyond those of the handshake itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// From TCP accept to an established session (TLS, HTTP upgrade and the
+    /// sigil/1 handshake together).
+    pub handshake_timeout: Duration,
+    /// A session with no message from the client and no call in flight for
+    /// this long is closed.
+    pub idle_timeout: Duration,
+    /// Connections served at once; more are closed at once.
+    pub max_connections: usize,
+    /// Asynchronous calls in flight per connection; more are answered `busy`.
+    pub max_inflight: usize,
+    /// Entries of the replay cache (see `sigil_core::replay`).
+    pub replay_cache_capacity: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> ServerLimits {
+        ServerLimits {
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            max_connections: 1024,
+            max_inflight: 64,
+            replay_cache_capacity: 262_144,
+        }
+    }
+}
+
+/// Everything a [`Server`](crate::Server) is built from.
+pub struct ServerSettings {
+    /// The server's static key.
+    pub(crate) key: SecretKey,
+    /// True when `key` was made at startup because none was configured.
+    pub(crate) ephemeral_key: bool,
+    pub(crate) auth: ClientAuth,
+    pub(crate) psk: Option<SymmetricKey>,
+    pub(crate) prologue: Vec<u8>,
+    pub(crate) limits: Limits,
+    pub(crate) server_limits: ServerLimits,
+    pub(crate) tls: Option<TlsSettings>,
+    pub(crate) hook: Option<Hook>,
+}
+
+impl ServerSettings {
+    /// Settings with a key and a client policy, and default limits.
+    pub fn new(key: SecretKey, auth: ClientAuth) -> ServerSettings {
+        ServerSettings {
+            key,
+            ephemeral_key: false,
+            auth,
+            psk: None,
+            prologue: Vec::new(),
+            limits: Limits::default(),
+            server_limits: ServerLimits::default(),
+            tls: None,
+            hook: None,
+        }
+    }
+
+    /// Settings from a resolved [`Config`]: reads `server_key` (or makes an
+    /// ephemeral key if none is set: see [`has_ephemeral_key`](Self::has_ephemeral_key)),
+    /// `authorized_keys` / `allow_any_client`, `psk` / `psk_file`,
+    /// `prologue`, the limits and the `tls.*` files.
+    ///
+    /// With neither `authorized_keys` nor `allow_any_client` no client could
+    /// connect, which is an error.
+    pub fn from_config(config: &Config) -> Result<ServerSettings, SetupError> {
+        let (key, ephemeral_key) = match &config.server_key.value {
+            Some(path) => (keyfile::read_secret_key(path)?, false),
+            None => (
+                SecretKey::generate(&mut OsRandom).map_err(|_| SetupError::Random)?,
+                true,
+            ),
+        };
+        let auth = match (&config.authorized_keys.value, config.allow_any_client.value) {
+            (_, true) => ClientAuth::AllowAny,
+            (Some(path), false) => ClientAuth::Keys(keyfile::read_authorized_keys(path)?),
+            (None, false) => {
+                return Err(SetupError::Config(
+                    "no client could connect: set `authorized_keys` to a file of client public keys, or `allow_any_client = true`".into(),
+                ));
+            }
+        };
+        let psk = match (&config.psk.value, &config.psk_file.value) {
+            (Some(psk), _) => Some(psk.clone()),
+            (None, Some(path)) => Some(keyfile::read_psk(path)?),
+            (None, None) => None,
+        };
+        let tls = match (&config.tls.cert.value, &config.tls.key.value) {
+            (Some(cert), Some(key)) => Some(TlsSettings::from_files(
+                cert,
+                key,
+                config.tls.client_ca.value.as_deref(),
+                config.tls.require_client_cert.value,
+            )?),
+            (None, None) => {
+                if config.tls.client_ca.value.is_some() || config.tls.require_client_cert.value {
+                    return Err(SetupError::Config(
+                        "tls.client_ca and tls.require_client_cert need tls.cert and tls.key"
+                            .into(),
+                    ));
+                }
+                None
+            }
+            _ => {
+                return Err(SetupError::Config(
+                    "set both tls.cert and tls.key, or neither".into(),
+                ));
+            }
+        };
+        let limits = Limits {
+            max_handshake_payload: clamp_u32(config.max_handshake_payload.value),
+            max_message_size: clamp_u32(config.max_message_size.value),
+            max_clock_skew_ms: config.max_clock_skew_ms.value,
+        };
+        let server_limits = ServerLimits {
+            handshake_timeout: Duration::from_millis(config.handshake_timeout_ms.value),
+            idle_timeout: Duration::from_millis(config.idle_timeout_ms.value),
+            max_connections: clamp_usize(config.max_connections.value),
+            max_inflight: clamp_usize(config.max_inflight.value),
+            replay_cache_capacity: clamp_usize(config.replay_cache_capacity.value),
+        };
+        Ok(ServerSettings {
+            key,
+            ephemeral_key,
+            auth,
+            psk,
+            prologue: config.prologue.value.as_bytes().to_vec(),
+            limits,
+            server_limits,
+            tls,
+            hook: None,
+        })
+    }
+
+    /// Binds a pre-shared key into every handshake.
+    pub fn with_psk(mut self, psk: SymmetricKey) -> Self {
+        self.psk = Some(psk);
+        self
+    }
+
+    /// Binds a prologue into every handshake.
+    pub fn with_prologue(mut self, prologue: &[u8]) -> Self {
+        self.prologue = prologue.to_vec();
+        self
+    }
+
+    /// Sets the handshake and frame limits.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Sets the connection limits.
+    pub fn with_server_limits(mut self, limits: ServerLimits) -> Self {
+        self.server_limits = limits;
+        self
+    }
+
+    /// Serves `wss://` with these TLS settings.
+    pub fn with_tls(mut self, tls: TlsSettings) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Sets the application's handshake hook.
+    pub fn with_hook(
+        mut self,
+        hook: impl Fn(&HandshakeInfo<'_>) -> HookDecision + Send + Sync + 'static,
+    ) -> Self {
+        self.hook = Some(Arc::new(hook));
+        self
+    }
+
+    /// Replaces the client policy.
+    pub fn with_client_auth(mut self, auth: ClientAuth) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// The server's public key (what clients pin).
+    pub fn public_key(&self) -> PublicKey {
+        self.key.public_key()
+    }
+
+    /// True when no server key was configured and one was made for this run.
+    pub fn has_ephemeral_key(&self) -> bool {
+        self.ephemeral_key
+    }
+
+    /// True when any client key is accepted.
+    pub fn allows_any_client(&self) -> bool {
+        matches!(self.auth, ClientAuth::AllowAny)
+    }
+
+    /// True when TLS is configured.
+    pub fn has_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+}
+
+fn clamp_u32(v: u64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+fn clamp_usize(v: u64) -> usize {
+    usize::try_from(v).unwrap_or(usize::MAX)
+}
