@@ -252,7 +252,6 @@ impl Conn {
         let http = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(Some(deadline.saturating_duration_since(Instant::now())))
-            .keep_alive(false)
             .serve_connection(TokioIo::new(io), service)
             .with_upgrades();
         match timeout_at(deadline, http).await {
