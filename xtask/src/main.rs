@@ -1,0 +1,47 @@
+//! `cargo xtask`: the one place that knows how to set up and run everything in
+//! sigil.
+//!
+//! `cargo xtask test` installs whatever the checks need and is missing (rustup
+//! components and targets, cargo-installed tools, Debian packages), then runs
+//! every check in order and ends with a one-line summary. It uses only std.
+//!
+//! Layout: `main.rs` parses the command line and dispatches; `ctx.rs` runs
+//! processes; `setup.rs` knows what can be installed and how; `test.rs` holds
+//! the checks; `results.rs` reads libtest's `test result:` lines.
+
+mod ctx;
+mod results;
+mod setup;
+mod test;
+
+use std::process::ExitCode;
+
+const HELP: &str = "\
+cargo xtask: sigil's developer tasks
+
+usage: cargo xtask <command> [options]
+
+commands:
+  test    install what is missing, then check everything (fmt, clippy, doc,
+          wasm build, book, audit, tests); see `cargo xtask test --help`
+  help    print this help
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (command, rest) = match args.split_first() {
+        Some((command, rest)) => (command.as_str(), rest),
+        None => ("help", &[][..]),
+    };
+    match command {
+        "test" => test::main(rest),
+        "help" | "-h" | "--help" => {
+            print!("{HELP}");
+            ExitCode::SUCCESS
+        }
+        other => {
+            eprintln!("error: unknown command `{other}`\n\n{HELP}");
+            ExitCode::from(2)
+        }
+    }
+}
