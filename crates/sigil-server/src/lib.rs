@@ -33,10 +33,12 @@ pub mod demo;
 mod registry;
 mod server;
 mod settings;
+mod static_files;
 mod tls;
 
 pub use registry::{BUILTIN_OBJECT, NoArgs, ObjectBuilder, Registry};
 pub use server::{ENDPOINT, RunningServer, SUBPROTOCOL, Server};
 pub use settings::{HandshakeInfo, Hook, HookDecision, ServerLimits, ServerSettings, SetupError};
 pub use sigil_core::rpc::{ErrorCode, RpcError};
+pub use static_files::StaticFiles;
 pub use tls::{PeerCertificate, TlsSettings};

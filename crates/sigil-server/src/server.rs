@@ -27,6 +27,7 @@ use tracing::{debug, info, warn};
 use crate::connection;
 use crate::registry::Registry;
 use crate::settings::{Hook, ServerLimits, ServerSettings, SetupError};
+use crate::static_files::StaticFiles;
 use crate::tls::PeerCertificate;
 
 /// The WebSocket endpoint.
@@ -44,6 +45,9 @@ pub(crate) struct Shared {
     pub(crate) hook: Option<Hook>,
     pub(crate) limits: ServerLimits,
     pub(crate) ws_config: WebSocketConfig,
+    pub(crate) static_files: Option<StaticFiles>,
+    /// `{"public_key": …, "fingerprint": …}`, served at `/server-key` with the static files.
+    pub(crate) server_key_json: Bytes,
 }
 
 /// A sigil server: settings and registered objects, ready to bind.
@@ -93,6 +97,13 @@ impl Server {
         let objects_json = serde_json::to_string(&self.registry.describe())
             .map_err(|e| SetupError::Config(e.to_string()))?;
         let public_key = core.public_key();
+        let server_key_json = Bytes::from(
+            serde_json::json!({
+                "public_key": public_key.to_string(),
+                "fingerprint": public_key.fingerprint(),
+            })
+            .to_string(),
+        );
         let shared = Arc::new(Shared {
             core,
             registry: self.registry,
@@ -104,6 +115,8 @@ impl Server {
             hook: s.hook,
             limits: s.server_limits,
             ws_config,
+            static_files: s.static_files,
+            server_key_json,
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let connections = Arc::new(Semaphore::new(s.server_limits.max_connections));
@@ -266,7 +279,15 @@ type ConnState = Mutex<Option<(Conn, Option<PeerCertificate>, OwnedSemaphorePerm
 
 fn route(mut req: Request<Incoming>, state: &Arc<ConnState>) -> Response<Full<Bytes>> {
     if req.uri().path() != ENDPOINT {
-        return plain(StatusCode::NOT_FOUND, "not found\n");
+        let shared = state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|(conn, _, _)| conn.shared.clone());
+        return match shared {
+            Some(shared) => static_file(&req, &shared),
+            None => plain(StatusCode::BAD_REQUEST, "one WebSocket per connection\n"),
+        };
     }
     let key = match check_upgrade(&req) {
         Ok(key) => key,
@@ -347,6 +368,51 @@ fn check_upgrade(req: &Request<Incoming>) -> Result<String, Response<Full<Bytes>
         .and_then(|k| k.to_str().ok())
         .map(str::to_owned)
         .ok_or_else(|| plain(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key\n"))
+}
+
+/// Serves a static file (GET and HEAD only) with headers that keep the page
+/// to its own origin.
+fn static_file(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
+    let Some(files) = &shared.static_files else {
+        return plain(StatusCode::NOT_FOUND, "not found\n");
+    };
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+    }
+    let path = req.uri().path();
+    let (content_type, body) = if path == "/server-key" {
+        ("application/json", shared.server_key_json.clone())
+    } else {
+        match files.get(path) {
+            Some((t, b)) => (*t, b.clone()),
+            None => return plain(StatusCode::NOT_FOUND, "not found\n"),
+        }
+    };
+    let body = if req.method() == Method::HEAD {
+        Bytes::new()
+    } else {
+        body
+    };
+    let mut resp = Response::new(Full::new(body));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self' ws: wss:; \
+             img-src 'self' data:; style-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    resp
 }
 
 fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {

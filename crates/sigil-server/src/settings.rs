@@ -10,6 +10,7 @@ use sigil_core::keyfile::{self, KeyFileError};
 use sigil_core::keys::{PublicKey, SecretKey, SymmetricKey};
 use sigil_core::rand::OsRandom;
 
+use crate::static_files::StaticFiles;
 use crate::tls::{PeerCertificate, TlsSettings};
 
 /// Why a server could not be set up.
@@ -106,6 +107,7 @@ pub struct ServerSettings {
     pub(crate) server_limits: ServerLimits,
     pub(crate) tls: Option<TlsSettings>,
     pub(crate) hook: Option<Hook>,
+    pub(crate) static_files: Option<StaticFiles>,
 }
 
 impl ServerSettings {
@@ -121,6 +123,7 @@ impl ServerSettings {
             server_limits: ServerLimits::default(),
             tls: None,
             hook: None,
+            static_files: None,
         }
     }
 
@@ -197,6 +200,7 @@ impl ServerSettings {
             server_limits,
             tls,
             hook: None,
+            static_files: None,
         })
     }
 
@@ -236,6 +240,15 @@ impl ServerSettings {
         hook: impl Fn(&HandshakeInfo<'_>) -> HookDecision + Send + Sync + 'static,
     ) -> Self {
         self.hook = Some(Arc::new(hook));
+        self
+    }
+
+    /// Serves these files at every path other than the endpoint (`/` is
+    /// `/index.html`), and the server's public key as JSON at `/server-key`
+    /// (a convenience for the web demo to prefill its pinned key, not a
+    /// trust anchor).
+    pub fn with_static_files(mut self, files: StaticFiles) -> Self {
+        self.static_files = Some(files);
         self
     }
 
