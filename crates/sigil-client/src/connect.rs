@@ -1,0 +1,207 @@
+//! Opening a connection: the WebSocket upgrade, then the sigil/1 handshake.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use sigil_core::OsRandom;
+use sigil_core::handshake::{
+    ClientConfig, ClientHandshake, HELLO2_FIXED, HandshakeError, Limits, MAX_REASON_LEN, TAG_LEN,
+};
+use sigil_core::transport::{FRAME_OVERHEAD, Session};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::http::header::SEC_WEBSOCKET_PROTOCOL;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+
+use crate::error::ClientError;
+use crate::tls::default_tls_config;
+
+/// The WebSocket subprotocol of sigil/1.
+pub const SUBPROTOCOL: &str = "sigil.v1";
+
+/// Time allowed for a closing handshake before the socket is dropped.
+pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Where and how to connect (the parts of the options besides the keys).
+pub(crate) struct Target<'a> {
+    pub(crate) url: &'a str,
+    pub(crate) tls: Option<&'a Arc<rustls::ClientConfig>>,
+    pub(crate) payload: Option<&'a str>,
+    pub(crate) limits: Limits,
+}
+
+/// A connection whose handshake has completed.
+pub(crate) struct Established {
+    pub(crate) ws: Ws,
+    pub(crate) session: Session,
+    pub(crate) server_payload: Option<String>,
+}
+
+/// Connects to `url`, upgrades to WebSocket with the subprotocol
+/// `sigil.v1`, and runs the handshake. The caller applies the timeout.
+pub(crate) async fn establish(
+    target: &Target<'_>,
+    config: &ClientConfig,
+) -> Result<Established, ClientError> {
+    let url = target.url;
+    let mut request = url
+        .into_client_request()
+        .map_err(|e| ClientError::Config(format!("invalid server URL `{url}`: {e}")))?;
+    let tls = match request.uri().scheme_str() {
+        Some("ws") => false,
+        Some("wss") => true,
+        _ => {
+            return Err(ClientError::Config(format!(
+                "invalid server URL `{url}`: it must start with ws:// or wss://"
+            )));
+        }
+    };
+    request.headers_mut().insert(
+        SEC_WEBSOCKET_PROTOCOL,
+        HeaderValue::from_static(SUBPROTOCOL),
+    );
+    let connector = if tls {
+        Connector::Rustls(match target.tls {
+            Some(config) => config.clone(),
+            None => default_tls_config()?,
+        })
+    } else {
+        Connector::Plain
+    };
+    let max = max_ws_message(target.limits);
+    let ws_config = WebSocketConfig::default()
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max));
+    let (mut ws, response) = tokio_tungstenite::connect_async_tls_with_config(
+        request,
+        Some(ws_config),
+        true,
+        Some(connector),
+    )
+    .await
+    .map_err(|e| ClientError::connection(format!("cannot connect to {url}: {}", describe(&e))))?;
+    // tungstenite checks this too; the protocol requires it, so say it here.
+    if response.headers().get(SEC_WEBSOCKET_PROTOCOL)
+        != Some(&HeaderValue::from_static(SUBPROTOCOL))
+    {
+        close_in_background(ws, CloseCode::Protocol);
+        return Err(no_subprotocol());
+    }
+
+    let (handshake, hello) =
+        ClientHandshake::start(config, &mut OsRandom, now_ms(), target.payload)
+            .map_err(handshake_error)?;
+    ws.send(Message::binary(hello))
+        .await
+        .map_err(|e| ClientError::connection(describe(&e)))?;
+    let answer = loop {
+        match ws.next().await {
+            Some(Ok(Message::Binary(bytes))) => break bytes,
+            Some(Ok(Message::Text(_))) => {
+                close_in_background(ws, CloseCode::Protocol);
+                return Err(ClientError::connection(
+                    "the server sent a text message during the handshake (protocol error)",
+                ));
+            }
+            Some(Ok(Message::Close(_))) | None => {
+                return Err(ClientError::connection(
+                    "the server closed the connection during the handshake",
+                ));
+            }
+            Some(Ok(_)) => {} // ping and pong: tungstenite answers them
+            Some(Err(e)) => return Err(ClientError::connection(describe(&e))),
+        }
+    };
+    match handshake.finish(&answer) {
+        Ok((session, server_payload)) => Ok(Established {
+            ws,
+            session,
+            server_payload,
+        }),
+        Err(e) => {
+            let code = match e {
+                HandshakeError::Refused(_) => CloseCode::Normal,
+                _ => CloseCode::Protocol,
+            };
+            close_in_background(ws, code);
+            Err(handshake_error(e))
+        }
+    }
+}
+
+/// The WebSocket layer's largest message: the largest valid protocol message
+/// in either phase (a frame, message 2 or a refusal).
+fn max_ws_message(limits: Limits) -> usize {
+    let frame = FRAME_OVERHEAD + limits.max_message_size as usize;
+    let hello = HELLO2_FIXED + TAG_LEN + limits.max_handshake_payload as usize;
+    let refusal = 8 + MAX_REASON_LEN;
+    frame.max(hello).max(refusal)
+}
+
+/// Milliseconds since the Unix epoch (0 for a clock set before it).
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn no_subprotocol() -> ClientError {
+    ClientError::connection(format!(
+        "the server did not select the WebSocket subprotocol {SUBPROTOCOL}: \
+         it is not a sigil/1 endpoint (sigil servers use the path /sigil)"
+    ))
+}
+
+pub(crate) fn handshake_error(e: HandshakeError) -> ClientError {
+    match e {
+        HandshakeError::Refused(refusal) => ClientError::Refused {
+            code: refusal.code(),
+            reason: refusal.reason().to_owned(),
+        },
+        HandshakeError::Failed => ClientError::Handshake,
+        HandshakeError::PayloadTooLarge { .. } | HandshakeError::InvalidPayload => {
+            ClientError::Config(format!("handshake payload: {e}"))
+        }
+        HandshakeError::Key(e) => ClientError::Config(format!("server public key: {e}")),
+        HandshakeError::Random(e) => ClientError::Io(std::io::Error::other(e)),
+        other => ClientError::Config(other.to_string()),
+    }
+}
+
+/// One line about a WebSocket failure.
+pub(crate) fn describe(e: &tungstenite::Error) -> String {
+    use tungstenite::Error;
+    match e {
+        Error::Http(response) => format!(
+            "the server answered the WebSocket upgrade with HTTP {} (sigil servers use the path /sigil)",
+            response.status()
+        ),
+        Error::Protocol(ProtocolError::SecWebSocketSubProtocolError(_)) => {
+            no_subprotocol().to_string()
+        }
+        Error::Capacity(e) => format!("a message from the server is over the size limit ({e})"),
+        Error::Tls(e) => format!("TLS: {e}"),
+        Error::Io(e) => e.to_string(),
+        Error::ConnectionClosed | Error::AlreadyClosed => "the connection is closed".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// Closes `ws` with `code` without waiting for it (bounded by [`CLOSE_TIMEOUT`]).
+fn close_in_background(mut ws: Ws, code: CloseCode) {
+    tokio::spawn(async move {
+        let frame = CloseFrame {
+            code,
+            reason: "".into(),
+        };
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(Some(frame))).await;
+    });
+}

@@ -1,0 +1,224 @@
+//! What a client needs to connect: keys, handshake settings, limits, TLS.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sigil_core::config::Config;
+use sigil_core::handshake::Limits;
+use sigil_core::{PublicKey, SecretKey, SymmetricKey};
+use zeroize::Zeroizing;
+
+use crate::error::ClientError;
+
+/// The default time allowed for connecting and the handshake (10 s, as the
+/// `handshake_timeout_ms` default).
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_millis(10_000);
+
+/// The most bytes read from a key file; any key is far shorter.
+const MAX_KEY_FILE: u64 = 64 * 1024;
+
+/// Everything [`Client::connect`](crate::Client::connect) needs besides the URL.
+///
+/// Built with [`ClientOptions::new`] and the `with_*` methods, or from a
+/// resolved [`Config`] with [`ClientOptions::from_config`]. Holds a secret
+/// key, so it has no `Debug` and no `Clone`.
+pub struct ClientOptions {
+    pub(crate) secret_key: SecretKey,
+    pub(crate) server_key: PublicKey,
+    pub(crate) psk: Option<SymmetricKey>,
+    pub(crate) prologue: Vec<u8>,
+    pub(crate) payload: Option<String>,
+    pub(crate) limits: Limits,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl ClientOptions {
+    /// Options for a client whose key is `secret_key`, talking to the server
+    /// whose public key is `server_key` (pinned: the handshake fails with any
+    /// other server). No psk, an empty prologue, no handshake payload,
+    /// default limits, a 10 s handshake timeout, and the webpki roots for
+    /// `wss://`.
+    pub fn new(secret_key: SecretKey, server_key: PublicKey) -> ClientOptions {
+        ClientOptions {
+            secret_key,
+            server_key,
+            psk: None,
+            prologue: Vec::new(),
+            payload: None,
+            limits: Limits::default(),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            tls: None,
+        }
+    }
+
+    /// Binds a pre-shared key into the handshake (the server must use the same).
+    pub fn with_psk(mut self, psk: SymmetricKey) -> ClientOptions {
+        self.psk = Some(psk);
+        self
+    }
+
+    /// Binds a prologue into the handshake (the server must use the same bytes).
+    pub fn with_prologue(mut self, prologue: impl Into<Vec<u8>>) -> ClientOptions {
+        self.prologue = prologue.into();
+        self
+    }
+
+    /// Sends a handshake payload: one JSON value (text) that the server's
+    /// handshake hook sees. It is checked when connecting.
+    pub fn with_payload(mut self, payload: impl Into<String>) -> ClientOptions {
+        self.payload = Some(payload.into());
+        self
+    }
+
+    /// Sets the size limits: `max_message_size` bounds the payload of every
+    /// frame both ways (the server must allow at least as much for the
+    /// requests sent), `max_handshake_payload` the server's handshake payload
+    /// and ours. The clock skew is the server's business.
+    pub fn with_limits(mut self, limits: Limits) -> ClientOptions {
+        self.limits = limits;
+        self
+    }
+
+    /// Sets the time allowed for connecting (TCP, TLS, WebSocket upgrade)
+    /// and the handshake together.
+    pub fn with_handshake_timeout(mut self, timeout: Duration) -> ClientOptions {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Uses this TLS configuration for `wss://` URLs (custom roots, a client
+    /// certificate). Without it, the Mozilla roots of `webpki-roots` are
+    /// trusted. [`tls_config`](crate::tls_config) builds one from a root store.
+    pub fn with_tls(mut self, tls: Arc<rustls::ClientConfig>) -> ClientOptions {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// The pinned server key.
+    pub fn server_key(&self) -> PublicKey {
+        self.server_key
+    }
+
+    /// This client's public key.
+    pub fn public_key(&self) -> PublicKey {
+        self.secret_key.public_key()
+    }
+
+    /// Options from a resolved configuration: the secret key from the file
+    /// `client_key`, the pinned `server_public_key`, `psk` or the file
+    /// `psk_file`, `prologue`, `max_message_size`, `max_handshake_payload`
+    /// and `handshake_timeout_ms`.
+    ///
+    /// `client_key` and `server_public_key` are required. On Unix, a secret
+    /// file (`client_key`, `psk_file`) that group or others can read is
+    /// refused, as ssh refuses such private keys.
+    pub fn from_config(config: &Config) -> Result<ClientOptions, ClientError> {
+        let server_key = config.server_public_key.value.ok_or_else(|| {
+            ClientError::Config(
+                "no server public key: set `server_public_key` (or SIGIL_SERVER_PUBLIC_KEY) \
+                 to the server's public key, as `sigil pubkey` prints it"
+                    .into(),
+            )
+        })?;
+        let key_path = config.client_key.value.as_deref().ok_or_else(|| {
+            ClientError::Config(
+                "no client key: set `client_key` (or SIGIL_CLIENT_KEY) to the path of the \
+                 client's secret key file (make one with `sigil keygen --out PATH`)"
+                    .into(),
+            )
+        })?;
+        let text = read_secret_file(key_path, "client_key")?;
+        let secret_key = SecretKey::parse(&text)
+            .map_err(|e| ClientError::Config(format!("client_key {}: {e}", key_path.display())))?;
+
+        let psk = match (&config.psk.value, &config.psk_file.value) {
+            (Some(psk), _) => Some(psk.clone()),
+            (None, Some(path)) => {
+                let text = read_secret_file(path, "psk_file")?;
+                Some(SymmetricKey::from_base64(&text).map_err(|e| {
+                    ClientError::Config(format!("psk_file {}: {e}", path.display()))
+                })?)
+            }
+            (None, None) => None,
+        };
+
+        let limits = Limits {
+            max_handshake_payload: to_u32(
+                config.max_handshake_payload.value,
+                "max_handshake_payload",
+            )?,
+            max_message_size: to_u32(config.max_message_size.value, "max_message_size")?,
+            max_clock_skew_ms: config.max_clock_skew_ms.value,
+        };
+        let mut options = ClientOptions::new(secret_key, server_key)
+            .with_prologue(config.prologue.value.as_bytes())
+            .with_limits(limits)
+            .with_handshake_timeout(Duration::from_millis(config.handshake_timeout_ms.value));
+        options.psk = psk;
+        Ok(options)
+    }
+}
+
+fn to_u32(value: u64, key: &str) -> Result<u32, ClientError> {
+    u32::try_from(value).map_err(|_| {
+        ClientError::Config(format!(
+            "`{key}` = {value} is too large (at most {})",
+            u32::MAX
+        ))
+    })
+}
+
+/// Reads a secret file's text into memory that is zeroized when dropped,
+/// refusing (on Unix) a regular file that group or others can access.
+fn read_secret_file(path: &Path, key: &str) -> Result<Zeroizing<String>, ClientError> {
+    let io_error = |e: std::io::Error| {
+        ClientError::Io(std::io::Error::new(
+            e.kind(),
+            format!("cannot read {key} file {}: {e}", path.display()),
+        ))
+    };
+    let file = File::open(path).map_err(io_error)?;
+    check_private(&file, path, key)?;
+    let mut buf = Zeroizing::new(Vec::with_capacity(256));
+    file.take(MAX_KEY_FILE + 1)
+        .read_to_end(&mut buf)
+        .map_err(io_error)?;
+    if buf.len() as u64 > MAX_KEY_FILE {
+        return Err(ClientError::Config(format!(
+            "{key} file {} is too long for a key",
+            path.display()
+        )));
+    }
+    let text = std::str::from_utf8(&buf).map_err(|_| {
+        ClientError::Config(format!(
+            "{key} file {} is not a key: it is not text",
+            path.display()
+        ))
+    })?;
+    Ok(Zeroizing::new(text.to_owned()))
+}
+
+#[cfg(unix)]
+fn check_private(file: &File, path: &Path, key: &str) -> Result<(), ClientError> {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let meta = file.metadata()?;
+    let mode = meta.permissions().mode() & 0o777;
+    if meta.is_file() && mode & 0o077 != 0 {
+        return Err(ClientError::Config(format!(
+            "{key} file {path} is accessible by group or others (mode {mode:04o}); \
+             make it private with `chmod 600 {path}`",
+            path = path.display()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private(_file: &File, _path: &Path, _key: &str) -> Result<(), ClientError> {
+    Ok(())
+}

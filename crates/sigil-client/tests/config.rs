@@ -1,0 +1,190 @@
+//! `ClientOptions::from_config`: key files, permissions, psk, limits.
+
+#![cfg(unix)]
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::time::Duration;
+
+use common::{Behavior, TestServer};
+use sigil_client::{Client, ClientError, ClientOptions};
+use sigil_core::config::Config;
+use sigil_core::keys::KeyFormat;
+
+fn write_file(path: &Path, text: &str, mode: u32) {
+    std::fs::write(path, text).expect("write");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+fn config(settings: &[(&str, &str)]) -> Config {
+    let mut builder = Config::builder();
+    for (key, value) in settings {
+        builder = builder.set(key, value, "test").expect("known key");
+    }
+    builder.build().expect("valid config").config
+}
+
+#[tokio::test]
+async fn from_config_reads_keys_psk_and_prologue() {
+    let server = TestServer::start(Behavior {
+        psk: Some([3; 32]),
+        prologue: b"app v1".to_vec(),
+        ..Behavior::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("client.key");
+    write_file(
+        &key,
+        &server.client_secret().to_text(KeyFormat::Base64),
+        0o600,
+    );
+    let psk = dir.path().join("psk");
+    let psk_text = sigil_client::SymmetricKey::from_bytes(&[3; 32]).to_base64();
+    write_file(&psk, &format!("{}\n", &*psk_text), 0o600);
+    let server_key = server.server_key.to_string();
+    let cfg = config(&[
+        ("client_key", key.to_str().expect("utf-8")),
+        ("server_public_key", &server_key),
+        ("psk_file", psk.to_str().expect("utf-8")),
+        ("prologue", "app v1"),
+        ("max_message_size", "4096"),
+    ]);
+    let options = ClientOptions::from_config(&cfg).expect("options");
+    assert_eq!(options.server_key(), server.server_key);
+    assert_eq!(options.public_key(), server.client_secret().public_key());
+    let client = Client::connect(&server.url(), options)
+        .await
+        .expect("connect");
+    let echoed: String = client.call("echo", "echo", ["hi"]).await.expect("echo");
+    assert_eq!(echoed, "hi");
+    // max_message_size came from the config.
+    let err = client
+        .call::<String>("echo", "echo", ["z".repeat(5000)])
+        .await
+        .expect_err("over the limit");
+    assert!(matches!(err, ClientError::InvalidArguments(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn fail_readable_secret_files_are_refused() {
+    let server = TestServer::start(Behavior::default()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("client.key");
+    write_file(
+        &key,
+        &server.client_secret().to_text(KeyFormat::Base64),
+        0o644,
+    );
+    let server_key = server.server_key.to_string();
+    let key_str = key.to_str().expect("utf-8");
+    let err = ClientOptions::from_config(&config(&[
+        ("client_key", key_str),
+        ("server_public_key", &server_key),
+    ]))
+    .err()
+    .expect("group-readable key refused");
+    assert!(matches!(err, ClientError::Config(_)), "{err:?}");
+    assert!(
+        err.to_string().contains(&format!("chmod 600 {key_str}")),
+        "{err}"
+    );
+
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let psk = dir.path().join("psk");
+    write_file(
+        &psk,
+        &sigil_client::SymmetricKey::from_bytes(&[1; 32]).to_base64(),
+        0o640,
+    );
+    let psk_str = psk.to_str().expect("utf-8");
+    let err = ClientOptions::from_config(&config(&[
+        ("client_key", key_str),
+        ("server_public_key", &server_key),
+        ("psk_file", psk_str),
+    ]))
+    .err()
+    .expect("group-readable psk refused");
+    assert!(
+        err.to_string().contains(&format!("chmod 600 {psk_str}")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn fail_missing_settings_and_files() {
+    let server = TestServer::start(Behavior::default()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("client.key");
+    write_file(
+        &key,
+        &server.client_secret().to_text(KeyFormat::Base64),
+        0o600,
+    );
+    let key_str = key.to_str().expect("utf-8");
+    let server_key = server.server_key.to_string();
+
+    let err = ClientOptions::from_config(&config(&[("client_key", key_str)]))
+        .err()
+        .expect("no server key");
+    assert!(err.to_string().contains("server_public_key"), "{err}");
+
+    let err = ClientOptions::from_config(&config(&[("server_public_key", &server_key)]))
+        .err()
+        .expect("no client key");
+    assert!(err.to_string().contains("client_key"), "{err}");
+
+    let missing = dir.path().join("nope.key");
+    let missing_str = missing.to_str().expect("utf-8");
+    let err = ClientOptions::from_config(&config(&[
+        ("client_key", missing_str),
+        ("server_public_key", &server_key),
+    ]))
+    .err()
+    .expect("missing file");
+    assert!(matches!(err, ClientError::Io(_)), "{err:?}");
+    assert!(err.to_string().contains(missing_str), "{err}");
+
+    // A PEM public key says what it is (base64 of 32 bytes cannot).
+    let public = dir.path().join("server.pub");
+    write_file(&public, &server.server_key.to_text(KeyFormat::Pem), 0o600);
+    let err = ClientOptions::from_config(&config(&[
+        ("client_key", public.to_str().expect("utf-8")),
+        ("server_public_key", &server_key),
+    ]))
+    .err()
+    .expect("a public key is not a secret key");
+    assert!(matches!(err, ClientError::Config(_)), "{err:?}");
+    assert!(err.to_string().contains("expected a secret key"), "{err}");
+}
+
+#[tokio::test]
+async fn from_config_handshake_timeout() {
+    let server = TestServer::start(Behavior {
+        silent: true,
+        ..Behavior::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("client.key");
+    write_file(
+        &key,
+        &server.client_secret().to_text(KeyFormat::Base64),
+        0o600,
+    );
+    let server_key = server.server_key.to_string();
+    let options = ClientOptions::from_config(&config(&[
+        ("client_key", key.to_str().expect("utf-8")),
+        ("server_public_key", &server_key),
+        ("handshake_timeout_ms", "150"),
+    ]))
+    .expect("options");
+    let started = std::time::Instant::now();
+    let err = Client::connect(&server.url(), options)
+        .await
+        .expect_err("timeout");
+    assert!(matches!(err, ClientError::Timeout), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
