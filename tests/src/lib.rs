@@ -19,3 +19,13 @@ struct BookConfiguration;
 #[cfg(doctest)]
 #[doc = include_str!("../../book/src/protocol.md")]
 struct BookProtocol;
+
+/// The "Serving objects" chapter.
+#[cfg(doctest)]
+#[doc = include_str!("../../book/src/serving.md")]
+struct BookServing;
+
+/// The "TLS and client certificates" chapter.
+#[cfg(doctest)]
+#[doc = include_str!("../../book/src/tls.md")]
+struct BookTls;

@@ -1,0 +1,274 @@
+//! A hostile peer against a real server: replays, tampering, oversize
+//! messages, stalled handshakes, connection floods. Each breach closes the
+//! offending connection only; other clients are served throughout.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use sigil_core::handshake::{ClientAuth, ClientConfig, Limits, RefusalCode};
+use sigil_core::keys::SecretKey;
+use sigil_server::{ServerLimits, ServerSettings};
+use tokio::io::AsyncReadExt as _;
+use tokio::net::TcpStream;
+
+fn config_for(server_key: sigil_core::keys::PublicKey, secret: &SecretKey) -> ClientConfig {
+    ClientConfig::new(
+        SecretKey::from_bytes(&secret.dangerous_to_bytes()),
+        server_key,
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn replayed_first_message_is_refused_with_code_5() {
+    let client_key = key();
+    let server = demo_server(&[client_key.public_key()]).await;
+    let cfg = config_for(server.public_key(), &client_key);
+    let mut first = RawClient::open(&server.url()).await;
+    let (msg1, session) = first.handshake(&cfg).await;
+    assert!(session.is_ok());
+    // The captured message 1, sent again on a new connection.
+    let mut second = RawClient::open(&server.url()).await;
+    second.send(msg1).await;
+    let answer = second.recv().await.unwrap();
+    let refusal = sigil_core::handshake::Refusal::parse(&answer).unwrap();
+    assert_eq!(refusal.code(), RefusalCode::StaleOrReplayed);
+    assert_eq!(
+        second.recv().await,
+        None,
+        "the server closes after a refusal"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn tampered_frame_closes_that_connection_only() {
+    let client_key = key();
+    let server = demo_server(&[client_key.public_key()]).await;
+    let bystander = connect(
+        &server,
+        SecretKey::from_bytes(&client_key.dangerous_to_bytes()),
+    )
+    .await;
+    let cfg = config_for(server.public_key(), &client_key);
+    let mut raw = RawClient::open(&server.url()).await;
+    let mut session = raw.handshake(&cfg).await.1.unwrap();
+    let reply = raw
+        .call(
+            &mut session,
+            br#"{"id":1,"object":"calculator","method":"add","args":[1,2]}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply, br#"{"id":1,"result":3}"#);
+    let mut frame = Vec::new();
+    session
+        .seal(
+            br#"{"id":2,"object":"calculator","method":"add","args":[1,2]}"#,
+            &mut frame,
+        )
+        .unwrap();
+    frame[20] ^= 0x01;
+    raw.send(frame).await;
+    assert_eq!(
+        raw.recv().await,
+        None,
+        "no answer: the connection is closed"
+    );
+    assert_eq!(
+        bystander
+            .call::<i64>("calculator", "add", (2, 3))
+            .await
+            .unwrap(),
+        5
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn dotted_names_from_a_raw_client_get_invalid_request() {
+    let client_key = key();
+    let server = demo_server(&[client_key.public_key()]).await;
+    let cfg = config_for(server.public_key(), &client_key);
+    let mut raw = RawClient::open(&server.url()).await;
+    let mut session = raw.handshake(&cfg).await.1.unwrap();
+    let reply = raw
+        .call(
+            &mut session,
+            br#"{"id":9,"object":"calculator.__class__","method":"add","args":[]}"#,
+        )
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&reply).unwrap();
+    assert_eq!(v["id"], 9);
+    assert_eq!(v["error"]["code"], "invalid_request");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("dotted names are not allowed")
+    );
+    let reply = raw.call(&mut session, b"not json").await.unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&reply).unwrap();
+    assert_eq!(
+        (v["id"].as_u64(), v["error"]["code"].as_str()),
+        (Some(0), Some("invalid_request"))
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversize_messages_close_the_connection() {
+    let client_key = key();
+    let settings = ServerSettings::new(key(), ClientAuth::Keys(vec![client_key.public_key()]))
+        .with_limits(Limits {
+            max_message_size: 1024,
+            ..Limits::default()
+        });
+    let server = start(settings, demo_registry()).await;
+    let limits = Limits {
+        max_message_size: 1 << 20,
+        ..Limits::default()
+    };
+    let cfg = config_for(server.public_key(), &client_key).with_limits(limits);
+    let mut raw = RawClient::open(&server.url()).await;
+    let mut session = raw.handshake(&cfg).await.1.unwrap();
+    let big = format!(
+        r#"{{"id":1,"object":"echo","method":"echo","args":["{}"]}}"#,
+        "x".repeat(4096)
+    );
+    let mut frame = Vec::new();
+    session.seal(big.as_bytes(), &mut frame).unwrap();
+    raw.send(frame).await;
+    assert_eq!(raw.recv().await, None);
+    // An oversize message 1 is refused too.
+    let mut raw = RawClient::open(&server.url()).await;
+    raw.send(vec![0x01; 64 * 1024]).await;
+    assert_eq!(raw.recv().await, None);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn stalled_handshake_is_dropped_while_others_are_served() {
+    let client_key = key();
+    let settings = ServerSettings::new(key(), ClientAuth::Keys(vec![client_key.public_key()]))
+        .with_server_limits(ServerLimits {
+            handshake_timeout: Duration::from_millis(300),
+            ..ServerLimits::default()
+        });
+    let server = start(settings, demo_registry()).await;
+    // One peer opens TCP and says nothing; another upgrades and says nothing.
+    let mut silent = TcpStream::connect(server.local_addr()).await.unwrap();
+    let mut mute = RawClient::open(&server.url()).await;
+    let good = connect(&server, client_key).await;
+    assert_eq!(
+        good.call::<i64>("calculator", "add", (1, 1)).await.unwrap(),
+        2
+    );
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "the silent TCP peer was dropped"
+    );
+    assert_eq!(
+        mute.recv().await,
+        None,
+        "the mute WebSocket peer was dropped"
+    );
+    // The established session is not subject to the handshake timeout.
+    assert_eq!(
+        good.call::<i64>("calculator", "add", (2, 2)).await.unwrap(),
+        4
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn max_connections_is_enforced_and_recovers() {
+    let client_key = key();
+    let settings = ServerSettings::new(key(), ClientAuth::Keys(vec![client_key.public_key()]))
+        .with_server_limits(ServerLimits {
+            max_connections: 2,
+            ..ServerLimits::default()
+        });
+    let server = start(settings, demo_registry()).await;
+    let copy = |k: &SecretKey| SecretKey::from_bytes(&k.dangerous_to_bytes());
+    let a = connect(&server, copy(&client_key)).await;
+    let b = connect(&server, copy(&client_key)).await;
+    let third = sigil_client::Client::connect(
+        &server.url(),
+        sigil_client::ClientOptions::new(copy(&client_key), server.public_key()),
+    )
+    .await;
+    assert!(third.is_err(), "a third connection is closed at once");
+    assert_eq!(a.call::<i64>("calculator", "add", (1, 1)).await.unwrap(), 2);
+    b.close().await;
+    // The slot is free again once the server has seen the close.
+    let mut retries = 0;
+    let c = loop {
+        let opts = sigil_client::ClientOptions::new(copy(&client_key), server.public_key());
+        match sigil_client::Client::connect(&server.url(), opts).await {
+            Ok(c) => break c,
+            Err(_) if retries < 50 => {
+                retries += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("no slot after a close: {e}"),
+        }
+    };
+    assert_eq!(c.call::<i64>("calculator", "add", (3, 3)).await.unwrap(), 6);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn wrong_subprotocol_and_paths_are_refused() {
+    let server = demo_server(&[]).await;
+    let url = format!("ws://{}/sigil", server.local_addr());
+    // No subprotocol.
+    assert!(
+        tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .is_err()
+    );
+    // Another path.
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        format!("ws://{}/other", server.local_addr()),
+    )
+    .unwrap();
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", "sigil.v1".parse().unwrap());
+    assert!(tokio_tungstenite::connect_async(req).await.is_err());
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn text_messages_and_garbage_hellos_are_refused() {
+    let client_key = key();
+    let server = demo_server(&[client_key.public_key()]).await;
+    let mut raw = RawClient::open(&server.url()).await;
+    raw.send(b"\x01\x01garbage".to_vec()).await;
+    let answer = raw.recv().await.unwrap();
+    assert_eq!(
+        sigil_core::handshake::Refusal::parse(&answer)
+            .unwrap()
+            .code(),
+        RefusalCode::HandshakeFailed
+    );
+    let cfg = config_for(server.public_key(), &client_key);
+    let mut raw = RawClient::open(&server.url()).await;
+    let _session = raw.handshake(&cfg).await.1.unwrap();
+    use futures_util::SinkExt as _;
+    raw.ws
+        .send(tokio_tungstenite::tungstenite::Message::Text(
+            "hello".into(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(raw.recv().await, None);
+    server.shutdown().await;
+}

@@ -1,0 +1,304 @@
+//! The server and the native client over real sockets on 127.0.0.1.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+use sigil_client::{Client, ClientError, ClientOptions};
+use sigil_core::handshake::{ClientAuth, Limits};
+use sigil_core::keys::SymmetricKey;
+use sigil_core::rpc::ErrorCode;
+use sigil_server::{HookDecision, NoArgs, RpcError, ServerLimits, ServerSettings};
+
+#[tokio::test]
+async fn demo_methods() {
+    let client_key = key();
+    let server = demo_server(&[client_key.public_key()]).await;
+    let c = connect(&server, client_key).await;
+    assert_eq!(c.call::<i64>("calculator", "add", (1, 2)).await.unwrap(), 3);
+    assert_eq!(
+        c.call::<i64>("calculator", "sub", (1, 2)).await.unwrap(),
+        -1
+    );
+    assert_eq!(
+        c.call::<f64>("calculator", "mul", (1.5, 2)).await.unwrap(),
+        3.0
+    );
+    assert_eq!(
+        c.call::<f64>("calculator", "div", (7, 2)).await.unwrap(),
+        3.5
+    );
+    assert_eq!(c.call::<i64>("calculator", "div", (8, 2)).await.unwrap(), 4);
+    let v = json!({"nested": [1, "two", null, {"x": true}]});
+    assert_eq!(c.call::<Value>("echo", "echo", (&v,)).await.unwrap(), v);
+    assert_eq!(
+        c.call::<Value>("kv", "get", ("k",)).await.unwrap(),
+        Value::Null
+    );
+    c.call::<Value>("kv", "set", ("k", "v")).await.unwrap();
+    assert_eq!(c.call::<String>("kv", "get", ("k",)).await.unwrap(), "v");
+    assert!(c.call::<bool>("kv", "delete", ("k",)).await.unwrap());
+    assert!(!c.call::<bool>("kv", "delete", ("k",)).await.unwrap());
+    assert_eq!(
+        c.call::<String>("sigil", "ping", NoArgs_()).await.unwrap(),
+        "pong"
+    );
+    let objects: Value = c.call("sigil", "objects", NoArgs_()).await.unwrap();
+    assert_eq!(
+        objects,
+        json!({"calculator": ["add", "div", "mul", "sub"], "echo": ["echo"],
+               "kv": ["delete", "get", "set"], "sigil": ["objects", "ping"]})
+    );
+    c.close().await;
+    server.shutdown().await;
+}
+
+/// `[]`: no arguments.
+#[allow(non_snake_case)]
+fn NoArgs_() -> [u8; 0] {
+    []
+}
+
+fn rpc_code(r: Result<Value, ClientError>) -> ErrorCode {
+    match r {
+        Err(ClientError::Remote(e)) => e.code,
+        other => panic!("expected a remote error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn every_error_code() {
+    let client_key = key();
+    let mut registry = demo_registry();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let g = gate.clone();
+    registry
+        .object("test")
+        .method("big", |_: NoArgs| Ok::<_, RpcError>("x".repeat(4000)))
+        .async_method("wait", move |_: NoArgs| {
+            let g = g.clone();
+            async move {
+                let _permit = g
+                    .acquire()
+                    .await
+                    .map_err(|e| RpcError::application(e.to_string()))?;
+                Ok::<_, RpcError>("done")
+            }
+        });
+    let settings = ServerSettings::new(key(), ClientAuth::Keys(vec![client_key.public_key()]))
+        .with_limits(Limits {
+            max_message_size: 2048,
+            ..Limits::default()
+        })
+        .with_server_limits(ServerLimits {
+            max_inflight: 2,
+            ..ServerLimits::default()
+        });
+    let server = start(settings, registry).await;
+    let opts = ClientOptions::new(client_key, server.public_key()).with_limits(Limits {
+        max_message_size: 2048,
+        ..Limits::default()
+    });
+    let c = Client::connect(&server.url(), opts).await.unwrap();
+
+    assert_eq!(
+        rpc_code(c.call("nothing", "add", (1, 2)).await),
+        ErrorCode::NoSuchObject
+    );
+    assert_eq!(
+        rpc_code(c.call("calculator", "pow", (1, 2)).await),
+        ErrorCode::NoSuchMethod
+    );
+    assert_eq!(
+        rpc_code(c.call("calculator", "add", (1,)).await),
+        ErrorCode::InvalidArguments
+    );
+    assert_eq!(
+        rpc_code(c.call("calculator", "add", ("a", "b")).await),
+        ErrorCode::InvalidArguments
+    );
+    assert_eq!(
+        rpc_code(c.call("sigil", "ping", (1,)).await),
+        ErrorCode::InvalidArguments
+    );
+    match c.call::<Value>("calculator", "div", (1, 0)).await {
+        Err(ClientError::Remote(e)) => {
+            assert_eq!(e.code, ErrorCode::ApplicationError);
+            assert!(e.message.contains("division by zero"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        rpc_code(c.call("test", "big", NoArgs_()).await),
+        ErrorCode::TooLarge
+    );
+    // Two calls hold both slots; the third is busy; then both finish.
+    let (c1, c2) = (c.clone(), c.clone());
+    let w1 = tokio::spawn(async move { c1.call::<String>("test", "wait", NoArgs_()).await });
+    let w2 = tokio::spawn(async move { c2.call::<String>("test", "wait", NoArgs_()).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        rpc_code(c.call("test", "wait", NoArgs_()).await),
+        ErrorCode::Busy
+    );
+    gate.add_permits(2);
+    assert_eq!(w1.await.unwrap().unwrap(), "done");
+    assert_eq!(w2.await.unwrap().unwrap(), "done");
+    // The connection is still good after every error.
+    assert_eq!(c.call::<i64>("calculator", "add", (2, 2)).await.unwrap(), 4);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn dotted_names_are_refused_before_sending() {
+    let client_key = key();
+    let server = demo_server(&[client_key.public_key()]).await;
+    let c = connect(&server, client_key).await;
+    match c.call::<Value>("calculator.add", "x", NoArgs_()).await {
+        Err(ClientError::InvalidArguments(m)) => {
+            assert!(m.contains("dotted names are not allowed"), "{m}")
+        }
+        other => panic!("{other:?}"),
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn unauthorised_client_is_refused_with_code_1() {
+    let server = demo_server(&[key().public_key()]).await;
+    let err = Client::connect(
+        &server.url(),
+        ClientOptions::new(key(), server.public_key()),
+    )
+    .await
+    .err()
+    .unwrap();
+    assert_eq!(err.refusal_code(), Some(1), "{err}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn wrong_pinned_server_key_is_refused_with_code_1() {
+    let client_key = key();
+    let server = demo_server(&[client_key.public_key()]).await;
+    let err = Client::connect(
+        &server.url(),
+        ClientOptions::new(client_key, key().public_key()),
+    )
+    .await
+    .err()
+    .unwrap();
+    assert_eq!(err.refusal_code(), Some(1), "{err}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn psk_prologue_payload_and_hook() {
+    let client_key = key();
+    let psk = SymmetricKey::from_bytes(&[7; 32]);
+    let settings = ServerSettings::new(key(), ClientAuth::AllowAny)
+        .with_psk(psk.clone())
+        .with_prologue(b"app/1")
+        .with_hook(|info| match info.payload {
+            Some(p) if p.contains("letmein") => {
+                HookDecision::Accept(Some(r#"{"welcome":true}"#.into()))
+            }
+            _ => HookDecision::Refuse("bad token".into()),
+        });
+    let server = start(settings, demo_registry()).await;
+    let opts = || {
+        ClientOptions::new(client_key_copy(&client_key), server.public_key())
+            .with_psk(psk.clone())
+            .with_prologue(b"app/1".to_vec())
+    };
+    let c = Client::connect(&server.url(), opts().with_payload(r#"{"token":"letmein"}"#))
+        .await
+        .unwrap();
+    assert_eq!(c.server_payload(), Some(r#"{"welcome":true}"#));
+    assert_eq!(c.call::<i64>("calculator", "add", (1, 1)).await.unwrap(), 2);
+    match Client::connect(&server.url(), opts().with_payload(r#"{"token":"nope"}"#)).await {
+        Err(ClientError::Refused { code, reason }) => {
+            assert_eq!((code.as_u16(), reason.as_str()), (2, "bad token"));
+        }
+        other => panic!("{:?}", other.err()),
+    }
+    let no_psk = ClientOptions::new(client_key_copy(&client_key), server.public_key())
+        .with_prologue(b"app/1".to_vec())
+        .with_payload(r#"{"token":"letmein"}"#);
+    let err = Client::connect(&server.url(), no_psk).await.err().unwrap();
+    assert_eq!(err.refusal_code(), Some(1));
+    server.shutdown().await;
+}
+
+fn client_key_copy(k: &sigil_core::keys::SecretKey) -> sigil_core::keys::SecretKey {
+    sigil_core::keys::SecretKey::from_bytes(&k.dangerous_to_bytes())
+}
+
+#[tokio::test]
+async fn oneway_calls_get_no_response() {
+    let client_key = key();
+    let server = demo_server(&[client_key.public_key()]).await;
+    let c = connect(&server, client_key).await;
+    c.oneway("kv", "set", ("a", "1")).await.unwrap();
+    // A oneway call that fails is silent too.
+    c.oneway("calculator", "div", (1, 0)).await.unwrap();
+    assert_eq!(c.call::<String>("kv", "get", ("a",)).await.unwrap(), "1");
+    server.shutdown().await;
+}
+
+/// 100 concurrent clients × 100 calls, every answer checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_clients_hundred_calls_each() {
+    let keys: Vec<_> = (0..100).map(|_| key()).collect();
+    let publics: Vec<_> = keys.iter().map(|k| k.public_key()).collect();
+    let settings = ServerSettings::new(key(), ClientAuth::Keys(publics));
+    let server = start(settings, demo_registry()).await;
+    let url = server.url();
+    let pk = server.public_key();
+    let mut tasks = Vec::new();
+    for (i, k) in keys.into_iter().enumerate() {
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            let c = Client::connect(&url, ClientOptions::new(k, pk))
+                .await
+                .unwrap();
+            // Half the calls concurrently on one connection, half in sequence.
+            let concurrent = (0..50i64).map(|j| {
+                let c = c.clone();
+                async move {
+                    (
+                        j,
+                        c.call::<i64>("calculator", "add", (i as i64, j))
+                            .await
+                            .unwrap(),
+                    )
+                }
+            });
+            for (j, sum) in futures_util::future::join_all(concurrent).await {
+                assert_eq!(sum, i as i64 + j);
+            }
+            for j in 50..100i64 {
+                assert_eq!(
+                    c.call::<i64>("calculator", "mul", (i as i64, j))
+                        .await
+                        .unwrap(),
+                    i as i64 * j
+                );
+            }
+            c.close().await;
+        }));
+    }
+    let all = tokio::time::timeout(
+        Duration::from_secs(120),
+        futures_util::future::join_all(tasks),
+    );
+    for t in all.await.expect("10,000 calls within 2 minutes") {
+        t.unwrap();
+    }
+    server.shutdown().await;
+}
