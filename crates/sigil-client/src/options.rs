@@ -1,24 +1,18 @@
 //! What a client needs to connect: keys, handshake settings, limits, TLS.
 
-use std::fs::File;
-use std::io::Read;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sigil_core::config::Config;
 use sigil_core::handshake::Limits;
+use sigil_core::keyfile;
 use sigil_core::{PublicKey, SecretKey, SymmetricKey};
-use zeroize::Zeroizing;
 
 use crate::error::ClientError;
 
 /// The default time allowed for connecting and the handshake (10 s, as the
 /// `handshake_timeout_ms` default).
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_millis(10_000);
-
-/// The most bytes read from a key file; any key is far shorter.
-const MAX_KEY_FILE: u64 = 64 * 1024;
 
 /// Everything [`Client::connect`](crate::Client::connect) needs besides the URL.
 ///
@@ -131,17 +125,13 @@ impl ClientOptions {
                     .into(),
             )
         })?;
-        let text = read_secret_file(key_path, "client_key")?;
-        let secret_key = SecretKey::parse(&text)
-            .map_err(|e| ClientError::Config(format!("client_key {}: {e}", key_path.display())))?;
+        let secret_key =
+            keyfile::read_secret_key(key_path).map_err(|e| key_file_error("client_key", e))?;
 
         let psk = match (&config.psk.value, &config.psk_file.value) {
             (Some(psk), _) => Some(psk.clone()),
             (None, Some(path)) => {
-                let text = read_secret_file(path, "psk_file")?;
-                Some(SymmetricKey::from_base64(&text).map_err(|e| {
-                    ClientError::Config(format!("psk_file {}: {e}", path.display()))
-                })?)
+                Some(keyfile::read_psk(path).map_err(|e| key_file_error("psk_file", e))?)
             }
             (None, None) => None,
         };
@@ -172,53 +162,13 @@ fn to_u32(value: u64, key: &str) -> Result<u32, ClientError> {
     })
 }
 
-/// Reads a secret file's text into memory that is zeroized when dropped,
-/// refusing (on Unix) a regular file that group or others can access.
-fn read_secret_file(path: &Path, key: &str) -> Result<Zeroizing<String>, ClientError> {
-    let io_error = |e: std::io::Error| {
-        ClientError::Io(std::io::Error::new(
-            e.kind(),
-            format!("cannot read {key} file {}: {e}", path.display()),
-        ))
-    };
-    let file = File::open(path).map_err(io_error)?;
-    check_private(&file, path, key)?;
-    let mut buf = Zeroizing::new(Vec::with_capacity(256));
-    file.take(MAX_KEY_FILE + 1)
-        .read_to_end(&mut buf)
-        .map_err(io_error)?;
-    if buf.len() as u64 > MAX_KEY_FILE {
-        return Err(ClientError::Config(format!(
-            "{key} file {} is too long for a key",
-            path.display()
-        )));
+/// An unreadable file is an I/O error; unusable contents are a config error.
+fn key_file_error(key: &str, e: keyfile::KeyFileError) -> ClientError {
+    match e {
+        keyfile::KeyFileError::Io { path, source } => ClientError::Io(std::io::Error::new(
+            source.kind(),
+            format!("cannot read {key} file {}: {source}", path.display()),
+        )),
+        other => ClientError::Config(format!("{key}: {other}")),
     }
-    let text = std::str::from_utf8(&buf).map_err(|_| {
-        ClientError::Config(format!(
-            "{key} file {} is not a key: it is not text",
-            path.display()
-        ))
-    })?;
-    Ok(Zeroizing::new(text.to_owned()))
-}
-
-#[cfg(unix)]
-fn check_private(file: &File, path: &Path, key: &str) -> Result<(), ClientError> {
-    use std::os::unix::fs::PermissionsExt as _;
-
-    let meta = file.metadata()?;
-    let mode = meta.permissions().mode() & 0o777;
-    if meta.is_file() && mode & 0o077 != 0 {
-        return Err(ClientError::Config(format!(
-            "{key} file {path} is accessible by group or others (mode {mode:04o}); \
-             make it private with `chmod 600 {path}`",
-            path = path.display()
-        )));
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn check_private(_file: &File, _path: &Path, _key: &str) -> Result<(), ClientError> {
-    Ok(())
 }
