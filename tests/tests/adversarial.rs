@@ -272,3 +272,20 @@ async fn text_messages_and_garbage_hellos_are_refused() {
     assert_eq!(raw.recv().await, None);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_close_from_the_client_is_answered_with_a_close() {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+    let client_key = key();
+    let server = demo_server(&[client_key.public_key()]).await;
+    let cfg = config_for(server.public_key(), &client_key);
+    let mut raw = RawClient::open(&server.url()).await;
+    let _session = raw.handshake(&cfg).await.1.unwrap();
+    raw.ws.send(Message::Close(None)).await.unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(5), raw.ws.next())
+        .await
+        .unwrap();
+    assert!(matches!(reply, Some(Ok(Message::Close(_)))), "{reply:?}");
+    server.shutdown().await;
+}

@@ -156,7 +156,11 @@ struct Session {
 
 /// Why a session ends.
 enum End {
-    Peer,
+    /// The connection broke: nothing more can be sent.
+    Broken,
+    /// The peer sent a close: answer it (RFC 6455 section 5.5.1).
+    PeerClosed,
+    /// We close, with this code and reason.
     Close(CloseCode, &'static str),
 }
 
@@ -191,10 +195,11 @@ impl Session {
                             info!("{} sent a text message: closing", self.peer);
                             break End::Close(CloseCode::Protocol, "binary messages only");
                         }
-                        Some(Ok(Message::Close(_))) | None => break End::Peer,
+                        Some(Ok(Message::Close(_))) => break End::PeerClosed,
+                        None => break End::Broken,
                         Some(Err(e)) => {
                             info!("connection from {} failed: {e}", self.peer);
-                            break End::Peer;
+                            break End::Broken;
                         }
                     }
                 }
@@ -214,8 +219,15 @@ impl Session {
                 _ = stop.changed() => break End::Close(CloseCode::Away, "server shutting down"),
             }
         };
-        if let End::Close(code, reason) = end {
-            close(&mut ws, code, reason).await;
+        match end {
+            End::Close(code, reason) => close(&mut ws, code, reason).await,
+            // tungstenite has queued the reply to the peer's close; reading
+            // on sends it and then ends the stream (bounded in time).
+            End::PeerClosed => {
+                let drain = async { while ws.next().await.is_some() {} };
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
+            }
+            End::Broken => {}
         }
         debug!("session with {} ended", self.peer);
     }
@@ -232,7 +244,7 @@ impl Session {
             Ok(p) => p,
             Err(e) => {
                 warn!("bad frame from {}: {e}: closing", self.peer);
-                return Err(End::Close(CloseCode::Policy, "bad frame"));
+                return Err(End::Close(CloseCode::Protocol, "bad frame"));
             }
         };
         if payload.is_empty() {
@@ -338,7 +350,7 @@ impl Session {
         }
         ws.send(Message::Binary(frame.into())).await.map_err(|e| {
             debug!("sending to {} failed: {e}", self.peer);
-            End::Peer
+            End::Broken
         })
     }
 }
