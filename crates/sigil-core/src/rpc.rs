@@ -64,6 +64,7 @@ impl std::fmt::Display for ErrorCode {
 
 /// The error of a failed call: a code for programs, a message for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(deny_unknown_fields)]
 #[error("{code}: {message}")]
 pub struct RpcError {
     /// What kind of failure.
@@ -369,6 +370,8 @@ mod tests {
             parse_response(br#"{"id":2,"error":{"code":"new_code","message":"m"}}"#).unwrap();
         assert_eq!(unknown.outcome.unwrap_err().code, ErrorCode::Unknown);
         assert!(parse_response(br#"{"id":1}"#).is_err());
+        assert!(parse_response(br#"{"id":1,"result":1,"extra":0}"#).is_err());
+        assert!(parse_response(br#"{"id":1,"error":{"code":"busy","message":"","x":1}}"#).is_err());
         assert!(
             parse_response(br#"{"id":1,"result":1,"error":{"code":"busy","message":""}}"#).is_err()
         );
