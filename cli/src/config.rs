@@ -64,16 +64,63 @@ fn show(args: &ShowArgs) -> Result<(), Failure> {
 /// and the process environment (unless `no_env`), and reports ignored
 /// environment variables on stderr.
 pub(crate) fn resolve(file: Option<&Path>, no_env: bool) -> Result<Resolved, Failure> {
-    let mut builder = Config::builder();
-    if let Some(path) = file {
-        let contents = read_config_file(path)?;
-        builder = builder.file(path.display().to_string(), &contents);
+    let resolved = Sources::load(file, no_env)?.resolve(&[])?;
+    report_ignored(&resolved);
+    Ok(resolved)
+}
+
+/// An override from the command line: key, value (as in an environment
+/// variable) and the flag it came from, shown as its origin.
+pub(crate) struct Override<'a> {
+    pub(crate) key: &'a str,
+    pub(crate) value: &'a str,
+    pub(crate) flag: &'a str,
+}
+
+/// The layers below the command line, read once, so that a command can
+/// resolve them more than once with different overrides (`sigil serve
+/// --demo` decides on one after seeing whether `authorized_keys` is set).
+pub(crate) struct Sources {
+    file: Option<(String, Zeroizing<String>)>,
+    env: Vec<(String, Zeroizing<String>)>,
+    no_env: bool,
+}
+
+impl Sources {
+    /// Reads the config file (if any) and the `SIGIL_*` environment.
+    pub(crate) fn load(file: Option<&Path>, no_env: bool) -> Result<Sources, Failure> {
+        let file = match file {
+            Some(path) => Some((path.display().to_string(), read_config_file(path)?)),
+            None => None,
+        };
+        Ok(Sources {
+            file,
+            env: sigil_env()?,
+            no_env,
+        })
     }
-    let resolved = builder
-        .env(sigil_env()?)
-        .no_env(no_env)
-        .build()
-        .map_err(config_failure)?;
+
+    /// Resolves the layers with these overrides on top (later ones win).
+    /// Ignored environment variables are not reported: see [`report_ignored`].
+    pub(crate) fn resolve(&self, overrides: &[Override<'_>]) -> Result<Resolved, Failure> {
+        let mut builder = Config::builder();
+        if let Some((name, contents)) = &self.file {
+            builder = builder.file(name.clone(), contents);
+        }
+        builder = builder
+            .env(self.env.iter().map(|(n, v)| (n.clone(), String::clone(v))))
+            .no_env(self.no_env);
+        for o in overrides {
+            builder = builder
+                .set(o.key, o.value, o.flag)
+                .map_err(config_failure)?;
+        }
+        builder.build().map_err(config_failure)
+    }
+}
+
+/// Reports on stderr the environment variables that were not applied.
+pub(crate) fn report_ignored(resolved: &Resolved) {
     let mut stderr = io::stderr().lock();
     for ignored in &resolved.ignored_env {
         let _ = match ignored.reason {
@@ -83,13 +130,12 @@ pub(crate) fn resolve(file: Option<&Path>, no_env: bool) -> Result<Resolved, Fai
             _ => writeln!(stderr, "sigil: {ignored}"),
         };
     }
-    Ok(resolved)
 }
 
 /// The process environment's `SIGIL_*` variables. Other variables are not
 /// looked at (they may not even be UTF-8); a `SIGIL_*` one that is not UTF-8
 /// is a configuration error.
-fn sigil_env() -> Result<Vec<(String, String)>, Failure> {
+fn sigil_env() -> Result<Vec<(String, Zeroizing<String>)>, Failure> {
     let mut vars = Vec::new();
     for (name, value) in std::env::vars_os() {
         if !name.as_encoded_bytes().starts_with(b"SIGIL_") {
@@ -97,7 +143,7 @@ fn sigil_env() -> Result<Vec<(String, String)>, Failure> {
         }
         let name = utf8(name, "the name of an environment variable")?;
         let value = utf8(value, &format!("the value of {name}"))?;
-        vars.push((name, value));
+        vars.push((name, Zeroizing::new(value)));
     }
     Ok(vars)
 }
@@ -139,7 +185,7 @@ fn read_config_file(path: &Path) -> Result<Zeroizing<String>, Failure> {
 }
 
 /// A configuration error (exit 2), with what to do about it.
-fn config_failure(err: ConfigError) -> Failure {
+pub(crate) fn config_failure(err: ConfigError) -> Failure {
     let hint = match &err {
         ConfigError::UnknownEnv { .. } => {
             Some("unset it, or run with --no-env to ignore the environment")

@@ -137,7 +137,7 @@ fn public_text(secret: &SecretKey, format: KeyFormat) -> String {
 }
 
 /// Reads and parses a secret key, explaining a public key given by mistake.
-fn read_secret_key(source: &Source) -> Result<SecretKey, Failure> {
+pub(crate) fn read_secret_key(source: &Source) -> Result<SecretKey, Failure> {
     let text = input::read_secret(source)?;
     SecretKey::parse(&text).map_err(|err| match err {
         KeyError::WrongKind {

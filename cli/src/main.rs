@@ -1,21 +1,24 @@
 //! `sigil`: keys, fingerprints, pairwise keys and configuration from the
-//! command line.
+//! command line; a server (`sigil serve`) and single calls to one (`sigil call`).
 //!
 //! Exit codes: 0 on success, 1 when something fails while running (I/O, a bad
-//! key file, a refused key), 2 for usage and configuration errors. Errors are
+//! key file, a refused key or handshake, a call that failed on the server, a
+//! port in use), 2 for usage and configuration errors. Errors are
 //! one or two plain lines on stderr: what is wrong, then what to do.
 
+mod call;
 mod config;
 mod error;
 mod input;
 mod keys;
 mod output;
+mod serve;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Keys and configuration for sigil, the authenticated RPC toolkit.
+/// Keys, configuration, a server and calls for sigil, the authenticated RPC toolkit.
 #[derive(Parser)]
 #[command(name = "sigil", version)]
 struct Cli {
@@ -36,6 +39,10 @@ enum Command {
     /// Inspect the resolved configuration
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    /// Serve the built-in object (and the demo objects with --demo) until Ctrl-C
+    Serve(serve::ServeArgs),
+    /// Call one method of a sigil server and print its result as JSON
+    Call(call::CallArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +60,8 @@ fn main() -> ExitCode {
         Command::Fingerprint(args) => keys::fingerprint(&args),
         Command::Derive(args) => keys::derive(&args),
         Command::Config(cmd) => config::run(&cmd),
+        Command::Serve(args) => serve::serve(&args),
+        Command::Call(args) => call::call(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
