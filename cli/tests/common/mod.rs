@@ -3,6 +3,8 @@
 //! Each test file uses only some of them.
 #![allow(dead_code)]
 
+pub(crate) mod serve;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
