@@ -1,0 +1,585 @@
+//! `Client`: one sigil/1 connection over a browser WebSocket.
+//!
+//! The socket's event handlers drive the core's state machines: `open`
+//! sends message 1, the first message finishes the handshake, every later
+//! message is a frame that carries a response, matched to its call by id.
+//! Time is the browser's clock (`Date.now()`); randomness is
+//! `crypto.getRandomValues`.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use js_sys::{ArrayBuffer, Function, JSON, Promise, Uint8Array};
+use serde_json::value::RawValue;
+use sigil_core::OsRandom;
+use sigil_core::handshake::{ClientHandshake, HandshakeError, Refusal};
+use sigil_core::rpc::{ErrorCode, RpcError, parse_response, write_request};
+use sigil_core::transport::{FrameOpener, FrameSealer};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
+
+use crate::error::{self, CONNECTION_CLOSED, HANDSHAKE_FAILED, PROTOCOL_ERROR, TIMEOUT};
+use crate::options::ConnectOptions;
+
+/// The WebSocket subprotocol of sigil/1.
+const SUBPROTOCOL: &str = "sigil.v1";
+/// WebSocket close codes a script may send: normal, and a private-use code
+/// for a protocol error (1002 is reserved to the browser).
+const CLOSE_NORMAL: u16 = 1000;
+const CLOSE_PROTOCOL_ERROR: u16 = 4002;
+/// Call ids stay exact as JavaScript numbers.
+const MAX_ID: u64 = (1 << 53) - 1;
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_name = setTimeout)]
+    fn set_timeout(handler: &Function, ms: u32) -> JsValue;
+    #[wasm_bindgen(js_name = clearTimeout)]
+    fn clear_timeout(id: &JsValue);
+}
+
+/// A promise's two settling functions.
+struct Settle {
+    resolve: Function,
+    reject: Function,
+}
+
+impl Settle {
+    fn resolve(&self, value: &JsValue) {
+        let _ = self.resolve.call1(&JsValue::UNDEFINED, value);
+    }
+    fn reject(&self, value: &JsValue) {
+        let _ = self.reject.call1(&JsValue::UNDEFINED, value);
+    }
+}
+
+enum Phase {
+    /// Waiting for the socket to open.
+    Opening(ConnectOptions),
+    /// Message 1 sent, waiting for message 2 or a refusal.
+    Handshaking(ClientHandshake),
+    /// The session: frames both ways.
+    Open {
+        sealer: FrameSealer,
+        opener: FrameOpener,
+    },
+    /// Ended (also while a handler moves the state out).
+    Ended,
+}
+
+/// The socket's event handlers, kept alive as long as the socket is live.
+struct Handlers {
+    _open: Closure<dyn FnMut()>,
+    _message: Closure<dyn FnMut(MessageEvent)>,
+    _close: Closure<dyn FnMut(CloseEvent)>,
+    _timeout: Closure<dyn FnMut()>,
+}
+
+struct Inner {
+    ws: WebSocket,
+    phase: Phase,
+    ended: bool,
+    timeout_ms: u32,
+    connect: Option<Settle>,
+    pending: HashMap<u64, Settle>,
+    next_id: u64,
+    session_hash: String,
+    server_payload: JsValue,
+    timer: Option<JsValue>,
+    handlers: Option<Handlers>,
+    on_closed: Option<Function>,
+}
+
+/// Why a connection ended.
+enum End {
+    /// `close()` was called.
+    ByClient,
+    /// The server refused the handshake.
+    Refused(Refusal),
+    /// A connection error: code and message.
+    Error(&'static str, String),
+}
+
+impl End {
+    fn to_js(&self) -> JsValue {
+        match self {
+            End::ByClient => {
+                error::connection(CONNECTION_CLOSED, "the connection was closed by the client")
+            }
+            End::Refused(r) => error::refused(r),
+            End::Error(code, message) => error::connection(code, message),
+        }
+    }
+}
+
+/// A sigil/1 connection to one server: made by `Client.connect`, closed by
+/// `close()` or by either side. Many calls may be in flight at once.
+#[wasm_bindgen]
+pub struct Client {
+    inner: Rc<RefCell<Inner>>,
+    closed: Promise,
+}
+
+#[wasm_bindgen]
+impl Client {
+    /// Opens a WebSocket to `url` (offering the `sigil.v1` subprotocol),
+    /// runs the handshake with the pinned `serverKey`, and resolves to a
+    /// connected client. Rejects with `SigilRefused` if the server refuses,
+    /// or a `SigilConnectionError` (`connection_closed`, `timeout`,
+    /// `handshake_failed`); bad options reject with `SigilUsageError`.
+    pub async fn connect(
+        url: String,
+        #[wasm_bindgen(unchecked_param_type = "ConnectOptions")] options: JsValue,
+    ) -> Result<Client, JsValue> {
+        let options = ConnectOptions::from_js(&options)?;
+        let ws = WebSocket::new_with_str(&url, SUBPROTOCOL).map_err(|e| {
+            let detail = e
+                .dyn_ref::<js_sys::Error>()
+                .map(|e| String::from(e.message()))
+                .unwrap_or_default();
+            error::usage(
+                error::INVALID_OPTIONS,
+                &format!("cannot open a WebSocket to {url:?}: {detail}"),
+            )
+        })?;
+        ws.set_binary_type(BinaryType::Arraybuffer);
+        let inner = Rc::new(RefCell::new(Inner {
+            ws,
+            timeout_ms: options.timeout_ms,
+            phase: Phase::Opening(options),
+            ended: false,
+            connect: None,
+            pending: HashMap::new(),
+            next_id: 1,
+            session_hash: String::new(),
+            server_payload: JsValue::UNDEFINED,
+            timer: None,
+            handlers: None,
+            on_closed: None,
+        }));
+        let closed = Promise::new(&mut |resolve, _reject| {
+            inner.borrow_mut().on_closed = Some(resolve);
+        });
+        let done = Promise::new(&mut |resolve, reject| {
+            inner.borrow_mut().connect = Some(Settle { resolve, reject });
+        });
+        install(&inner);
+        JsFuture::from(done).await?;
+        Ok(Client { inner, closed })
+    }
+
+    /// Calls `method` of `object` with `args` (an array of JSON values;
+    /// `undefined` means none) and resolves to the method's result, or
+    /// rejects with a `SigilRpcError` (the RPC error code) or a
+    /// `SigilConnectionError` (`connection_closed`, `protocol_error`).
+    #[wasm_bindgen(unchecked_return_type = "Promise<any>")]
+    pub fn call(
+        &self,
+        object: &str,
+        method: &str,
+        #[wasm_bindgen(unchecked_param_type = "unknown[]")] args: JsValue,
+    ) -> Promise {
+        Promise::new(
+            &mut |resolve, reject| match self.send_request(object, method, &args, false) {
+                Ok(id) => {
+                    self.inner
+                        .borrow_mut()
+                        .pending
+                        .insert(id, Settle { resolve, reject });
+                }
+                Err(e) => {
+                    let _ = reject.call1(&JsValue::UNDEFINED, &e);
+                }
+            },
+        )
+    }
+
+    /// Sends a oneway call: no response, not even an error, comes back.
+    /// Throws if the call cannot be sent (bad name or arguments, closed).
+    pub fn oneway(
+        &self,
+        object: &str,
+        method: &str,
+        #[wasm_bindgen(unchecked_param_type = "unknown[]")] args: JsValue,
+    ) -> Result<(), JsValue> {
+        self.send_request(object, method, &args, true).map(|_| ())
+    }
+
+    /// The session hash (hex, 64 characters): the same on both ends and
+    /// unique to this session, for channel binding.
+    #[wasm_bindgen(getter, js_name = sessionHash)]
+    pub fn session_hash(&self) -> String {
+        self.inner.borrow().session_hash.clone()
+    }
+
+    /// The server's handshake payload (a JSON value), or `undefined`.
+    #[wasm_bindgen(getter, js_name = serverPayload)]
+    pub fn server_payload(&self) -> JsValue {
+        self.inner.borrow().server_payload.clone()
+    }
+
+    /// Whether the connection is still open.
+    #[wasm_bindgen(getter, js_name = isOpen)]
+    pub fn is_open(&self) -> bool {
+        !self.inner.borrow().ended
+    }
+
+    /// Resolves when the connection ends: to `undefined` after `close()`, or
+    /// to the error that ended it (a `SigilConnectionError`).
+    #[wasm_bindgen(getter, unchecked_return_type = "Promise<SigilError | undefined>")]
+    pub fn closed(&self) -> Promise {
+        self.closed.clone()
+    }
+
+    /// Closes the connection. Calls still in flight reject with
+    /// `connection_closed`. Closing twice does nothing.
+    pub fn close(&self) {
+        shut(&self.inner, End::ByClient);
+    }
+}
+
+impl Client {
+    /// Writes, seals and sends one request; returns its id.
+    fn send_request(
+        &self,
+        object: &str,
+        method: &str,
+        args: &JsValue,
+        oneway: bool,
+    ) -> Result<u64, JsValue> {
+        let args = args_json(args)?;
+        let mut guard = self.inner.borrow_mut();
+        let s = &mut *guard;
+        let Phase::Open { sealer, .. } = &mut s.phase else {
+            return Err(error::connection(
+                CONNECTION_CLOSED,
+                "the connection is closed",
+            ));
+        };
+        if s.next_id > MAX_ID {
+            return Err(error::connection(
+                CONNECTION_CLOSED,
+                "this connection has used up its call ids; connect again",
+            ));
+        }
+        let id = s.next_id;
+        let mut request = Vec::new();
+        write_request(&mut request, id, object, method, &*args, oneway)
+            .map_err(|e| error::rpc(&e))?;
+        let frame = sealer
+            .seal_to_vec(&request)
+            .map_err(|e| error::rpc(&RpcError::new(ErrorCode::TooLarge, e.to_string())))?;
+        s.ws.send_with_u8_array(&frame)
+            .map_err(|_| error::connection(CONNECTION_CLOSED, "the connection is closed"))?;
+        s.next_id += 1;
+        Ok(id)
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        shut(&self.inner, End::ByClient);
+    }
+}
+
+/// `args` as JSON text: `undefined` or `null` is `[]`.
+fn args_json(args: &JsValue) -> Result<Box<RawValue>, JsValue> {
+    let bad = |why: &str| {
+        error::rpc(&RpcError::invalid_arguments(format!(
+            "args must be an array of JSON values: {why}"
+        )))
+    };
+    let text = if args.is_undefined() || args.is_null() {
+        String::from("[]")
+    } else {
+        JSON::stringify(args)
+            .map_err(|e| {
+                bad(&e
+                    .dyn_ref::<js_sys::Error>()
+                    .map(|e| String::from(e.message()))
+                    .unwrap_or_default())
+            })?
+            .as_string()
+            .ok_or_else(|| bad("not serializable"))?
+    };
+    RawValue::from_string(text).map_err(|e| bad(&e.to_string()))
+}
+
+/// Sets the socket's handlers and the handshake timer.
+fn install(rc: &Rc<RefCell<Inner>>) {
+    let weak = Rc::downgrade(rc);
+    let with = move |f: fn(&Rc<RefCell<Inner>>)| {
+        let weak = weak.clone();
+        move || {
+            if let Some(rc) = weak.upgrade() {
+                f(&rc);
+            }
+        }
+    };
+    let open = Closure::<dyn FnMut()>::new(with(on_open));
+    let timeout = Closure::<dyn FnMut()>::new(with(on_timeout));
+    let weak = Rc::downgrade(rc);
+    let message = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
+        if let Some(rc) = weak.upgrade() {
+            on_message(&rc, &ev.data());
+        }
+    });
+    let weak = Rc::downgrade(rc);
+    let close = Closure::<dyn FnMut(CloseEvent)>::new(move |ev: CloseEvent| {
+        if let Some(rc) = weak.upgrade() {
+            on_close(&rc, &ev);
+        }
+    });
+    let mut s = rc.borrow_mut();
+    s.ws.set_onopen(Some(open.as_ref().unchecked_ref()));
+    s.ws.set_onmessage(Some(message.as_ref().unchecked_ref()));
+    s.ws.set_onclose(Some(close.as_ref().unchecked_ref()));
+    s.timer = Some(set_timeout(timeout.as_ref().unchecked_ref(), s.timeout_ms));
+    s.handlers = Some(Handlers {
+        _open: open,
+        _message: message,
+        _close: close,
+        _timeout: timeout,
+    });
+}
+
+/// The socket is open: check the subprotocol and send message 1.
+fn on_open(rc: &Rc<RefCell<Inner>>) {
+    let mut s = rc.borrow_mut();
+    let Phase::Opening(options) = std::mem::replace(&mut s.phase, Phase::Ended) else {
+        return;
+    };
+    if s.ws.protocol() != SUBPROTOCOL {
+        drop(s);
+        return shut(
+            rc,
+            End::Error(
+                HANDSHAKE_FAILED,
+                "the server did not select the sigil.v1 WebSocket subprotocol: it does not speak sigil/1"
+                    .into(),
+            ),
+        );
+    }
+    let now_ms = js_sys::Date::now() as u64;
+    let started = ClientHandshake::start(
+        &options.config,
+        &mut OsRandom,
+        now_ms,
+        options.payload.as_deref(),
+    );
+    match started {
+        Ok((handshake, hello)) if s.ws.send_with_u8_array(&hello).is_ok() => {
+            s.phase = Phase::Handshaking(handshake);
+        }
+        Ok(_) => {
+            drop(s);
+            shut(rc, closed_early());
+        }
+        Err(e) => {
+            drop(s);
+            shut(rc, End::Error(HANDSHAKE_FAILED, e.to_string()));
+        }
+    }
+}
+
+fn closed_early() -> End {
+    End::Error(
+        CONNECTION_CLOSED,
+        "the connection closed before the handshake completed".into(),
+    )
+}
+
+/// One WebSocket message: message 2 (or a refusal), then frames.
+fn on_message(rc: &Rc<RefCell<Inner>>, data: &JsValue) {
+    let Some(buffer) = data.dyn_ref::<ArrayBuffer>() else {
+        return shut(
+            rc,
+            End::Error(
+                PROTOCOL_ERROR,
+                "the server sent a text WebSocket message".into(),
+            ),
+        );
+    };
+    let bytes = Uint8Array::new(buffer).to_vec();
+    let mut s = rc.borrow_mut();
+    match std::mem::replace(&mut s.phase, Phase::Ended) {
+        Phase::Handshaking(handshake) => match handshake.finish(&bytes) {
+            Ok((session, payload)) => {
+                s.session_hash = hex(session.session_hash());
+                s.server_payload = payload
+                    .and_then(|p| JSON::parse(&p).ok())
+                    .unwrap_or(JsValue::UNDEFINED);
+                let (sealer, opener) = session.split();
+                s.phase = Phase::Open { sealer, opener };
+                let timer = s.timer.take();
+                let connect = s.connect.take();
+                drop(s);
+                if let Some(timer) = timer {
+                    clear_timeout(&timer);
+                }
+                if let Some(connect) = connect {
+                    connect.resolve(&JsValue::UNDEFINED);
+                }
+            }
+            Err(HandshakeError::Refused(refusal)) => {
+                drop(s);
+                shut(rc, End::Refused(refusal));
+            }
+            Err(_) => {
+                drop(s);
+                shut(
+                    rc,
+                    End::Error(
+                        HANDSHAKE_FAILED,
+                        "the server's answer did not authenticate: it does not hold the pinned server key, or the psk or prologue differ"
+                            .into(),
+                    ),
+                );
+            }
+        },
+        Phase::Open { sealer, mut opener } => {
+            let outcome = opener
+                .open(&bytes)
+                .map_err(|e| e.to_string())
+                .and_then(|payload| {
+                    if payload.is_empty() {
+                        return Ok(None);
+                    }
+                    parse_response(payload)
+                        .map(Some)
+                        .map_err(|e| format!("the server sent an invalid response: {e}"))
+                });
+            s.phase = Phase::Open { sealer, opener };
+            match outcome {
+                Ok(None) => {}
+                Ok(Some(response)) => {
+                    // A response to no call in flight is ignored.
+                    let Some(settle) = s.pending.remove(&response.id) else {
+                        return;
+                    };
+                    drop(s);
+                    match response.outcome {
+                        Ok(result) => {
+                            settle.resolve(&JSON::parse(result.get()).unwrap_or(JsValue::UNDEFINED))
+                        }
+                        Err(e) => settle.reject(&error::rpc(&e)),
+                    }
+                }
+                Err(why) => {
+                    drop(s);
+                    shut(rc, End::Error(PROTOCOL_ERROR, why));
+                }
+            }
+        }
+        other => s.phase = other,
+    }
+}
+
+fn on_close(rc: &Rc<RefCell<Inner>>, ev: &CloseEvent) {
+    let end = match rc.borrow().phase {
+        Phase::Opening(_) => End::Error(
+            CONNECTION_CLOSED,
+            format!(
+                "cannot connect to {}: no server there, or it refused the WebSocket upgrade",
+                rc.borrow().ws.url()
+            ),
+        ),
+        Phase::Handshaking(_) => closed_early(),
+        _ => {
+            let reason = ev.reason();
+            let code = ev.code();
+            let detail = if reason.is_empty() {
+                format!("WebSocket close code {code}")
+            } else {
+                format!("WebSocket close code {code}: {reason}")
+            };
+            End::Error(
+                CONNECTION_CLOSED,
+                format!("the connection was closed ({detail})"),
+            )
+        }
+    };
+    shut(rc, end);
+}
+
+fn on_timeout(rc: &Rc<RefCell<Inner>>) {
+    let ms = {
+        let mut s = rc.borrow_mut();
+        s.timer = None;
+        if matches!(s.phase, Phase::Open { .. }) {
+            return;
+        }
+        s.timeout_ms
+    };
+    shut(
+        rc,
+        End::Error(
+            TIMEOUT,
+            format!("the server did not complete the handshake within {ms} ms"),
+        ),
+    );
+}
+
+/// Ends the connection once: closes the socket, rejects what waits, and
+/// resolves `closed`.
+fn shut(rc: &Rc<RefCell<Inner>>, end: End) {
+    let (connect, pending, timer, handlers, on_closed) = {
+        let mut s = rc.borrow_mut();
+        if s.ended {
+            return;
+        }
+        s.ended = true;
+        s.phase = Phase::Ended;
+        s.ws.set_onopen(None);
+        s.ws.set_onmessage(None);
+        s.ws.set_onclose(None);
+        let code = match end {
+            End::Error(PROTOCOL_ERROR, _) => CLOSE_PROTOCOL_ERROR,
+            _ => CLOSE_NORMAL,
+        };
+        if s.ws.ready_state() <= WebSocket::OPEN {
+            let _ = s.ws.close_with_code(code);
+        }
+        (
+            s.connect.take(),
+            std::mem::take(&mut s.pending),
+            s.timer.take(),
+            s.handlers.take(),
+            s.on_closed.take(),
+        )
+    };
+    if let Some(timer) = timer {
+        clear_timeout(&timer);
+    }
+    if let Some(connect) = connect {
+        connect.reject(&end.to_js());
+    }
+    for settle in pending.into_values() {
+        settle.reject(&end.to_js());
+    }
+    if let Some(resolve) = on_closed {
+        let why = match end {
+            End::ByClient => JsValue::UNDEFINED,
+            _ => end.to_js(),
+        };
+        let _ = resolve.call1(&JsValue::UNDEFINED, &why);
+    }
+    // The handler that called us may still be running: let go of the
+    // closures once it has returned.
+    if let Some(handlers) = handlers {
+        wasm_bindgen_futures::spawn_local(async move { drop(handlers) });
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    out
+}
