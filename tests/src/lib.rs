@@ -29,3 +29,8 @@ struct BookServing;
 #[cfg(doctest)]
 #[doc = include_str!("../../book/src/tls.md")]
 struct BookTls;
+
+/// The "Calling from Rust and from the shell" chapter.
+#[cfg(doctest)]
+#[doc = include_str!("../../book/src/calling.md")]
+struct BookCalling;

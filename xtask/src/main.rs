@@ -9,6 +9,7 @@
 //! processes; `setup.rs` knows what can be installed and how; `test.rs` holds
 //! the checks; `results.rs` reads libtest's `test result:` lines.
 
+mod bench;
 mod ctx;
 mod results;
 mod setup;
@@ -24,6 +25,8 @@ usage: cargo xtask <command> [options]
 commands:
   test    install what is missing, then check everything (fmt, clippy, doc,
           wasm build, book, audit, tests); see `cargo xtask test --help`
+  bench   build in release mode and measure handshakes, frames and RPC calls/s
+          (ratios against baselines in the same run)
   help    print this help
 ";
 
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
     };
     match command {
         "test" => test::main(rest),
+        "bench" => bench::main(rest),
         "help" | "-h" | "--help" => {
             print!("{HELP}");
             ExitCode::SUCCESS
