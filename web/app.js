@@ -143,19 +143,35 @@ function setConnected(connected) {
   $("session-details").hidden = !connected;
 }
 
+const REFUSAL_HINTS = {
+  1: "Check the pinned server key (compare the fingerprints), that the server accepts this browser's key, and the psk and prologue.",
+  2: "The server's application turned this client away.",
+  3: "The server is busy: try again later.",
+  4: "The server speaks another protocol version.",
+  5: "The hello was stale or replayed: check this computer's clock.",
+};
+
+function para(text) {
+  const p = document.createElement("p");
+  p.textContent = text;
+  return p;
+}
+
 function showRefusal(err) {
   const box = $("refusal");
-  box.replaceChildren();
   const title = document.createElement("strong");
-  const body = document.createElement("p");
   if (err.name === "SigilRefused") {
     title.textContent = `Refused by the server (refusal code ${err.code})`;
-    body.textContent = `${err.message} Refusals are not authenticated: they inform, they prove nothing.`;
+    box.replaceChildren(
+      title,
+      para(`The server's reason: “${err.reason}”.`),
+      para(REFUSAL_HINTS[err.code] ?? "An unknown refusal code."),
+      para("Refusals are not authenticated: they inform, they prove nothing."),
+    );
   } else {
     title.textContent = `Could not connect (${err.code ?? err.name})`;
-    body.textContent = err.message;
+    box.replaceChildren(title, para(err.message));
   }
-  box.append(title, body);
   box.hidden = false;
 }
 

@@ -1,0 +1,311 @@
+// End-to-end test of the demo page: a real `sigil serve --demo`, Debian's
+// Chromium (headless) driven by playwright-core.
+//
+//   node --test web/tests/e2e.mjs
+//
+// Environment (all optional):
+//   SIGIL_BIN             the sigil binary to start (default: target/debug/sigil)
+//   SIGIL_E2E_WS_URL,     use a server that is already running instead: its `url:`
+//   SIGIL_E2E_SERVER_KEY    and `public key:` lines as `sigil serve` prints them
+//   SIGIL_E2E_PAGE        where to load the page from (default: the server's own origin
+//                         if it serves the page, else a static server over web/ started here)
+//   SIGIL_E2E_REQUIRE_SERVED_PAGE=1  fail instead of falling back to that static server
+//   SIGIL_E2E_ARTIFACTS   where screenshots go (default: web/build/e2e)
+//   CHROMIUM              the browser (default: /usr/bin/chromium)
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { createServer } from "node:http";
+import { randomBytes } from "node:crypto";
+import { readFile, mkdir, access } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+const WEB = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const ROOT = path.resolve(WEB, "..");
+const ARTIFACTS = process.env.SIGIL_E2E_ARTIFACTS ?? path.join(WEB, "build", "e2e");
+const CHROME_FLAGS = [
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-dev-shm-usage",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+let server = null; // the sigil process we started, if any
+let staticServer = null; // the fallback static server, if any
+let browser = null;
+let page = null;
+let wsUrl = "";
+let serverKey = "";
+let pageUrl = "";
+const problems = []; // console errors and page errors (CSP violations show here)
+
+/** Starts `sigil serve --demo --port 0` and reads its url and public key. */
+function startSigil() {
+  const bin = process.env.SIGIL_BIN ?? path.join(ROOT, "target", "debug", "sigil");
+  const child = spawn(bin, ["serve", "--demo", "--no-env", "--host", "127.0.0.1", "--port", "0"], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  let err = "";
+  child.stderr.on("data", (d) => (err += d));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill();
+      reject(new Error(`sigil serve printed no url within 20 s\nstdout: ${out}\nstderr: ${err}`));
+    }, 20_000);
+    child.on("error", (e) => {
+      clearTimeout(timer);
+      reject(new Error(`cannot start ${bin}: ${e.message} (build it: cargo build -p sigil-cli)`));
+    });
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`sigil serve exited (${code})\nstdout: ${out}\nstderr: ${err}`));
+    });
+    child.stdout.on("data", (d) => {
+      out += d;
+      const url = /^url: (\S+)$/m.exec(out);
+      const key = /^public key: (\S+)$/m.exec(out);
+      if (url && key) {
+        clearTimeout(timer);
+        child.removeAllListeners("exit");
+        resolve({ child, url: url[1], key: key[1] });
+      }
+    });
+  });
+}
+
+const TYPES = {
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".css": "text/css; charset=utf-8",
+  ".wasm": "application/wasm",
+  ".json": "application/json",
+  ".ts": "text/plain; charset=utf-8",
+};
+
+/**
+ * A static server over web/ with the sigil server's headers and its
+ * /server-key answer, for when the sigil server does not serve the page yet.
+ */
+function startStaticServer(key) {
+  const srv = createServer(async (req, res) => {
+    const url = new URL(req.url, "http://localhost");
+    const headers = {
+      "Cache-Control": "no-store",
+      "Content-Security-Policy":
+        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self' ws: wss:; " +
+        "img-src 'self' data:; style-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+      "X-Content-Type-Options": "nosniff",
+    };
+    if (url.pathname === "/server-key") {
+      res.writeHead(200, { ...headers, "Content-Type": "application/json" });
+      res.end(JSON.stringify({ public_key: key }));
+      return;
+    }
+    const rel = url.pathname === "/" ? "index.html" : url.pathname.slice(1);
+    const file = path.resolve(WEB, rel);
+    const type = TYPES[path.extname(file)];
+    if (!file.startsWith(WEB + path.sep) || file.includes("node_modules") || !type) {
+      res.writeHead(404).end("not found\n");
+      return;
+    }
+    try {
+      const body = await readFile(file);
+      res.writeHead(200, { ...headers, "Content-Type": type });
+      res.end(body);
+    } catch {
+      res.writeHead(404).end("not found\n");
+    }
+  });
+  return new Promise((resolve) => srv.listen(0, "127.0.0.1", () => resolve(srv)));
+}
+
+async function servesPage(origin) {
+  try {
+    const resp = await fetch(`${origin}/`);
+    return resp.ok && (await resp.text()).includes("sigil");
+  } catch {
+    return false;
+  }
+}
+
+before(async () => {
+  if (process.env.SIGIL_E2E_WS_URL && process.env.SIGIL_E2E_SERVER_KEY) {
+    wsUrl = process.env.SIGIL_E2E_WS_URL;
+    serverKey = process.env.SIGIL_E2E_SERVER_KEY;
+  } else {
+    const started = await startSigil();
+    server = started.child;
+    wsUrl = started.url;
+    serverKey = started.key;
+  }
+  const origin = wsUrl.replace(/^ws/, "http").replace(/\/sigil$/, "");
+  if (process.env.SIGIL_E2E_PAGE) {
+    pageUrl = process.env.SIGIL_E2E_PAGE;
+  } else if (await servesPage(origin)) {
+    pageUrl = `${origin}/`;
+  } else if (process.env.SIGIL_E2E_REQUIRE_SERVED_PAGE === "1") {
+    throw new Error(`${origin}/ does not serve the demo page`);
+  } else {
+    try {
+      await access(path.join(WEB, "pkg", "sigil_wasm.js"));
+    } catch {
+      throw new Error("web/pkg is not built: see web/BUILD.md");
+    }
+    staticServer = await startStaticServer(serverKey);
+    pageUrl = `http://127.0.0.1:${staticServer.address().port}/`;
+    console.log(`${origin}/ does not serve the page (yet): loading it from ${pageUrl} (web/ with the server's headers)`);
+  }
+  console.log(`page ${pageUrl}, sigil server ${wsUrl}`);
+
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    headless: true,
+    args: CHROME_FLAGS,
+  });
+  const context = await browser.newContext({ viewport: { width: 1000, height: 900 } });
+  page = await context.newPage();
+  page.on("console", (m) => {
+    if (m.type() === "error") problems.push(`console: ${m.text()}`);
+  });
+  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+  await mkdir(ARTIFACTS, { recursive: true });
+});
+
+after(async () => {
+  await browser?.close();
+  if (staticServer) await new Promise((r) => staticServer.close(r));
+  if (server) {
+    server.kill("SIGTERM");
+    await new Promise((r) => server.once("exit", r));
+  }
+});
+
+const lastLog = () => page.locator("#log li").last();
+
+async function logEntryAfter(count) {
+  await page.waitForFunction((n) => document.querySelectorAll("#log li").length > n, count);
+  return (await lastLog().textContent()).trim();
+}
+
+test("the page loads, makes a key pair and prefills the server key", async () => {
+  await page.goto(pageUrl);
+  await page.waitForSelector("body[data-ready=true]", { timeout: 15_000 });
+  const mine = await page.textContent("#my-fingerprint");
+  assert.match(mine, /^SHA256:[A-Za-z0-9+/]{43}$/);
+  // Prefilled from /server-key, with the plain note that it is no trust anchor.
+  assert.equal(await page.inputValue("#server-key"), serverKey);
+  assert.ok(await page.isVisible("#prefill-note"));
+  assert.match(await page.textContent("#prefill-note"), /not a trust anchor/);
+  assert.match(await page.textContent("#server-fingerprint"), /^SHA256:/);
+  // The key pair survives a reload (localStorage).
+  await page.reload();
+  await page.waitForSelector("body[data-ready=true]");
+  assert.equal(await page.textContent("#my-fingerprint"), mine);
+  await page.fill("#server-url", wsUrl);
+});
+
+test("a wrong pinned server key is refused, visibly", async () => {
+  const wrong = randomBytes(32).toString("base64");
+  await page.fill("#server-key", wrong);
+  await page.click("#connect");
+  await page.waitForSelector("#refusal:not([hidden])");
+  const text = await page.textContent("#refusal");
+  assert.match(text, /Refused by the server \(refusal code 1\)/);
+  assert.match(text, /handshake failed/);
+  assert.equal(await page.getAttribute("#connection-status", "data-state"), "error");
+  await page.screenshot({ path: path.join(ARTIFACTS, "refusal.png"), fullPage: true });
+});
+
+test("connects with the right key and calls calculator, echo and kv", async () => {
+  await page.fill("#server-key", serverKey);
+  await page.click("#connect");
+  await page.waitForSelector("#connection-status[data-state=connected]", { timeout: 15_000 });
+  assert.ok(await page.isHidden("#refusal"));
+  const ms = await page.getAttribute("#connection-status", "data-handshake-ms");
+  console.log(`handshake in headless Chromium (WebSocket open + sigil/1 handshake): ${ms} ms`);
+  assert.match(await page.textContent("#session-hash"), /^[0-9a-f]{64}$/);
+
+  let n = await page.locator("#log li").count();
+  await page.fill("#calc-a", "6");
+  await page.fill("#calc-b", "3");
+  await page.selectOption("#calc-op", "div");
+  await page.click("#calc-run");
+  assert.match(await logEntryAfter(n), /calculator\.div\(6, 3\) → 2$/);
+
+  n += 1;
+  await page.fill("#calc-b", "0");
+  await page.click("#calc-run");
+  const divByZero = await logEntryAfter(n);
+  assert.match(divByZero, /application_error: division by zero/);
+  assert.equal(await lastLog().getAttribute("class"), "error");
+
+  n += 1;
+  await page.selectOption("#calc-op", "add");
+  await page.fill("#calc-b", "1.5");
+  await page.click("#calc-run");
+  assert.match(await logEntryAfter(n), /calculator\.add\(6, 1\.5\) → 7\.5$/);
+
+  // Keyboard: Enter in the text field submits the echo form.
+  n += 1;
+  await page.fill("#echo-text", "héllo, sigil ✓");
+  await page.focus("#echo-text");
+  await page.keyboard.press("Enter");
+  assert.match(await logEntryAfter(n), /echo\.echo\("héllo, sigil ✓"\) → "héllo, sigil ✓"$/);
+
+  n += 1;
+  await page.fill("#kv-key", "colour");
+  await page.fill("#kv-value", "blue");
+  await page.click("#kv-set");
+  assert.match(await logEntryAfter(n), /kv\.set\("colour", "blue"\) → null$/);
+  n += 1;
+  await page.click("#kv-get");
+  assert.match(await logEntryAfter(n), /kv\.get\("colour"\) → "blue"$/);
+  n += 1;
+  await page.click("#kv-delete");
+  assert.match(await logEntryAfter(n), /kv\.delete\("colour"\) → true$/);
+  n += 1;
+  await page.click("#kv-get");
+  assert.match(await logEntryAfter(n), /kv\.get\("colour"\) → null$/);
+
+  // Put the division by zero back on screen for the screenshot.
+  n += 1;
+  await page.selectOption("#calc-op", "div");
+  await page.fill("#calc-b", "0");
+  await page.click("#calc-run");
+  await logEntryAfter(n);
+  await page.screenshot({ path: path.join(ARTIFACTS, "demo.png"), fullPage: true });
+  console.log(`screenshots: ${path.join(ARTIFACTS, "demo.png")}, refusal.png`);
+});
+
+test("many calls in flight on one socket, then disconnect", async () => {
+  const results = await page.evaluate(async () => {
+    const mod = await import("./pkg/sigil_wasm.js");
+    const pair = mod.generateKeyPair();
+    const serverKey = document.querySelector("#server-key").value;
+    const url = document.querySelector("#server-url").value;
+    const c = await mod.Client.connect(url, { serverKey, secretKey: pair.secretKey });
+    const out = await Promise.all(Array.from({ length: 64 }, (_, i) => c.call("echo", "echo", [i])));
+    c.close();
+    const after = await c.call("echo", "echo", [1]).catch((e) => `${e.name}:${e.code}`);
+    return { out, after };
+  });
+  assert.deepEqual(results.out, Array.from({ length: 64 }, (_, i) => i));
+  assert.equal(results.after, "SigilConnectionError:connection_closed");
+
+  await page.click("#disconnect");
+  await page.waitForSelector("#connection-status[data-state=idle]");
+  assert.ok(await page.isDisabled("#calc-run"));
+});
+
+test("no console errors or CSP violations", () => {
+  // The refusal is logged by the page itself, not as a console error.
+  assert.deepEqual(problems, []);
+});
