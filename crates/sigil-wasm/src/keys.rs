@@ -43,7 +43,7 @@ pub fn public_key(secret: &str) -> Result<String, JsValue> {
 /// The fingerprint of a public key (base64 or SPKI PEM), as ssh shows keys:
 /// `SHA256:` and unpadded base64 of SHA-256 of the 32 raw bytes.
 #[wasm_bindgen]
-pub fn fingerprint(public: &str) -> Result<String, JsValue> {
+pub fn fingerprint(#[wasm_bindgen(js_name = publicKey)] public: &str) -> Result<String, JsValue> {
     Ok(parse_public(public, "public key")?.fingerprint())
 }
 
@@ -54,7 +54,7 @@ pub fn fingerprint(public: &str) -> Result<String, JsValue> {
 #[wasm_bindgen(js_name = deriveSharedKey)]
 pub fn derive_shared_key(
     secret: &str,
-    peer_public: &str,
+    #[wasm_bindgen(js_name = peerPublic)] peer_public: &str,
     context: Option<String>,
 ) -> Result<String, JsValue> {
     let secret = parse_secret(secret, "secret key")?;

@@ -265,3 +265,30 @@ async fn fail_wrong_pinned_key_is_refused_with_code_1() {
     );
     assert_eq!(text(&err, "reason"), "handshake failed");
 }
+
+#[wasm_bindgen_test]
+async fn payload_is_sent_and_psk_or_prologue_mismatch_is_refused() {
+    let Some((url, server_key)) = server() else {
+        return;
+    };
+    let me = generate_key_pair().unwrap();
+    let secret = text(&me, "secretKey");
+    // A JSON payload goes through the demo server's (absent) hook.
+    let opts = options(server_key, &secret);
+    let payload = js_sys::JSON::parse(r#"{"hello":[1,2,3]}"#).unwrap();
+    Reflect::set(&opts, &"payload".into(), &payload).unwrap();
+    let client = Client::connect(url.into(), opts).await.unwrap();
+    client.close();
+    // The demo server has no psk and an empty prologue: either one differs.
+    let psk = derive_shared_key(&secret, server_key, None).unwrap();
+    for (name, value) in [("psk", JsValue::from(psk)), ("prologue", "app/2".into())] {
+        let opts = options(server_key, &secret);
+        Reflect::set(&opts, &name.into(), &value).unwrap();
+        let err = connect_err(url, opts).await;
+        assert_eq!(
+            name_and_code(&err),
+            ("SigilRefused".into(), JsValue::from(1)),
+            "{name}"
+        );
+    }
+}
