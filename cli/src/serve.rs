@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use clap::Args;
 use sigil_core::config::{Config, LogLevel, Resolved};
-use sigil_server::{Registry, RunningServer, Server, ServerSettings, SetupError, demo};
+use sigil_server::{
+    Registry, RunningServer, Server, ServerSettings, SetupError, StaticFiles, demo,
+};
 use tracing_subscriber::filter::LevelFilter;
 
 use crate::config::{Override, Sources, report_ignored};
@@ -36,6 +38,35 @@ pub(crate) struct ServeArgs {
     /// Port to listen on, 0 for any free port (overrides `port`)
     #[arg(long, value_name = "PORT")]
     port: Option<String>,
+    /// Serve the browser demo page from DIR (index.html, app.js, style.css and
+    /// the built pkg/); with --demo, the repository's web/ is used once built
+    #[arg(long, value_name = "DIR")]
+    web: Option<PathBuf>,
+}
+
+/// The files of the browser demo, relative to its folder (`cargo xtask demo`
+/// builds `pkg/`).
+const WEB_FILES: &[&str] = &[
+    "index.html",
+    "app.js",
+    "style.css",
+    "pkg/sigil_wasm.js",
+    "pkg/sigil_wasm_bg.wasm",
+];
+
+/// Where the demo page is: `--web DIR`, or with `--demo` the first built
+/// `web/` of the current folder and of the source tree this binary came from.
+fn web_root(args: &ServeArgs) -> Option<PathBuf> {
+    if let Some(dir) = &args.web {
+        return Some(dir.clone());
+    }
+    if !args.demo {
+        return None;
+    }
+    let source_tree = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../web");
+    [PathBuf::from("web"), source_tree]
+        .into_iter()
+        .find(|dir| WEB_FILES.iter().all(|f| dir.join(f).is_file()))
 }
 
 /// `sigil serve`: runs a server until interrupted.
@@ -44,13 +75,26 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), Failure> {
     report_ignored(&resolved);
     let config = &resolved.config;
     init_logging(config.log.value);
-    let settings = ServerSettings::from_config(config).map_err(setup_failure)?;
+    let mut settings = ServerSettings::from_config(config).map_err(setup_failure)?;
+    let web = web_root(args);
+    if let Some(dir) = &web {
+        let files = StaticFiles::from_dir(dir, WEB_FILES).map_err(|e| {
+            Failure::usage(format_args!("the web demo in {}: {e}", dir.display()))
+                .hint("build it with `cargo xtask demo`, or leave out --web")
+        })?;
+        settings = settings.with_static_files(files);
+    }
 
     let mut registry = Registry::new();
     if args.demo {
         demo::register(&mut registry);
     }
-    let notes = startup_notes(args.demo, demo_allows_any, config, &settings);
+    let mut notes = startup_notes(args.demo, demo_allows_any, config, &settings);
+    if args.demo && web.is_none() {
+        notes.push_str(
+            "no web demo page: it is not built (`cargo xtask demo` builds and serves it; or pass --web DIR)\n",
+        );
+    }
     let addr = listen_addr(&config.host.value, config.port.value);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -66,7 +110,7 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), Failure> {
             .bind(&addr)
             .await
             .map_err(|e| bind_failure(e, config))?;
-        output::stdout(&ready_text(&notes, &server))?;
+        output::stdout(&ready_text(&notes, &server, web.is_some()))?;
         signals.next().await;
         stop(server, &mut signals).await;
         output::stdout("stopped\n")
@@ -149,13 +193,22 @@ fn startup_notes(
 
 /// The lines printed once the server listens; tests and scripts read the
 /// `url:` and `public key:` lines.
-fn ready_text(notes: &str, server: &RunningServer) -> String {
+fn ready_text(notes: &str, server: &RunningServer, page: bool) -> String {
     let key = server.public_key();
-    format!(
+    let mut text = format!(
         "{notes}url: {}\npublic key: {key}\nfingerprint: {}\n",
         server.url(),
         key.fingerprint()
-    )
+    );
+    if page {
+        let scheme = if server.url().starts_with("wss:") {
+            "https"
+        } else {
+            "http"
+        };
+        let _ = writeln!(text, "web demo: {scheme}://{}/", server.local_addr());
+    }
+    text
 }
 
 /// `host:port`, with an IPv6 address in brackets.

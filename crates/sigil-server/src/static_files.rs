@@ -1,9 +1,10 @@
 //! Static files served beside the endpoint: the web demo.
 //!
-//! Files are read into memory once, when the server is set up (bounded in
-//! count and size), and served with a strict Content-Security-Policy. Only
-//! the exact paths loaded are served; nothing is looked up on disk per
-//! request, so there is no path traversal to get wrong.
+//! Files are read into memory once, when the server is set up (named one by
+//! one, bounded in count and size), and served with a strict
+//! Content-Security-Policy. Only the exact paths loaded are served; nothing
+//! is looked up on disk per request, so there is no path traversal to get
+//! wrong.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -37,56 +38,43 @@ impl StaticFiles {
         self.files.insert(path.to_owned(), (content_type, body));
     }
 
-    /// Loads every file below `dir` whose type it knows (html, js, mjs, css,
-    /// wasm, svg, png, json, txt, ts; at most 256 files and 16 MiB in all),
-    /// skipping `node_modules`, hidden entries and symbolic links.
-    pub fn from_dir(dir: &Path) -> Result<StaticFiles, SetupError> {
+    /// Loads exactly `paths` (relative to `dir`, `/`-separated, for example
+    /// `pkg/sigil_wasm.js`) and serves each at `/` + its path. Every path
+    /// must exist, have a known type (html, js, mjs, css, wasm, svg, png,
+    /// json, txt, ts) and stay inside `dir`; at most 256 files and 16 MiB in
+    /// all. Naming the files, rather than serving a whole folder, keeps test
+    /// scripts, lock files and build scratch out of the web root.
+    pub fn from_dir(dir: &Path, paths: &[&str]) -> Result<StaticFiles, SetupError> {
         let mut files = StaticFiles::new();
-        files.load(dir, "")?;
-        if !files.files.contains_key("/index.html") {
+        if paths.len() > MAX_FILES {
             return Err(SetupError::Config(format!(
-                "{} has no index.html",
-                dir.display()
+                "more than {MAX_FILES} static files"
             )));
         }
-        Ok(files)
-    }
-
-    fn load(&mut self, dir: &Path, prefix: &str) -> Result<(), SetupError> {
-        let io = |e: std::io::Error| SetupError::Config(format!("{}: {e}", dir.display()));
-        let mut entries = std::fs::read_dir(dir)
-            .map_err(io)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(io)?;
-        entries.sort_by_key(|e| e.file_name());
-        for entry in entries {
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if name.starts_with('.') || name == "node_modules" {
-                continue;
+        for rel in paths {
+            let inside = !rel.is_empty()
+                && rel.split('/').all(|part| {
+                    !part.is_empty() && part != "." && part != ".." && !part.contains('\\')
+                });
+            if !inside {
+                return Err(SetupError::Config(format!("bad static file path {rel:?}")));
             }
-            let kind = entry.file_type().map_err(io)?;
-            let url = format!("{prefix}/{name}");
-            if kind.is_dir() {
-                self.load(&entry.path(), &url)?;
-            } else if kind.is_file()
-                && let Some(content_type) = content_type(name)
-            {
-                if self.files.len() >= MAX_FILES {
-                    return Err(SetupError::Config(format!(
-                        "more than {MAX_FILES} files below the web root"
-                    )));
-                }
-                let body = std::fs::read(entry.path()).map_err(io)?;
-                if self.total + body.len() > MAX_TOTAL_BYTES {
-                    return Err(SetupError::Config(format!(
-                        "the web root holds more than {MAX_TOTAL_BYTES} bytes"
-                    )));
-                }
-                self.insert(&url, content_type, body);
+            let Some(content_type) = content_type(rel) else {
+                return Err(SetupError::Config(format!(
+                    "unknown type of static file {rel}"
+                )));
+            };
+            let path = dir.join(rel);
+            let body = std::fs::read(&path)
+                .map_err(|e| SetupError::Config(format!("{}: {e}", path.display())))?;
+            if files.total + body.len() > MAX_TOTAL_BYTES {
+                return Err(SetupError::Config(format!(
+                    "static files over {MAX_TOTAL_BYTES} bytes in all"
+                )));
             }
+            files.insert(&format!("/{rel}"), content_type, body);
         }
-        Ok(())
+        Ok(files)
     }
 
     /// The file for a request path (`/` is `/index.html`).

@@ -4,8 +4,8 @@
 //! The connection tests need `sigil serve --demo` running; pass its `url:`
 //! and `public key:` lines when building the tests:
 //! `SIGIL_TEST_URL=ws://127.0.0.1:PORT/sigil SIGIL_TEST_SERVER_KEY=... cargo test ...`.
-//! Without them those tests pass after saying, in the console, that they
-//! did not run (the end-to-end test in web/tests covers the same ground).
+//! Without them those tests fail: `cargo xtask test` starts the server and
+//! sets both.
 
 #![cfg(target_arch = "wasm32")]
 #![allow(clippy::unwrap_used)] // tests panic on failure by design
@@ -167,15 +167,15 @@ async fn fail_no_server_is_connection_closed() {
     );
 }
 
-/// The demo server named at build time, if any.
-fn server() -> Option<(&'static str, &'static str)> {
-    let found = option_env!("SIGIL_TEST_URL").zip(option_env!("SIGIL_TEST_SERVER_KEY"));
-    if found.is_none() {
-        console_log!(
-            "SIGIL_TEST_URL and SIGIL_TEST_SERVER_KEY not set at build time: connection test skipped"
-        );
-    }
-    found
+/// The demo server named at build time. Its absence fails the test (no
+/// silent skip): `cargo xtask test` starts a server and sets both variables.
+fn server() -> (&'static str, &'static str) {
+    option_env!("SIGIL_TEST_URL")
+        .zip(option_env!("SIGIL_TEST_SERVER_KEY"))
+        .expect(
+            "SIGIL_TEST_URL and SIGIL_TEST_SERVER_KEY were not set at build time: run the \
+             browser tests through `cargo xtask test`, which starts a demo server",
+        )
 }
 
 async fn settle(p: Promise) -> Result<JsValue, JsValue> {
@@ -188,9 +188,7 @@ fn args(values: &[JsValue]) -> JsValue {
 
 #[wasm_bindgen_test]
 async fn calls_errors_and_many_in_flight_against_the_demo_server() {
-    let Some((url, server_key)) = server() else {
-        return;
-    };
+    let (url, server_key) = server();
     let me = generate_key_pair().unwrap();
     let client = Client::connect(url.into(), options(server_key, &text(&me, "secretKey")))
         .await
@@ -253,9 +251,7 @@ async fn calls_errors_and_many_in_flight_against_the_demo_server() {
 
 #[wasm_bindgen_test]
 async fn fail_wrong_pinned_key_is_refused_with_code_1() {
-    let Some((url, _)) = server() else {
-        return;
-    };
+    let (url, _) = server();
     let me = generate_key_pair().unwrap();
     let wrong = text(&generate_key_pair().unwrap(), "publicKey");
     let err = connect_err(url, options(&wrong, &text(&me, "secretKey"))).await;
@@ -268,9 +264,7 @@ async fn fail_wrong_pinned_key_is_refused_with_code_1() {
 
 #[wasm_bindgen_test]
 async fn payload_is_sent_and_psk_or_prologue_mismatch_is_refused() {
-    let Some((url, server_key)) = server() else {
-        return;
-    };
+    let (url, server_key) = server();
     let me = generate_key_pair().unwrap();
     let secret = text(&me, "secretKey");
     // A JSON payload goes through the demo server's (absent) hook.
