@@ -195,11 +195,7 @@ fn startup_notes(
 /// `url:` and `public key:` lines.
 fn ready_text(notes: &str, server: &RunningServer, page: bool) -> String {
     let key = server.public_key();
-    let mut text = format!(
-        "{notes}url: {}\npublic key: {key}\nfingerprint: {}\n",
-        server.url(),
-        key.fingerprint()
-    );
+    let mut text = notes.to_owned();
     if page {
         let scheme = if server.url().starts_with("wss:") {
             "https"
@@ -208,6 +204,12 @@ fn ready_text(notes: &str, server: &RunningServer, page: bool) -> String {
         };
         let _ = writeln!(text, "web demo: {scheme}://{}/", server.local_addr());
     }
+    let _ = write!(
+        text,
+        "url: {}\npublic key: {key}\nfingerprint: {}\n",
+        server.url(),
+        key.fingerprint()
+    );
     text
 }
 
