@@ -50,6 +50,8 @@ const WEB_FILES: &[&str] = &[
     "index.html",
     "app.js",
     "style.css",
+    "hello.html",
+    "hello.js",
     "pkg/sigil_wasm.js",
     "pkg/sigil_wasm_bg.wasm",
 ];
