@@ -42,13 +42,19 @@ fn rate(budget: Duration, mut f: impl FnMut()) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-fn handshakes() {
+/// A server that authorises one client, and that client's config.
+fn configs() -> (ServerConfig, ClientConfig) {
     let server_key = SecretKey::generate(&mut OsRandom).unwrap();
     let client_key = SecretKey::generate(&mut OsRandom).unwrap();
     let client_pub = client_key.public_key();
     let server_pub = server_key.public_key();
     let server = ServerConfig::new(server_key, ClientAuth::Keys(vec![client_pub])).unwrap();
     let client = ClientConfig::new(client_key, server_pub).unwrap();
+    (server, client)
+}
+
+fn handshakes() {
+    let (server, client) = configs();
     let mut replay = ReplayCache::new(usize::MAX, 60_000);
     let mut now = 1_795_000_000_000u64;
     let hs_rate = rate(Duration::from_secs(2), || {
@@ -81,12 +87,7 @@ fn handshakes() {
 }
 
 fn frames() {
-    let server_key = SecretKey::generate(&mut OsRandom).unwrap();
-    let client_key = SecretKey::generate(&mut OsRandom).unwrap();
-    let client_pub = client_key.public_key();
-    let server_pub = server_key.public_key();
-    let server = ServerConfig::new(server_key, ClientAuth::Keys(vec![client_pub])).unwrap();
-    let client = ClientConfig::new(client_key, server_pub).unwrap();
+    let (server, client) = configs();
     let mut replay = ReplayCache::new(16, 60_000);
     let (hs, m1) = ClientHandshake::start(&client, &mut OsRandom, 1, None).unwrap();
     let (m2, s) = accept_hello(&server, &mut replay, 1, &m1)
