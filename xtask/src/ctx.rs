@@ -83,14 +83,30 @@ impl Ctx {
             .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// Cargo's target folder: `$CARGO_TARGET_DIR` (relative to the
+    /// workspace root) or `target/`.
+    pub(crate) fn target_dir(&self) -> PathBuf {
+        match env::var_os("CARGO_TARGET_DIR") {
+            // `join` keeps an absolute path as it is.
+            Some(dir) if !dir.is_empty() => self.root.join(dir),
+            _ => self.root.join("target"),
+        }
+    }
+
+    /// A new (truncated) log file `NAME.log` under `target/xtask/`.
+    pub(crate) fn log_file(&self, name: &str) -> Result<(PathBuf, File), String> {
+        let dir = self.target_dir().join("xtask");
+        fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let log = dir.join(format!("{name}.log"));
+        let file =
+            File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+        Ok((log, file))
+    }
+
     /// Runs `cmd` with its output going to a log file under `target/xtask/`
     /// (installs are long and noisy). On failure, the error holds the end of the log.
     pub(crate) fn run_logged(&self, mut cmd: Command, log_name: &str) -> Result<Duration, String> {
-        let dir = self.root.join("target").join("xtask");
-        fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let log = dir.join(format!("{log_name}.log"));
-        let file =
-            File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+        let (log, file) = self.log_file(log_name)?;
         let file2 = file
             .try_clone()
             .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
@@ -149,8 +165,20 @@ pub(crate) fn describe(cmd: &Command) -> String {
     parts.join(" ")
 }
 
+/// Prints `$ command` (with the environment variables set on it, but `PATH`)
+/// and hands the command back.
+pub(crate) fn header(cmd: Command) -> Command {
+    let env: String = cmd
+        .get_envs()
+        .filter(|(k, _)| *k != "PATH")
+        .filter_map(|(k, v)| Some(format!("{}={} ", k.to_string_lossy(), v?.to_string_lossy())))
+        .collect();
+    println!("$ {env}{}", describe(&cmd));
+    cmd
+}
+
 /// The last `lines` lines of the file at `log`, indented.
-fn tail(log: &Path, lines: usize) -> String {
+pub(crate) fn tail(log: &Path, lines: usize) -> String {
     let Ok(file) = File::open(log) else {
         return String::new();
     };

@@ -3,17 +3,25 @@
 //!
 //! `cargo xtask test` installs whatever the checks need and is missing (rustup
 //! components and targets, cargo-installed tools, Debian packages), then runs
-//! every check in order and ends with a one-line summary. It uses only std.
+//! every check in order and ends with a one-line summary. `cargo xtask demo`
+//! builds the browser demo and serves it. It uses only std.
 //!
-//! Layout: `main.rs` parses the command line and dispatches; `ctx.rs` runs
-//! processes; `setup.rs` knows what can be installed and how; `test.rs` holds
-//! the checks; `results.rs` reads libtest's `test result:` lines.
+//! Layout: `main.rs` parses the command line and dispatches; `ctx.rs` starts
+//! processes; `child.rs` streams their output and stops them; `setup.rs`
+//! knows what can be installed and how; `test.rs` holds the checks, with the
+//! web build in `web.rs` and the browser tests in `browser.rs`; `results.rs`
+//! reads test runners' summary lines; `demo.rs` and `bench.rs` are the other
+//! commands.
 
 mod bench;
+mod browser;
+mod child;
 mod ctx;
+mod demo;
 mod results;
 mod setup;
 mod test;
+mod web;
 
 use std::process::ExitCode;
 
@@ -24,7 +32,10 @@ usage: cargo xtask <command> [options]
 
 commands:
   test    install what is missing, then check everything (fmt, clippy, doc,
-          wasm build, book, audit, tests); see `cargo xtask test --help`
+          wasm build, web build and size, book, audit, browser tests,
+          end-to-end test, tests); see `cargo xtask test --help`
+  demo    build the browser demo and serve it on http://127.0.0.1:7070/
+          (Ctrl-C stops); see `cargo xtask demo --help`
   bench   build in release mode and measure handshakes, frames and RPC calls/s
           (ratios against baselines in the same run)
   help    print this help
@@ -38,6 +49,7 @@ fn main() -> ExitCode {
     };
     match command {
         "test" => test::main(rest),
+        "demo" => demo::main(rest),
         "bench" => bench::main(rest),
         "help" | "-h" | "--help" => {
             print!("{HELP}");

@@ -1,5 +1,7 @@
-//! Reading libtest's summary lines, e.g.
-//! `test result: ok. 12 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s`.
+//! Reading test runners' summary lines: libtest's (also what
+//! wasm-bindgen-test-runner prints), e.g.
+//! `test result: ok. 12 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s`,
+//! and the TAP summary of node's test runner (`# pass 5`, `# fail 0`, …).
 
 use std::ops::AddAssign;
 
@@ -43,6 +45,27 @@ pub(crate) fn parse_line(line: &str) -> Option<Counts> {
         seen = true;
     }
     seen.then_some(out)
+}
+
+/// The counts on one line of the summary that `node --test --test-reporter=tap`
+/// prints at the end, or `None` for any other line. The summary gives one count
+/// per line (`# tests 5`, `# pass 4`, `# fail 1`, `# cancelled 0`,
+/// `# skipped 0`, `# todo 0`, …); the groups are disjoint. A cancelled test
+/// (a timeout, a failed `before` hook) counts as failed, skipped and todo
+/// tests as ignored. Indented lines belong to subtests and are not counted.
+pub(crate) fn parse_tap_line(line: &str) -> Option<Counts> {
+    let line = strip_ansi(line);
+    let rest = line.trim_end().strip_prefix("# ")?;
+    let (what, n) = rest.split_once(' ')?;
+    let n = n.parse::<u64>().ok()?;
+    let mut out = Counts::default();
+    match what {
+        "pass" => out.passed = n,
+        "fail" | "cancelled" => out.failed = n,
+        "skipped" | "todo" => out.ignored = n,
+        _ => return None,
+    }
+    Some(out)
 }
 
 /// `line` without ANSI escape sequences (`ESC [ … letter`).
@@ -108,6 +131,54 @@ mod tests {
         ] {
             assert_eq!(parse_line(line), None, "{line:?}");
         }
+    }
+
+    #[test]
+    fn tap_summary() {
+        let summary = "# tests 5\n# suites 0\n# pass 4\n# fail 1\n# cancelled 0\n\
+                       # skipped 2\n# todo 1\n# duration_ms 5130.417\n";
+        let mut total = Counts::default();
+        for line in summary.lines() {
+            total += parse_tap_line(line).unwrap_or_default();
+        }
+        assert_eq!(Some(total), counts(4, 1, 3));
+    }
+
+    #[test]
+    fn tap_cancelled_counts_as_failed() {
+        assert_eq!(parse_tap_line("# cancelled 3"), counts(0, 3, 0));
+    }
+
+    #[test]
+    fn tap_line_with_carriage_return() {
+        assert_eq!(parse_tap_line("# pass 12\r"), counts(12, 0, 0));
+    }
+
+    #[test]
+    fn fail_other_tap_lines() {
+        for line in [
+            "",
+            "TAP version 13",
+            "# Subtest: the page loads",
+            "ok 1 - the page loads",
+            "not ok 2 - a wrong pinned server key is refused",
+            "# tests 5",
+            "# duration_ms 5130.417",
+            "    # pass 3",
+            "#pass 3",
+            "# pass",
+            "# pass three",
+            "# passed 3",
+            "# page http://127.0.0.1:40000/, sigil server ws://127.0.0.1:40000/sigil",
+            "test result: ok. 12 passed; 0 failed; 0 ignored",
+        ] {
+            assert_eq!(parse_tap_line(line), None, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn fail_tap_lines_for_libtest() {
+        assert_eq!(parse_line("# pass 4"), None);
     }
 
     #[test]

@@ -6,19 +6,13 @@
 //!
 //! To add a tool for a new task, add a [`Need`] to that task's list (for
 //! example `test::needs`); a new kind of thing gets a [`Need`] variant, an arm
-//! in [`Setup::ensure`] and a method that checks and installs it. Planned:
-//!
-//! - the wasm-bindgen CLI at exactly the `wasm-bindgen` version in
-//!   `Cargo.lock`: a [`CargoTool`] with probe `["wasm-bindgen", "--version"]`,
-//!   crate `wasm-bindgen-cli`, a new `Version::Exact(String)` read from the
-//!   lockfile's `[[package]]` entry, and a new `Locked::No` (never `--locked`:
-//!   its lockfile names a crate version the registry lacks);
-//! - npm packages in `web/` (`npm ci` when `web/node_modules` is missing or
-//!   older than `web/package-lock.json`): a new [`Need`] variant;
-//! - chromium and chromium-driver: add them to [`APT_PACKAGES`].
+//! in [`Setup::ensure`] and a method that checks and installs it.
 
+use std::fs;
 use std::io::Write;
+use std::path::Path;
 use std::process::Command;
+use std::time::SystemTime;
 
 use crate::ctx::{Ctx, describe, fmt_duration, is_root};
 
@@ -28,6 +22,8 @@ pub(crate) struct AptPackage {
     pub(crate) bin: &'static str,
     /// Installed with `apt-get install` when `bin` is missing.
     pub(crate) package: &'static str,
+    /// Whether to install the package's recommended packages too.
+    pub(crate) recommends: bool,
 }
 
 /// The Debian packages the checks need (the tests call these binaries).
@@ -35,10 +31,26 @@ pub(crate) const APT_PACKAGES: &[AptPackage] = &[
     AptPackage {
         bin: "wg",
         package: "wireguard-tools",
+        // Its recommends are kernel modules (dkms): not for a test machine.
+        recommends: false,
     },
     AptPackage {
         bin: "openssl",
         package: "openssl",
+        recommends: false,
+    },
+    // The browser tests: Chromium headless, driven by chromedriver
+    // (wasm-bindgen-test-runner) and by playwright-core (web/tests/e2e.mjs).
+    // With recommends (fonts among them), as tried on these machines.
+    AptPackage {
+        bin: "chromium",
+        package: "chromium",
+        recommends: true,
+    },
+    AptPackage {
+        bin: "chromedriver",
+        package: "chromium-driver",
+        recommends: true,
     },
 ];
 
@@ -48,6 +60,8 @@ pub(crate) enum Version {
     Any,
     /// Versions starting `SERIES.` (`"0.5"` takes 0.5.x); installed as `^SERIES`.
     Series(&'static str),
+    /// Exactly this version (`"0.2.130"`); installed as `--version 0.2.130`.
+    Exact(String),
 }
 
 /// Whether to pass `--locked` to `cargo install`.
@@ -56,6 +70,8 @@ pub(crate) enum Locked {
     Yes,
     /// Try with `--locked` first, then without.
     Prefer,
+    /// Never (the tool's own lockfile names something the registry lacks).
+    No,
 }
 
 /// A binary installed with `cargo install`.
@@ -81,6 +97,61 @@ pub(crate) enum Need {
     Cargo(CargoTool),
     /// Debian packages (one `apt-get install` for all that are missing).
     Apt(&'static [AptPackage]),
+    /// The npm packages of a folder of the workspace (`npm ci` there when its
+    /// `node_modules` is missing or older than its `package-lock.json`).
+    Npm(&'static str),
+}
+
+/// The wasm-bindgen CLI (`wasm-bindgen`, `wasm-bindgen-test-runner`) at
+/// exactly the version of the `wasm-bindgen` crate in `Cargo.lock`: the CLI
+/// refuses modules made by any other version.
+pub(crate) fn wasm_bindgen_cli(ctx: &Ctx) -> Result<Need, String> {
+    let lockfile = ctx.root.join("Cargo.lock");
+    let text = fs::read_to_string(&lockfile)
+        .map_err(|e| format!("cannot read {}: {e}", lockfile.display()))?;
+    let version = locked_version(&text, "wasm-bindgen")
+        .map_err(|e| format!("{}: {e}", lockfile.display()))?;
+    Ok(Need::Cargo(CargoTool {
+        name: "wasm-bindgen-cli",
+        probe: &["wasm-bindgen", "--version"],
+        krate: "wasm-bindgen-cli",
+        version: Version::Exact(version),
+        // Its lockfile names a crate version the registry lacks.
+        locked: Locked::No,
+    }))
+}
+
+/// The version of `krate` in the text of a `Cargo.lock`; an error if it is
+/// missing or there are several.
+fn locked_version(lockfile: &str, krate: &str) -> Result<String, String> {
+    let name_line = format!("name = \"{krate}\"");
+    let mut versions: Vec<String> = Vec::new();
+    let mut lines = lockfile.lines().map(str::trim);
+    let mut in_package = false;
+    while let Some(line) = lines.next() {
+        if line.starts_with('[') {
+            in_package = line == "[[package]]";
+            continue;
+        }
+        if !in_package || line != name_line {
+            continue;
+        }
+        // `version` follows `name` in every entry cargo writes.
+        let version = lines
+            .next()
+            .and_then(|l| l.strip_prefix("version = \""))
+            .and_then(|v| v.strip_suffix('"'))
+            .ok_or_else(|| format!("the `{krate}` entry has no version after its name"))?;
+        versions.push(version.to_owned());
+    }
+    match versions.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(format!("no `{krate}` package")),
+        several => Err(format!(
+            "several `{krate}` versions ({}); the CLI can match only one",
+            several.join(", ")
+        )),
+    }
 }
 
 /// Installs missing needs, or with `install == false` reports them.
@@ -110,6 +181,7 @@ impl<'a> Setup<'a> {
                 Need::Target(name) => self.rustup(name, "target")?,
                 Need::Cargo(tool) => self.cargo_tool(tool)?,
                 Need::Apt(packages) => self.apt(packages)?,
+                Need::Npm(dir) => self.npm(dir)?,
             }
         }
         if self.missing.is_empty() {
@@ -156,18 +228,28 @@ impl<'a> Setup<'a> {
             (None, _) => false,
             (Some(_), Version::Any) => true,
             (Some(v), Version::Series(s)) => v.starts_with(&format!("{s}.")),
+            (Some(v), Version::Exact(x)) => v == x,
         };
         if ok {
             return Ok(());
         }
-        let what = match (&installed, &tool.version) {
-            (Some(v), Version::Series(s)) => format!("{} ^{s} (found {v})", tool.name),
-            (_, Version::Series(s)) => format!("{} ^{s}", tool.name),
-            (_, Version::Any) => tool.name.to_string(),
+        let wanted = match &tool.version {
+            Version::Any => String::new(),
+            Version::Series(s) => format!(" ^{s}"),
+            Version::Exact(x) => format!(" {x}"),
+        };
+        let what = match &installed {
+            Some(v) if !matches!(tool.version, Version::Any) => {
+                format!("{}{wanted} (found {v})", tool.name)
+            }
+            _ => format!("{}{wanted}", tool.name),
         };
         let mut args = vec!["install".to_string(), tool.krate.to_string()];
-        if let Version::Series(s) = tool.version {
-            args.extend(["--version".into(), format!("^{s}")]);
+        match &tool.version {
+            Version::Any => {}
+            Version::Series(s) => args.extend(["--version".into(), format!("^{s}")]),
+            // A plain version is an exact one to `cargo install`.
+            Version::Exact(x) => args.extend(["--version".into(), x.clone()]),
         }
         let locked = {
             let mut a = args.clone();
@@ -181,6 +263,7 @@ impl<'a> Setup<'a> {
                 println!("    {first}; retrying without --locked");
                 self.install_with(&what, self.ctx.cargo(&args), tool.name)
             }),
+            Locked::No => self.install_with(&what, self.ctx.cargo(&args), tool.name),
         }
     }
 
@@ -234,10 +317,58 @@ impl<'a> Setup<'a> {
             self.ctx.run_logged(cmd, "apt-get-update")?;
             self.apt_updated = true;
         }
-        let mut cmd = self.apt_get();
-        cmd.args(["install", "-y", "--no-install-recommends"])
-            .args(&names);
-        self.install_with(&what, cmd, "apt-get-install")
+        // One install for the packages without their recommends, one with.
+        for recommends in [false, true] {
+            let group: Vec<&&AptPackage> = missing
+                .iter()
+                .filter(|p| p.recommends == recommends)
+                .collect();
+            if group.is_empty() {
+                continue;
+            }
+            let mut cmd = self.apt_get();
+            cmd.args(["install", "-y"]);
+            if !recommends {
+                cmd.arg("--no-install-recommends");
+            }
+            cmd.args(group.iter().map(|p| p.package));
+            let what = group
+                .iter()
+                .map(|p| format!("`{}` (Debian package {})", p.bin, p.package))
+                .collect::<Vec<_>>()
+                .join(", ");
+            self.install_with(&what, cmd, "apt-get-install")?;
+        }
+        Ok(())
+    }
+
+    /// `npm ci` in `dir` (relative to the workspace root) when its
+    /// `node_modules` is missing, incomplete (npm writes
+    /// `node_modules/.package-lock.json` last) or older than its
+    /// `package-lock.json`. node and npm themselves are not installed here.
+    fn npm(&mut self, dir: &str) -> Result<(), String> {
+        for bin in ["node", "npm"] {
+            if self.ctx.which(bin).is_none() {
+                return Err(format!(
+                    "`{bin}` is not on PATH; {dir}/'s npm packages (and the browser \
+                     tests) need Node.js 20 or newer with npm (Debian: apt-get install \
+                     nodejs npm)"
+                ));
+            }
+        }
+        let folder = self.ctx.root.join(dir);
+        let lock = folder.join("package-lock.json");
+        let modules = folder.join("node_modules");
+        let lock_time = modified(&lock).ok_or_else(|| format!("cannot read {}", lock.display()))?;
+        let fresh = modified(&modules).is_some_and(|t| t >= lock_time)
+            && modules.join(".package-lock.json").is_file();
+        if fresh {
+            return Ok(());
+        }
+        let mut cmd = self.ctx.cmd("npm");
+        cmd.current_dir(&folder)
+            .args(["ci", "--no-audit", "--no-fund"]);
+        self.install_with(&format!("the npm packages of {dir}/"), cmd, "npm-ci")
     }
 
     fn apt_get(&self) -> Command {
@@ -267,5 +398,59 @@ impl<'a> Setup<'a> {
                 Err(e)
             }
         }
+    }
+}
+
+/// When `path` was last modified, if it exists.
+fn modified(path: &Path) -> Option<SystemTime> {
+    fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOCKFILE: &str = r#"# This file is automatically @generated by Cargo.
+version = 4
+
+[[package]]
+name = "wasm-bindgen"
+version = "0.2.130"
+source = "registry+https://github.com/rust-lang/crates.io-index"
+dependencies = [
+ "wasm-bindgen-macro",
+]
+
+[[package]]
+name = "wasm-bindgen-macro"
+version = "0.2.130"
+"#;
+
+    #[test]
+    fn version_from_the_lockfile() {
+        assert_eq!(
+            locked_version(LOCKFILE, "wasm-bindgen").as_deref(),
+            Ok("0.2.130")
+        );
+    }
+
+    #[test]
+    fn fail_missing_package() {
+        assert!(locked_version(LOCKFILE, "wasm-bindgen-cli").is_err());
+    }
+
+    #[test]
+    fn fail_several_versions() {
+        let two =
+            format!("{LOCKFILE}\n[[package]]\nname = \"wasm-bindgen\"\nversion = \"0.2.99\"\n");
+        let e = locked_version(&two, "wasm-bindgen").unwrap_err();
+        assert!(e.contains("0.2.130, 0.2.99"), "{e}");
+    }
+
+    #[test]
+    fn version_of_the_real_lockfile() {
+        let text = include_str!("../../Cargo.lock");
+        let v = locked_version(text, "wasm-bindgen").expect("wasm-bindgen is locked");
+        assert!(v.starts_with("0.2."), "{v}");
     }
 }

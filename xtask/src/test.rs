@@ -2,16 +2,21 @@
 //!
 //! The checks run in a fixed order and stop at the first failure; the tests
 //! run last. The output ends with one line per step and then
-//! `summary: N passed, M failed`, summed over every `test result:` line.
+//! `summary: N passed, M failed`, summed over every `test result:` line (of
+//! cargo test and of the browser tests) and node's TAP summary (of the
+//! end-to-end test).
 
-use std::io::{self, IsTerminal, Read, Write};
+use std::io::{self, IsTerminal};
 use std::path::PathBuf;
-use std::process::{ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use crate::ctx::{Ctx, describe, fmt_duration};
+use crate::browser;
+use crate::child::run_counted;
+use crate::ctx::{Ctx, fmt_duration, header};
 use crate::results::{self, Counts};
-use crate::setup::{APT_PACKAGES, CargoTool, Locked, Need, Setup, Version};
+use crate::setup::{self, APT_PACKAGES, CargoTool, Locked, Need, Setup, Version};
+use crate::web;
 
 const HELP: &str = "\
 cargo xtask test: install what is missing, then check everything
@@ -19,24 +24,40 @@ cargo xtask test: install what is missing, then check everything
 usage: cargo xtask test [--no-install]
 
 Installs (only when missing): rustup components rustfmt and clippy, the
-wasm32-unknown-unknown target, mdbook 0.5, cargo-audit, and the Debian
-packages the tests use (apt-get, as root). Then runs, stopping at the first
-failure: fmt, clippy, doc, wasm, book, audit, test.
+wasm32-unknown-unknown target, the Debian packages the tests use (apt-get, as
+root: wireguard-tools, openssl, chromium, chromium-driver), web/'s npm
+packages (npm ci; node and npm must be there), mdbook 0.5, cargo-audit, and
+the wasm-bindgen CLI at the version in Cargo.lock. Then runs, stopping at the
+first failure:
+
+  fmt      cargo fmt --check
+  clippy   cargo clippy, warnings denied
+  doc      cargo doc, warnings denied
+  wasm     sigil-core built for wasm32-unknown-unknown
+  web      the browser client built into web/pkg; fails if the gzipped module
+           is over its budget (150 KiB)
+  book     mdbook build
+  audit    cargo audit against ../shared/advisory-db
+  browser  sigil-wasm's tests in headless Chromium, against a demo server
+  e2e      web/tests/e2e.mjs: the demo page as `sigil serve --demo` serves it
+  test     cargo test --workspace
+
+(web/BUILD.md has the same steps as commands to run by hand.)
 
 options:
   --no-install   fail, listing what is missing, instead of installing it
   -h, --help     print this help
 ";
 
-/// What `test` needs on the machine. New tools go here (see `setup.rs`);
-/// the wasm-bindgen CLI and `web/`'s npm packages will, once checks use them.
-fn needs() -> Vec<Need> {
-    vec![
+/// What `test` needs on the machine. New tools go here (see `setup.rs`).
+fn needs(ctx: &Ctx) -> Result<Vec<Need>, String> {
+    Ok(vec![
         Need::Component("rustfmt"),
         Need::Component("clippy"),
         Need::Target("wasm32-unknown-unknown"),
         // Before the slow cargo installs, so a non-root user learns at once.
         Need::Apt(APT_PACKAGES),
+        Need::Npm("web"),
         Need::Cargo(CargoTool {
             name: "mdbook",
             probe: &["mdbook", "--version"],
@@ -52,7 +73,8 @@ fn needs() -> Vec<Need> {
             // Without --locked, the install picks a crate that needs a newer rustc.
             locked: Locked::Yes,
         }),
-    ]
+        setup::wasm_bindgen_cli(ctx)?,
+    ])
 }
 
 /// A check: its name (the `==> name` header) and what it runs.
@@ -86,8 +108,7 @@ const STEPS: &[Step] = &[
         run: |ctx, _| {
             let mut cmd = ctx.cargo(["doc", "--workspace", "--no-deps"]);
             cmd.env("RUSTDOCFLAGS", "-Dwarnings");
-            println!("$ RUSTDOCFLAGS=-Dwarnings {}", describe(&cmd));
-            ctx.run_live(cmd)
+            ctx.run_live(header(cmd))
         },
     },
     Step {
@@ -103,6 +124,10 @@ const STEPS: &[Step] = &[
         },
     },
     Step {
+        name: "web",
+        run: web::step,
+    },
+    Step {
         name: "book",
         run: |ctx, _| {
             let mut cmd = ctx.cmd("mdbook");
@@ -115,16 +140,18 @@ const STEPS: &[Step] = &[
         run: audit,
     },
     Step {
+        name: "browser",
+        run: browser::browser_step,
+    },
+    Step {
+        name: "e2e",
+        run: browser::e2e_step,
+    },
+    Step {
         name: "test",
         run: cargo_test,
     },
 ];
-
-/// Prints `$ command` and hands the command back.
-fn header(cmd: std::process::Command) -> std::process::Command {
-    println!("$ {}", describe(&cmd));
-    cmd
-}
 
 /// `cargo audit` against the advisory database in `shared/` beside the
 /// checkout. It is a snapshot (not a git clone) and never fetched, so it is
@@ -157,47 +184,8 @@ fn cargo_test(ctx: &Ctx, counts: &mut Counts) -> Result<(), String> {
         // libtest sees a pipe, not our terminal; keep its colours anyway.
         cmd.args(["--", "--color", "always"]);
     }
-    let mut cmd = header(cmd);
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", describe(&cmd)))?;
-    let mut pipe = child.stdout.take().ok_or("no stdout pipe")?;
-
-    // Pass bytes through as they come (a test that runs long still shows
-    // `test name ... `), and parse whole lines on the side.
-    let mut out = io::stdout();
-    let mut buf = [0u8; 8192];
-    let mut line = Vec::new();
-    loop {
-        let n = match pipe.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("reading cargo test's output: {e}")),
-        };
-        // If our own stdout is gone there is no one to show it to; keep reading
-        // so the child is not blocked.
-        let _ = out.write_all(&buf[..n]).and_then(|()| out.flush());
-        for &b in &buf[..n] {
-            if b == b'\n' {
-                *counts += results::parse_line(&String::from_utf8_lossy(&line)).unwrap_or_default();
-                line.clear();
-            } else {
-                line.push(b);
-            }
-        }
-    }
-    *counts += results::parse_line(&String::from_utf8_lossy(&line)).unwrap_or_default();
-
-    let status = child
-        .wait()
-        .map_err(|e| format!("waiting for cargo test: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("`{}` failed ({status})", describe(&cmd)))
-    }
+    // No time limit: it builds the whole workspace first.
+    run_counted(header(cmd), None, results::parse_line, counts)
 }
 
 /// How a step went, for the summary.
@@ -237,7 +225,7 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
 
     println!("==> setup");
     let started = Instant::now();
-    let setup = Setup::new(&ctx, install).ensure(&needs());
+    let setup = needs(&ctx).and_then(|needs| Setup::new(&ctx, install).ensure(&needs));
     report.push(("setup", finish("setup", started, setup, &mut failed)));
 
     for step in STEPS {
