@@ -300,6 +300,17 @@ mod tests {
     }
 
     #[test]
+    fn streamed_ends_when_a_leftover_holds_the_output() {
+        let mut cmd = Command::new("sh");
+        // The background sleep keeps the pipe open after sh exits.
+        cmd.args(["-c", "sleep 8 & echo done"]);
+        let started = Instant::now();
+        let result = run_streamed(cmd, Some(Duration::from_secs(30)), &mut io::sink(), |_| {});
+        assert_eq!(result, Ok(()));
+        assert!(started.elapsed() < Duration::from_secs(8));
+    }
+
+    #[test]
     fn fail_streamed_past_its_limit() {
         let mut cmd = Command::new("sh");
         cmd.args(["-c", "echo started; sleep 30"]);
