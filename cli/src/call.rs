@@ -28,7 +28,7 @@ pub(crate) struct CallArgs {
     /// The method to call
     #[arg(value_name = "METHOD")]
     method: String,
-    /// The arguments, each one JSON value: 3, '"text"', '{"a":[1]}'
+    /// The arguments, each one JSON value: 3, '"text"', '{"a":1}'
     #[arg(value_name = "JSON_ARG", allow_negative_numbers = true)]
     args: Vec<String>,
     /// A TOML config file

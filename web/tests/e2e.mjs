@@ -305,6 +305,26 @@ test("many calls in flight on one socket, then disconnect", async () => {
   assert.ok(await page.isDisabled("#calc-run"));
 });
 
+test("the minimal page of the book (hello.html) connects, calls and shows the error", async () => {
+  const origin = new URL(pageUrl).origin;
+  await page.goto(`${origin}/hello.html`);
+  await page.fill("#server-key", serverKey);
+  await page.click("#go");
+  await page.waitForFunction(() => document.getElementById("out").textContent.includes("closed"), null, {
+    timeout: 15_000,
+  });
+  const out = await page.textContent("#out");
+  assert.match(out, /^connected, session [0-9a-f]{16}…$/m);
+  assert.match(out, /^1 \+ 2 = 3$/m);
+  assert.match(out, /^1 \/ 0: SigilRpcError application_error$/m);
+  // With a wrong key it says it was refused.
+  await page.reload();
+  await page.fill("#server-key", randomBytes(32).toString("base64"));
+  await page.click("#go");
+  await page.waitForFunction(() => document.getElementById("out").textContent.includes("not connected"));
+  assert.match(await page.textContent("#out"), /not connected: SigilRefused 1: /);
+});
+
 test("no console errors or CSP violations", () => {
   // The refusal is logged by the page itself, not as a console error.
   assert.deepEqual(problems, []);

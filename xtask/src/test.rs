@@ -100,6 +100,19 @@ const STEPS: &[Step] = &[
                 "--",
                 "-D",
                 "warnings",
+            ])))?;
+            // The browser crate's wasm32 code and its browser tests are a
+            // target of their own: lint them as built for the browser.
+            ctx.run_live(header(ctx.cargo([
+                "clippy",
+                "-p",
+                "sigil-wasm",
+                "--target",
+                "wasm32-unknown-unknown",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
             ])))
         },
     },
