@@ -1,10 +1,10 @@
 //! Reading keys: from a file or stdin, bounded in size, secret files checked
 //! for permissions the way ssh checks them.
 
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+use sigil_core::keyfile::{self, KeyFileError};
 use sigil_core::{KeyError, PublicKey};
 use zeroize::Zeroizing;
 
@@ -47,11 +47,7 @@ impl Source {
 pub(crate) fn read_secret(source: &Source) -> Result<Zeroizing<String>, Failure> {
     match source {
         Source::Stdin => read_bounded(io::stdin().lock(), source),
-        Source::File(path) => {
-            let file = File::open(path).map_err(|e| Failure::io("read", path, &e))?;
-            check_private(&file, path)?;
-            read_bounded(file, source)
-        }
+        Source::File(path) => keyfile::read_text(path, MAX_INPUT, true).map_err(key_file_failure),
     }
 }
 
@@ -59,10 +55,7 @@ pub(crate) fn read_secret(source: &Source) -> Result<Zeroizing<String>, Failure>
 pub(crate) fn read_public(source: &Source) -> Result<Zeroizing<String>, Failure> {
     match source {
         Source::Stdin => read_bounded(io::stdin().lock(), source),
-        Source::File(path) => {
-            let file = File::open(path).map_err(|e| Failure::io("read", path, &e))?;
-            read_bounded(file, source)
-        }
+        Source::File(path) => keyfile::read_text(path, MAX_INPUT, false).map_err(key_file_failure),
     }
 }
 
@@ -117,30 +110,26 @@ pub(crate) fn parse_public(text: &str, source: &Source) -> Result<PublicKey, Fai
     })
 }
 
-/// Refuses a regular file whose mode lets group or others in (any of 0o077),
-/// telling how to fix it. Pipes and other special files are not checked.
-#[cfg(unix)]
-fn check_private(file: &File, path: &Path) -> Result<(), Failure> {
-    use std::os::unix::fs::PermissionsExt as _;
-
-    let meta = file.metadata().map_err(|e| Failure::io("read", path, &e))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if meta.is_file() && mode & 0o077 != 0 {
-        return Err(Failure::runtime(format_args!(
+/// A key file that cannot be used, in the CLI's two-line form: what is
+/// wrong, then what to do (the permission check is sigil-core's, as ssh's).
+fn key_file_failure(err: KeyFileError) -> Failure {
+    match err {
+        KeyFileError::Io { path, source } => Failure::io("read", &path, &source),
+        KeyFileError::NotPrivate { path, mode } => Failure::runtime(format_args!(
             "secret key file {} is accessible by group or others (mode {mode:04o}); refusing to use it",
             path.display()
         ))
         .hint(format_args!(
             "make it private with `chmod 600 {}` and try again",
             path.display()
-        )));
+        )),
+        KeyFileError::TooLarge { path, max } => Failure::runtime(format_args!(
+            "{} is too long for a key (over {} KiB)",
+            path.display(),
+            max / 1024
+        )),
+        other => Failure::runtime(other),
     }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn check_private(_file: &File, _path: &Path) -> Result<(), Failure> {
-    Ok(())
 }
 
 /// Reads at most [`MAX_INPUT`] bytes of UTF-8 text into a buffer that is
