@@ -16,11 +16,7 @@ use tokio::io::AsyncReadExt as _;
 use tokio::net::TcpStream;
 
 fn config_for(server_key: sigil_core::keys::PublicKey, secret: &SecretKey) -> ClientConfig {
-    ClientConfig::new(
-        SecretKey::from_bytes(&secret.dangerous_to_bytes()),
-        server_key,
-    )
-    .unwrap()
+    ClientConfig::new(copy_key(secret), server_key).unwrap()
 }
 
 #[tokio::test]
@@ -49,11 +45,7 @@ async fn replayed_first_message_is_refused_with_code_5() {
 async fn tampered_frame_closes_that_connection_only() {
     let client_key = key();
     let server = demo_server(&[client_key.public_key()]).await;
-    let bystander = connect(
-        &server,
-        SecretKey::from_bytes(&client_key.dangerous_to_bytes()),
-    )
-    .await;
+    let bystander = connect(&server, copy_key(&client_key)).await;
     let cfg = config_for(server.public_key(), &client_key);
     let mut raw = RawClient::open(&server.url()).await;
     let mut session = raw.handshake(&cfg).await.1.unwrap();
@@ -197,12 +189,11 @@ async fn max_connections_is_enforced_and_recovers() {
             ..ServerLimits::default()
         });
     let server = start(settings, demo_registry()).await;
-    let copy = |k: &SecretKey| SecretKey::from_bytes(&k.dangerous_to_bytes());
-    let a = connect(&server, copy(&client_key)).await;
-    let b = connect(&server, copy(&client_key)).await;
+    let a = connect(&server, copy_key(&client_key)).await;
+    let b = connect(&server, copy_key(&client_key)).await;
     let third = sigil_client::Client::connect(
         &server.url(),
-        sigil_client::ClientOptions::new(copy(&client_key), server.public_key()),
+        sigil_client::ClientOptions::new(copy_key(&client_key), server.public_key()),
     )
     .await;
     assert!(third.is_err(), "a third connection is closed at once");
@@ -211,7 +202,7 @@ async fn max_connections_is_enforced_and_recovers() {
     // The slot is free again once the server has seen the close.
     let mut retries = 0;
     let c = loop {
-        let opts = sigil_client::ClientOptions::new(copy(&client_key), server.public_key());
+        let opts = sigil_client::ClientOptions::new(copy_key(&client_key), server.public_key());
         match sigil_client::Client::connect(&server.url(), opts).await {
             Ok(c) => break c,
             Err(_) if retries < 50 => {

@@ -44,11 +44,8 @@ async fn demo_methods() {
     assert_eq!(c.call::<String>("kv", "get", ("k",)).await.unwrap(), "v");
     assert!(c.call::<bool>("kv", "delete", ("k",)).await.unwrap());
     assert!(!c.call::<bool>("kv", "delete", ("k",)).await.unwrap());
-    assert_eq!(
-        c.call::<String>("sigil", "ping", NoArgs_()).await.unwrap(),
-        "pong"
-    );
-    let objects: Value = c.call("sigil", "objects", NoArgs_()).await.unwrap();
+    assert_eq!(c.call::<String>("sigil", "ping", ()).await.unwrap(), "pong");
+    let objects: Value = c.call("sigil", "objects", ()).await.unwrap();
     assert_eq!(
         objects,
         json!({"calculator": ["add", "div", "mul", "sub"], "echo": ["echo"],
@@ -56,12 +53,6 @@ async fn demo_methods() {
     );
     c.close().await;
     server.shutdown().await;
-}
-
-/// `[]`: no arguments.
-#[allow(non_snake_case)]
-fn NoArgs_() -> [u8; 0] {
-    []
 }
 
 fn rpc_code(r: Result<Value, ClientError>) -> ErrorCode {
@@ -134,18 +125,15 @@ async fn every_error_code() {
         other => panic!("{other:?}"),
     }
     assert_eq!(
-        rpc_code(c.call("test", "big", NoArgs_()).await),
+        rpc_code(c.call("test", "big", ()).await),
         ErrorCode::TooLarge
     );
     // Two calls hold both slots; the third is busy; then both finish.
     let (c1, c2) = (c.clone(), c.clone());
-    let w1 = tokio::spawn(async move { c1.call::<String>("test", "wait", NoArgs_()).await });
-    let w2 = tokio::spawn(async move { c2.call::<String>("test", "wait", NoArgs_()).await });
+    let w1 = tokio::spawn(async move { c1.call::<String>("test", "wait", ()).await });
+    let w2 = tokio::spawn(async move { c2.call::<String>("test", "wait", ()).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(
-        rpc_code(c.call("test", "wait", NoArgs_()).await),
-        ErrorCode::Busy
-    );
+    assert_eq!(rpc_code(c.call("test", "wait", ()).await), ErrorCode::Busy);
     gate.add_permits(2);
     assert_eq!(w1.await.unwrap().unwrap(), "done");
     assert_eq!(w2.await.unwrap().unwrap(), "done");
@@ -159,7 +147,7 @@ async fn dotted_names_are_refused_before_sending() {
     let client_key = key();
     let server = demo_server(&[client_key.public_key()]).await;
     let c = connect(&server, client_key).await;
-    match c.call::<Value>("calculator.add", "x", NoArgs_()).await {
+    match c.call::<Value>("calculator.add", "x", ()).await {
         Err(ClientError::InvalidArguments(m)) => {
             assert!(m.contains("dotted names are not allowed"), "{m}")
         }
@@ -212,7 +200,7 @@ async fn psk_prologue_payload_and_hook() {
         });
     let server = start(settings, demo_registry()).await;
     let opts = || {
-        ClientOptions::new(client_key_copy(&client_key), server.public_key())
+        ClientOptions::new(copy_key(&client_key), server.public_key())
             .with_psk(psk.clone())
             .with_prologue(b"app/1".to_vec())
     };
@@ -227,16 +215,12 @@ async fn psk_prologue_payload_and_hook() {
         }
         other => panic!("{:?}", other.err()),
     }
-    let no_psk = ClientOptions::new(client_key_copy(&client_key), server.public_key())
+    let no_psk = ClientOptions::new(copy_key(&client_key), server.public_key())
         .with_prologue(b"app/1".to_vec())
         .with_payload(r#"{"token":"letmein"}"#);
     let err = Client::connect(&server.url(), no_psk).await.err().unwrap();
     assert_eq!(err.refusal_code(), Some(1));
     server.shutdown().await;
-}
-
-fn client_key_copy(k: &sigil_core::keys::SecretKey) -> sigil_core::keys::SecretKey {
-    sigil_core::keys::SecretKey::from_bytes(&k.dangerous_to_bytes())
 }
 
 #[tokio::test]

@@ -21,6 +21,11 @@ pub fn key() -> SecretKey {
     SecretKey::generate(&mut OsRandom).unwrap()
 }
 
+/// A second copy of a secret key (for tests that connect twice with one key).
+pub fn copy_key(k: &SecretKey) -> SecretKey {
+    SecretKey::from_bytes(&k.dangerous_to_bytes())
+}
+
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
