@@ -14,6 +14,7 @@ pub mod kdf;
 #[cfg(feature = "fs")]
 pub mod keyfile;
 pub mod keys;
+pub mod limit;
 pub mod rand;
 pub mod replay;
 pub mod rpc;

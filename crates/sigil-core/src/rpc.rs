@@ -35,6 +35,11 @@ pub enum ErrorCode {
     TooLarge,
     /// Too many calls in flight on this connection.
     Busy,
+    /// The call ran past its deadline (`call_timeout_ms`) and was cancelled.
+    Timeout,
+    /// The handler failed unexpectedly (for example it panicked); the
+    /// message reveals nothing of why.
+    InternalError,
     /// A code this implementation does not know (received only).
     #[serde(other)]
     Unknown,
@@ -51,6 +56,8 @@ impl ErrorCode {
             ErrorCode::ApplicationError => "application_error",
             ErrorCode::TooLarge => "too_large",
             ErrorCode::Busy => "busy",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::InternalError => "internal_error",
             ErrorCode::Unknown => "unknown",
         }
     }

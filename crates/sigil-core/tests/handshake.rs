@@ -234,15 +234,16 @@ fn fail_replayed_hello_is_code_5() {
 }
 
 #[test]
-fn fail_full_replay_cache_is_busy() {
+fn fail_client_over_its_replay_share_is_busy() {
     let mut p = Pair::new(12);
-    p.replay = ReplayCache::new(1, 60_000);
+    // A cache of 64 gives each client key a share of one entry.
+    p.replay = ReplayCache::new(64, 60_000);
     p.connect();
     let (_, msg1) = p.hello(None);
     let r = p.refusal(&msg1);
     assert_eq!(
         (r.code(), r.detail()),
-        (RefusalCode::Busy, RefusalDetail::ReplayCacheFull)
+        (RefusalCode::Busy, RefusalDetail::OverQuota)
     );
     // After the first entry's window has passed there is room again.
     p.now = T0 + 60_001;

@@ -149,7 +149,9 @@ impl TestServer {
         let (events_tx, events) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             config,
-            replay: Mutex::new(ReplayCache::new(1024, limits.max_clock_skew_ms)),
+            replay: Mutex::new(
+                ReplayCache::new(1 << 20, limits.max_clock_skew_ms).with_rate(u32::MAX),
+            ),
             behavior,
             counter: AtomicU64::new(0),
             events: events_tx,

@@ -20,8 +20,10 @@ mod server;
 mod transcript;
 
 pub use client::{ClientConfig, ClientHandshake};
-pub use refusal::{GENERIC_REASON, MAX_REASON_LEN, Refusal, RefusalCode, RefusalDetail};
-pub use server::{ClientAuth, ClientHello, ServerConfig, accept_hello};
+pub use refusal::{
+    BUSY_REASON, GENERIC_REASON, MAX_REASON_LEN, Refusal, RefusalCode, RefusalDetail,
+};
+pub use server::{ClientAuth, ClientHello, ServerConfig, accept_hello, claimed_client_key};
 
 use crate::keys::KeyError;
 use crate::rand::RandomError;
@@ -97,7 +99,9 @@ pub enum HandshakeError {
 /// Checks that a non-empty handshake payload is one JSON value, without
 /// building it (serde_json bounds the nesting depth).
 pub(crate) fn is_json(payload: &[u8]) -> bool {
-    serde_json::from_slice::<serde::de::IgnoredAny>(payload).is_ok()
+    // serde_json does not check the UTF-8 of strings it skips: check first.
+    std::str::from_utf8(payload).is_ok()
+        && serde_json::from_slice::<serde::de::IgnoredAny>(payload).is_ok()
 }
 
 /// Checks one of our own outgoing payloads against the limit and JSON.

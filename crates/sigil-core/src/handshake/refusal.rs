@@ -8,6 +8,8 @@ const REFUSAL_FIXED: usize = 1 + 1 + 2 + 4;
 
 /// The reason every cryptographic or key failure gives the peer.
 pub const GENERIC_REASON: &str = "handshake failed";
+/// The reason of a code-3 refusal when there is nothing more to say.
+pub const BUSY_REASON: &str = "server busy: try again later";
 
 /// The refusal codes of sigil/1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -76,6 +78,12 @@ pub enum RefusalDetail {
     Replayed,
     /// The replay cache is full.
     ReplayCacheFull,
+    /// The client (its key, or its address under `allow_any_client`) is over
+    /// its rate or its share of the replay cache.
+    OverQuota,
+    /// The client's address sent hellos faster than the server allows under
+    /// load (before any X25519 work).
+    RateLimited,
     /// The server is at a limit outside the handshake (connections, load).
     Overloaded,
     /// The payload is not JSON.
@@ -112,6 +120,12 @@ impl Refusal {
     /// example too many connections): code 3 with the given reason.
     pub fn busy(reason: &str) -> Refusal {
         Refusal::new(RefusalCode::Busy, reason, RefusalDetail::Overloaded)
+    }
+
+    /// A refusal for an address over its hello rate: code 3, checked by the
+    /// server before any X25519 work.
+    pub fn rate_limited() -> Refusal {
+        Refusal::new(RefusalCode::Busy, BUSY_REASON, RefusalDetail::RateLimited)
     }
 
     /// The code.

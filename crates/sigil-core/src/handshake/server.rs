@@ -2,13 +2,15 @@
 
 use std::collections::HashMap;
 
+use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::transcript::Transcript;
 use super::{
-    CLIENT_HELLO, HELLO1_FIXED, HELLO2_FIXED, HandshakeError, Limits, Refusal, RefusalCode,
-    RefusalDetail, SERVER_HELLO, TAG_LEN, VERSION, check_own_payload, is_json, read_key, read_u32,
+    BUSY_REASON, CLIENT_HELLO, HELLO1_FIXED, HELLO2_FIXED, HandshakeError, Limits, Refusal,
+    RefusalCode, RefusalDetail, SERVER_HELLO, TAG_LEN, VERSION, check_own_payload, is_json,
+    read_key, read_u32,
 };
 use crate::keys::{PublicKey, SecretKey, SymmetricKey};
 use crate::rand::RandomSource;
@@ -36,6 +38,11 @@ pub struct ServerConfig {
     initial: Transcript,
     /// `None`: any client; otherwise authorised keys and their `ss`.
     authorized: Option<HashMap<PublicKey, Zeroizing<[u8; 32]>>>,
+    /// Stands in for `ss` when a hello names a key that is not authorised,
+    /// so that refusing it costs what refusing an authorised key costs (one
+    /// X25519 operation) and its timing tells nothing. Secret (derived from
+    /// the server's key), so no one can make a tag that verifies with it.
+    unknown_ss: Zeroizing<[u8; 32]>,
     limits: Limits,
 }
 
@@ -54,12 +61,20 @@ impl ServerConfig {
             }
         };
         let public = static_key.public_key();
+        let unknown_ss = Zeroizing::new(
+            Sha256::new()
+                .chain_update(b"sigil/1 stand-in ss for unknown clients")
+                .chain_update(static_key.dangerous_to_bytes().as_ref())
+                .finalize()
+                .into(),
+        );
         Ok(ServerConfig {
             static_key,
             psk: None,
             prologue: Vec::new(),
             initial: Transcript::initial(&[], &public, None),
             authorized,
+            unknown_ss,
             limits: Limits::default(),
         })
     }
@@ -125,10 +140,11 @@ pub struct ClientHello {
 /// 2. declared payload length ≤ `max_handshake_payload` (code 1), exact length (code 1);
 /// 3. `|now − timestamp| ≤ max_clock_skew_ms` (code 5);
 /// 4. `tag1`, in constant time, and no all-zero Diffie-Hellman result (code 1);
-/// 5. the client key is authorised (code 1);
+/// 5. the client key is authorised (code 1; checked with the tag and at the
+///    same cost, see the comment in the code);
 /// 6. the client's ephemeral key is not a replay (code 5; code 3 when the
-///    replay cache is full);
-/// 7. the payload, if any, is one JSON value (code 2).
+///    replay cache is full, or the client is over its share or rate of it);
+/// 7. the payload, if any, is UTF-8 and one JSON value (code 2).
 ///
 /// The application's hook comes after: [`ClientHello::accept`] or
 /// [`ClientHello::refuse`]. `now_ms` is the current time in milliseconds
@@ -184,26 +200,35 @@ pub fn accept_hello(
         .diffie_hellman(&client_ephemeral)
         .map_err(|_| Refusal::generic(RefusalDetail::LowOrderKey))?;
     let _ = t.mix_key(es.dangerous_as_bytes());
-    let cached = config.authorized.as_ref().and_then(|m| m.get(&client_key));
-    let k1 = match cached {
-        Some(ss) => t.mix_key(ss.as_ref()),
+    // With authorized_keys, every hello costs one X25519 operation (`es`):
+    // an authorised key's `ss` is cached, and an unknown key's tag is
+    // checked against a secret stand-in, where it fails. Refusing either
+    // takes the same time (code 1 both), so timing reveals nothing about
+    // authorized_keys. Under allow_any_client every key is authorised and
+    // its `ss` is computed here (two operations for every hello).
+    let (k1, authorised) = match &config.authorized {
+        Some(keys) => match keys.get(&client_key) {
+            Some(ss) => (t.mix_key(ss.as_ref()), true),
+            None => (t.mix_key(config.unknown_ss.as_ref()), false),
+        },
         None => {
             let ss = config
                 .static_key
                 .diffie_hellman(&client_key)
                 .map_err(|_| Refusal::generic(RefusalDetail::LowOrderKey))?;
-            t.mix_key(ss.dangerous_as_bytes())
+            (t.mix_key(ss.dangerous_as_bytes()), true)
         }
     };
-    if !bool::from(t.tag(&k1).ct_eq(tag1)) {
+    let tag_ok = bool::from(t.tag(&k1).ct_eq(tag1));
+    if !authorised {
+        return Err(Refusal::generic(RefusalDetail::UnauthorizedClient));
+    }
+    if !tag_ok {
         return Err(Refusal::generic(RefusalDetail::BadTag));
     }
     t.mix_hash(tag1);
 
-    if config.authorized.is_some() && cached.is_none() {
-        return Err(Refusal::generic(RefusalDetail::UnauthorizedClient));
-    }
-    match replay.check_and_insert(&client_ephemeral, timestamp_ms, now_ms) {
+    match replay.check_and_insert(&client_key, &client_ephemeral, timestamp_ms, now_ms) {
         ReplayVerdict::Fresh => {}
         ReplayVerdict::Replayed => {
             return Err(Refusal::new(
@@ -215,8 +240,15 @@ pub fn accept_hello(
         ReplayVerdict::Full => {
             return Err(Refusal::new(
                 RefusalCode::Busy,
-                "server busy: try again later",
+                BUSY_REASON,
                 RefusalDetail::ReplayCacheFull,
+            ));
+        }
+        ReplayVerdict::OverQuota => {
+            return Err(Refusal::new(
+                RefusalCode::Busy,
+                BUSY_REASON,
+                RefusalDetail::OverQuota,
             ));
         }
     }
@@ -240,6 +272,13 @@ pub fn accept_hello(
         payload,
         limits: config.limits,
     })
+}
+
+/// The client key that message 1 names, if the message is long enough to
+/// name one. Unauthenticated until [`accept_hello`] has checked it: for
+/// logs, never for decisions.
+pub fn claimed_client_key(msg: &[u8]) -> Option<PublicKey> {
+    (msg.len() >= 66 && msg[0] == CLIENT_HELLO).then(|| read_key(&msg[34..]))
 }
 
 impl ClientHello {
