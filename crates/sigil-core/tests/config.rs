@@ -75,6 +75,14 @@ fn defaults() -> Result<(), ConfigError> {
     assert_eq!(c.max_inflight.value, 64);
     assert_eq!(c.max_clock_skew_ms.value, 60_000);
     assert_eq!(c.replay_cache_capacity.value, 262_144);
+    assert_eq!(c.write_timeout_ms.value, 10_000);
+    assert_eq!(c.call_timeout_ms.value, 30_000);
+    assert_eq!(c.max_pending_handshakes.value, 256);
+    assert_eq!(c.max_pending_per_ip.value, 8);
+    assert_eq!(c.handshake_rate_per_ip.value, 20);
+    assert_eq!(c.handshake_rate_per_key.value, 100);
+    assert_eq!(c.allowed_hosts.value, None);
+    assert_eq!(c.allowed_origins.value, None);
     assert_eq!(c.log.value, LogLevel::Info);
     assert_eq!(c.tls.cert.value, None);
     assert_eq!(c.tls.key.value, None);
@@ -91,8 +99,9 @@ fn defaults() -> Result<(), ConfigError> {
     assert_eq!(shown[2], "server_key = (unset)");
     assert_eq!(shown[6], "allow_any_client = false");
     assert_eq!(shown[9], "prologue = \"\"");
-    assert_eq!(shown[18], "log = \"info\"");
-    assert_eq!(shown[22], "tls.require_client_cert = false");
+    assert_eq!(shown[24], "allowed_hosts = (unset)");
+    assert_eq!(shown[26], "log = \"info\"");
+    assert_eq!(shown[30], "tls.require_client_cert = false");
     assert!(!entries[2].is_set && entries[0].is_set);
     Ok(())
 }
@@ -495,6 +504,18 @@ fn fail_ill_typed_file_values() {
             "invalid value for `port` in sigil.toml line 2: expected an integer from 0 to 65535",
         ),
         (
+            "max_connections = 2305843009213693952",
+            "invalid value for `max_connections` in sigil.toml line 1: must be from 1 to 1000000",
+        ),
+        (
+            "allowed_origins = \"https://a.example\"",
+            "invalid value for `allowed_origins` in sigil.toml line 1: expected a list of non-empty strings, found a string",
+        ),
+        (
+            "allowed_hosts = [\"a\", 1]",
+            "invalid value for `allowed_hosts` in sigil.toml line 1: expected a list of non-empty strings, found an integer",
+        ),
+        (
             "port = -1",
             "invalid value for `port` in sigil.toml line 1: expected an integer from 0 to 65535, found a number out of range",
         ),
@@ -504,11 +525,11 @@ fn fail_ill_typed_file_values() {
         ),
         (
             "max_inflight = 0",
-            "invalid value for `max_inflight` in sigil.toml line 1: must be greater than 0",
+            "invalid value for `max_inflight` in sigil.toml line 1: must be from 1 to 65536",
         ),
         (
             "max_message_size = 1.5",
-            "invalid value for `max_message_size` in sigil.toml line 1: expected a whole number greater than 0, found a float",
+            "invalid value for `max_message_size` in sigil.toml line 1: expected a whole number from 64 to 16777216, found a float",
         ),
         (
             "host = \"\"",
@@ -564,12 +585,27 @@ fn fail_ill_typed_env_values() {
         (
             "SIGIL_MAX_MESSAGE_SIZE",
             "0",
-            "invalid value for `max_message_size` from SIGIL_MAX_MESSAGE_SIZE: must be greater than 0",
+            "invalid value for `max_message_size` from SIGIL_MAX_MESSAGE_SIZE: must be from 64 to 16777216",
+        ),
+        (
+            "SIGIL_MAX_CONNECTIONS",
+            "2305843009213693952",
+            "invalid value for `max_connections` from SIGIL_MAX_CONNECTIONS: must be from 1 to 1000000",
+        ),
+        (
+            "SIGIL_MAX_CLOCK_SKEW_MS",
+            "18446744073709551615",
+            "invalid value for `max_clock_skew_ms` from SIGIL_MAX_CLOCK_SKEW_MS: must be from 0 to 600000",
+        ),
+        (
+            "SIGIL_ALLOWED_HOSTS",
+            "a,,b",
+            "invalid value for `allowed_hosts` from SIGIL_ALLOWED_HOSTS: expected a list of non-empty strings, found an empty entry",
         ),
         (
             "SIGIL_IDLE_TIMEOUT_MS",
             "99999999999999999999999",
-            "invalid value for `idle_timeout_ms` from SIGIL_IDLE_TIMEOUT_MS: expected a whole number greater than 0, found a number out of range",
+            "invalid value for `idle_timeout_ms` from SIGIL_IDLE_TIMEOUT_MS: expected a whole number from 100 to 86400000, found a number out of range",
         ),
         (
             "SIGIL_ALLOW_ANY_CLIENT",

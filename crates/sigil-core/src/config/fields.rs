@@ -16,11 +16,13 @@ pub(super) enum Slot<'a> {
     },
     /// A port number, 0 to 65535.
     Port(&'a mut Setting<u16>),
-    /// A size, count or duration; `positive` refuses 0.
+    /// A size, count, rate or duration within `range` (inclusive).
     Number {
         setting: &'a mut Setting<u64>,
-        positive: bool,
+        range: (u64, u64),
     },
+    /// An optional list of non-empty strings.
+    List(&'a mut Setting<Option<Vec<String>>>),
     /// A boolean.
     Flag(&'a mut Setting<bool>),
     /// An optional path; an empty path is refused.
@@ -33,8 +35,11 @@ pub(super) enum Slot<'a> {
     Log(&'a mut Setting<LogLevel>),
 }
 
-fn number(setting: &mut Setting<u64>, positive: bool) -> Slot<'_> {
-    Slot::Number { setting, positive }
+fn number(setting: &mut Setting<u64>, key: Key) -> Slot<'_> {
+    Slot::Number {
+        setting,
+        range: key.range().unwrap_or((0, u64::MAX)),
+    }
 }
 
 /// A field of [`Config`] to read.
@@ -42,6 +47,7 @@ pub(super) enum View<'a> {
     Text(&'a Setting<String>),
     Port(&'a Setting<u16>),
     Number(&'a Setting<u64>),
+    List(&'a Setting<Option<Vec<String>>>),
     Flag(&'a Setting<bool>),
     Path(&'a Setting<Option<PathBuf>>),
     PublicKey(&'a Setting<Option<PublicKey>>),
@@ -69,16 +75,22 @@ impl Config {
                 setting: &mut self.prologue,
                 non_empty: false,
             },
-            Key::MaxMessageSize => number(&mut self.max_message_size, true),
-            // 0: clients may send no handshake payload at all.
-            Key::MaxHandshakePayload => number(&mut self.max_handshake_payload, false),
-            Key::HandshakeTimeoutMs => number(&mut self.handshake_timeout_ms, true),
-            Key::IdleTimeoutMs => number(&mut self.idle_timeout_ms, true),
-            Key::MaxConnections => number(&mut self.max_connections, true),
-            Key::MaxInflight => number(&mut self.max_inflight, true),
-            // 0: timestamps must match the server's clock exactly (tests with a virtual clock).
-            Key::MaxClockSkewMs => number(&mut self.max_clock_skew_ms, false),
-            Key::ReplayCacheCapacity => number(&mut self.replay_cache_capacity, true),
+            Key::MaxMessageSize => number(&mut self.max_message_size, key),
+            Key::MaxHandshakePayload => number(&mut self.max_handshake_payload, key),
+            Key::HandshakeTimeoutMs => number(&mut self.handshake_timeout_ms, key),
+            Key::IdleTimeoutMs => number(&mut self.idle_timeout_ms, key),
+            Key::WriteTimeoutMs => number(&mut self.write_timeout_ms, key),
+            Key::CallTimeoutMs => number(&mut self.call_timeout_ms, key),
+            Key::MaxConnections => number(&mut self.max_connections, key),
+            Key::MaxPendingHandshakes => number(&mut self.max_pending_handshakes, key),
+            Key::MaxPendingPerIp => number(&mut self.max_pending_per_ip, key),
+            Key::MaxInflight => number(&mut self.max_inflight, key),
+            Key::MaxClockSkewMs => number(&mut self.max_clock_skew_ms, key),
+            Key::ReplayCacheCapacity => number(&mut self.replay_cache_capacity, key),
+            Key::HandshakeRatePerIp => number(&mut self.handshake_rate_per_ip, key),
+            Key::HandshakeRatePerKey => number(&mut self.handshake_rate_per_key, key),
+            Key::AllowedHosts => Slot::List(&mut self.allowed_hosts),
+            Key::AllowedOrigins => Slot::List(&mut self.allowed_origins),
             Key::Log => Slot::Log(&mut self.log),
             Key::TlsCert => Slot::Path(&mut self.tls.cert),
             Key::TlsKey => Slot::Path(&mut self.tls.key),
@@ -104,10 +116,18 @@ impl Config {
             Key::MaxHandshakePayload => View::Number(&self.max_handshake_payload),
             Key::HandshakeTimeoutMs => View::Number(&self.handshake_timeout_ms),
             Key::IdleTimeoutMs => View::Number(&self.idle_timeout_ms),
+            Key::WriteTimeoutMs => View::Number(&self.write_timeout_ms),
+            Key::CallTimeoutMs => View::Number(&self.call_timeout_ms),
             Key::MaxConnections => View::Number(&self.max_connections),
+            Key::MaxPendingHandshakes => View::Number(&self.max_pending_handshakes),
+            Key::MaxPendingPerIp => View::Number(&self.max_pending_per_ip),
             Key::MaxInflight => View::Number(&self.max_inflight),
             Key::MaxClockSkewMs => View::Number(&self.max_clock_skew_ms),
             Key::ReplayCacheCapacity => View::Number(&self.replay_cache_capacity),
+            Key::HandshakeRatePerIp => View::Number(&self.handshake_rate_per_ip),
+            Key::HandshakeRatePerKey => View::Number(&self.handshake_rate_per_key),
+            Key::AllowedHosts => View::List(&self.allowed_hosts),
+            Key::AllowedOrigins => View::List(&self.allowed_origins),
             Key::Log => View::Log(&self.log),
             Key::TlsCert => View::Path(&self.tls.cert),
             Key::TlsKey => View::Path(&self.tls.key),
@@ -126,6 +146,7 @@ impl View<'_> {
             View::Text(s) => &s.origin,
             View::Port(s) => &s.origin,
             View::Number(s) => &s.origin,
+            View::List(s) => &s.origin,
             View::Flag(s) => &s.origin,
             View::Path(s) => &s.origin,
             View::PublicKey(s) => &s.origin,
@@ -138,6 +159,7 @@ impl View<'_> {
         match self {
             View::Path(s) => s.value.is_some(),
             View::PublicKey(s) => s.value.is_some(),
+            View::List(s) => s.value.is_some(),
             View::Secret(s) => s.value.is_some(),
             _ => true,
         }
@@ -149,6 +171,13 @@ impl View<'_> {
             View::Text(s) => toml_string(&s.value),
             View::Port(s) => s.value.to_string(),
             View::Number(s) => s.value.to_string(),
+            View::List(s) => s.value.as_ref().map_or_else(
+                || UNSET.to_owned(),
+                |items| {
+                    let items: Vec<String> = items.iter().map(|i| toml_string(i)).collect();
+                    format!("[{}]", items.join(", "))
+                },
+            ),
             View::Flag(s) => s.value.to_string(),
             View::Path(s) => s
                 .value

@@ -22,10 +22,18 @@ pub(super) enum Key {
     MaxHandshakePayload,
     HandshakeTimeoutMs,
     IdleTimeoutMs,
+    WriteTimeoutMs,
+    CallTimeoutMs,
     MaxConnections,
+    MaxPendingHandshakes,
+    MaxPendingPerIp,
     MaxInflight,
     MaxClockSkewMs,
     ReplayCacheCapacity,
+    HandshakeRatePerIp,
+    HandshakeRatePerKey,
+    AllowedHosts,
+    AllowedOrigins,
     Log,
     TlsCert,
     TlsKey,
@@ -36,7 +44,7 @@ pub(super) enum Key {
 impl Key {
     /// Every key, in the order of [`super::Config::entries`]: top-level keys
     /// first, then the `tls` table.
-    pub(super) const ALL: [Key; 23] = [
+    pub(super) const ALL: [Key; 31] = [
         Key::Host,
         Key::Port,
         Key::ServerKey,
@@ -51,10 +59,18 @@ impl Key {
         Key::MaxHandshakePayload,
         Key::HandshakeTimeoutMs,
         Key::IdleTimeoutMs,
+        Key::WriteTimeoutMs,
+        Key::CallTimeoutMs,
         Key::MaxConnections,
+        Key::MaxPendingHandshakes,
+        Key::MaxPendingPerIp,
         Key::MaxInflight,
         Key::MaxClockSkewMs,
         Key::ReplayCacheCapacity,
+        Key::HandshakeRatePerIp,
+        Key::HandshakeRatePerKey,
+        Key::AllowedHosts,
+        Key::AllowedOrigins,
         Key::Log,
         Key::TlsCert,
         Key::TlsKey,
@@ -80,16 +96,44 @@ impl Key {
             Key::MaxHandshakePayload => "max_handshake_payload",
             Key::HandshakeTimeoutMs => "handshake_timeout_ms",
             Key::IdleTimeoutMs => "idle_timeout_ms",
+            Key::WriteTimeoutMs => "write_timeout_ms",
+            Key::CallTimeoutMs => "call_timeout_ms",
             Key::MaxConnections => "max_connections",
+            Key::MaxPendingHandshakes => "max_pending_handshakes",
+            Key::MaxPendingPerIp => "max_pending_per_ip",
             Key::MaxInflight => "max_inflight",
             Key::MaxClockSkewMs => "max_clock_skew_ms",
             Key::ReplayCacheCapacity => "replay_cache_capacity",
+            Key::HandshakeRatePerIp => "handshake_rate_per_ip",
+            Key::HandshakeRatePerKey => "handshake_rate_per_key",
+            Key::AllowedHosts => "allowed_hosts",
+            Key::AllowedOrigins => "allowed_origins",
             Key::Log => "log",
             Key::TlsCert => "tls.cert",
             Key::TlsKey => "tls.key",
             Key::TlsClientCa => "tls.client_ca",
             Key::TlsRequireClientCert => "tls.require_client_cert",
         }
+    }
+
+    /// The inclusive range of a numeric key; `None` for other keys. Every
+    /// numeric key has one, so no value can overflow what it sizes or
+    /// times (the book's configuration chapter lists them).
+    pub(super) const fn range(self) -> Option<(u64, u64)> {
+        Some(match self {
+            Key::MaxMessageSize => (64, 16 * 1024 * 1024),
+            Key::MaxHandshakePayload => (0, 65_536),
+            Key::HandshakeTimeoutMs | Key::WriteTimeoutMs => (100, 300_000),
+            Key::IdleTimeoutMs => (100, 86_400_000),
+            Key::CallTimeoutMs => (10, 3_600_000),
+            Key::MaxConnections => (1, 1_000_000),
+            Key::MaxPendingHandshakes | Key::MaxPendingPerIp | Key::MaxInflight => (1, 65_536),
+            // 0: timestamps must match the server's clock exactly (tests with a virtual clock).
+            Key::MaxClockSkewMs => (0, 600_000),
+            Key::ReplayCacheCapacity => (16, 16 * 1024 * 1024),
+            Key::HandshakeRatePerIp | Key::HandshakeRatePerKey => (1, 1_000_000),
+            _ => return None,
+        })
     }
 
     /// Whether the value is a secret that is never shown.

@@ -61,8 +61,8 @@ use key::Key;
 
 /// The names of every configuration key, in the order of [`Config::entries`]:
 /// top-level keys first, then the `tls` table's keys, dotted.
-pub const KEYS: [&str; 23] = {
-    let mut names = [""; 23];
+pub const KEYS: [&str; Key::ALL.len()] = {
+    let mut names = [""; Key::ALL.len()];
     let mut i = 0;
     while i < names.len() {
         names[i] = Key::ALL[i].name();
@@ -130,8 +130,20 @@ pub struct Config {
     pub handshake_timeout_ms: Setting<u64>,
     /// Time an idle connection is kept (`idle_timeout_ms`, default 5 min).
     pub idle_timeout_ms: Setting<u64>,
+    /// Deadline on every send, on the close handshake and on TLS accept
+    /// (`write_timeout_ms`, default 10 s).
+    pub write_timeout_ms: Setting<u64>,
+    /// An asynchronous call running longer is cancelled and answered
+    /// `timeout` (`call_timeout_ms`, default 30 s).
+    pub call_timeout_ms: Setting<u64>,
     /// Most connections a server holds at once (`max_connections`, default 1024).
     pub max_connections: Setting<u64>,
+    /// Connections that are not yet sessions, from TCP accept on
+    /// (`max_pending_handshakes`, default 256).
+    pub max_pending_handshakes: Setting<u64>,
+    /// Pending connections from one address; IPv6 counts per /64
+    /// (`max_pending_per_ip`, default 8).
+    pub max_pending_per_ip: Setting<u64>,
     /// Most calls in flight on one connection (`max_inflight`, default 64).
     pub max_inflight: Setting<u64>,
     /// Largest accepted difference between a hello's timestamp and the
@@ -139,6 +151,21 @@ pub struct Config {
     pub max_clock_skew_ms: Setting<u64>,
     /// Entries of the handshake replay cache (`replay_cache_capacity`, default 262144).
     pub replay_cache_capacity: Setting<u64>,
+    /// Hellos a second from one address, checked before any X25519 work
+    /// while more than half of `max_pending_handshakes` are pending
+    /// (`handshake_rate_per_ip`, default 20).
+    pub handshake_rate_per_ip: Setting<u64>,
+    /// Authenticated hellos a second per client key, or per address under
+    /// `allow_any_client` (`handshake_rate_per_key`, default 100).
+    pub handshake_rate_per_key: Setting<u64>,
+    /// Host names accepted in the `Host` header of every HTTP request
+    /// (`allowed_hosts`; unset: the configured host, plus `localhost`,
+    /// `127.0.0.1` and `[::1]` on a loopback bind; `*` allows any).
+    pub allowed_hosts: Setting<Option<Vec<String>>>,
+    /// Origins accepted in the `Origin` header of any HTTP request that has
+    /// one (`allowed_origins`; unset: the server's own origin only; `*`
+    /// allows any).
+    pub allowed_origins: Setting<Option<Vec<String>>>,
     /// Log level (`log`, default `info`).
     pub log: Setting<LogLevel>,
     /// The `[tls]` table.
@@ -176,10 +203,18 @@ impl Default for Config {
             max_handshake_payload: Setting::default_value(4096),
             handshake_timeout_ms: Setting::default_value(10_000),
             idle_timeout_ms: Setting::default_value(300_000),
+            write_timeout_ms: Setting::default_value(10_000),
+            call_timeout_ms: Setting::default_value(30_000),
             max_connections: Setting::default_value(1024),
+            max_pending_handshakes: Setting::default_value(256),
+            max_pending_per_ip: Setting::default_value(8),
             max_inflight: Setting::default_value(64),
             max_clock_skew_ms: Setting::default_value(60_000),
             replay_cache_capacity: Setting::default_value(262_144),
+            handshake_rate_per_ip: Setting::default_value(20),
+            handshake_rate_per_key: Setting::default_value(100),
+            allowed_hosts: Setting::default_value(None),
+            allowed_origins: Setting::default_value(None),
             log: Setting::default_value(LogLevel::Info),
             tls: TlsConfig {
                 cert: Setting::default_value(None),

@@ -57,16 +57,34 @@ fn apply(slot: Slot<'_>, input: Input<'_>, origin: Origin) -> Result<(), String>
             let port = u16::try_from(n).map_err(|_| format!("expected {EXPECTED}"))?;
             set(setting, port, origin);
         }
-        Slot::Number { setting, positive } => {
-            let n = if positive {
-                integer(input, "a whole number greater than 0")?
-            } else {
-                integer(input, "a whole number (0 or more)")?
-            };
-            if positive && n == 0 {
-                return Err("must be greater than 0".to_owned());
+        Slot::Number {
+            setting,
+            range: (min, max),
+        } => {
+            let n = integer(input, &format!("a whole number from {min} to {max}"))?;
+            if !(min..=max).contains(&n) {
+                return Err(format!("must be from {min} to {max}"));
             }
             set(setting, n, origin);
+        }
+        Slot::List(setting) => {
+            const EXPECTED: &str = "a list of non-empty strings";
+            let items: Vec<String> = match input {
+                // The environment's form: comma-separated.
+                Input::Text(text) => text.split(',').map(|i| i.trim().to_owned()).collect(),
+                Input::Toml(DeValue::Array(items)) => items
+                    .iter()
+                    .map(|i| match i.get_ref() {
+                        DeValue::String(s) => Ok(s.to_string()),
+                        other => Err(expected_toml(EXPECTED, other)),
+                    })
+                    .collect::<Result<_, _>>()?,
+                Input::Toml(other) => return Err(expected_toml(EXPECTED, other)),
+            };
+            if items.iter().any(String::is_empty) {
+                return Err(format!("expected {EXPECTED}, found an empty entry"));
+            }
+            set(setting, Some(items), origin);
         }
         Slot::Flag(setting) => {
             let flag = match input {
