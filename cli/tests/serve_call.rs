@@ -68,12 +68,14 @@ fn demo_server_answers_every_demo_method_and_stops_on_sigint() {
     assert_eq!(call(&["kv", "delete", r#""colour""#]), "false");
     assert_eq!(call(&["kv", "get", r#""colour""#]), "null");
     assert_eq!(call(&["sigil", "ping"]), r#""pong""#);
+    assert_eq!(call(&["clock", "sleep", "5"]), "5");
     let objects: serde_json::Value =
         serde_json::from_str(&call(&["sigil", "objects"])).expect("objects is JSON");
     assert_eq!(
         objects,
         serde_json::json!({
             "calculator": ["add", "div", "mul", "sub"],
+            "clock": ["sleep"],
             "echo": ["echo"],
             "kv": ["delete", "get", "set"],
             "sigil": ["objects", "ping"],

@@ -388,6 +388,7 @@ async fn calculator_and_builtin_object() {
         run.result(9),
         &json!({
             "calculator": ["add", "div", "mul", "sub"],
+            "clock": ["sleep"],
             "echo": ["echo"],
             "kv": ["delete", "get", "set"],
             "sigil": ["objects", "ping"],

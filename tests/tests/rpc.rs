@@ -48,7 +48,7 @@ async fn demo_methods() {
     let objects: Value = c.call("sigil", "objects", ()).await.unwrap();
     assert_eq!(
         objects,
-        json!({"calculator": ["add", "div", "mul", "sub"], "echo": ["echo"],
+        json!({"calculator": ["add", "div", "mul", "sub"], "clock": ["sleep"], "echo": ["echo"],
                "kv": ["delete", "get", "set"], "sigil": ["objects", "ping"]})
     );
     c.close().await;
@@ -240,7 +240,13 @@ async fn oneway_calls_get_no_response() {
 async fn hundred_clients_hundred_calls_each() {
     let keys: Vec<_> = (0..100).map(|_| key()).collect();
     let publics: Vec<_> = keys.iter().map(|k| k.public_key()).collect();
-    let settings = ServerSettings::new(key(), ClientAuth::Keys(publics));
+    // All from one address at once: more than the default 8 pending
+    // connections per address.
+    let settings =
+        ServerSettings::new(key(), ClientAuth::Keys(publics)).with_server_limits(ServerLimits {
+            max_pending_per_ip: 128,
+            ..ServerLimits::default()
+        });
     let server = start(settings, demo_registry()).await;
     let url = server.url();
     let pk = server.public_key();
@@ -285,4 +291,83 @@ async fn hundred_clients_hundred_calls_each() {
         t.unwrap();
     }
     server.shutdown().await;
+}
+
+/// A handler that panics answers its own call with `internal_error`, saying
+/// nothing of the panic; the connection and the server carry on.
+#[tokio::test]
+async fn a_panicking_handler_answers_internal_error() {
+    let client_key = key();
+    let mut registry = demo_registry();
+    registry
+        .object("broken")
+        .method("sync", |_: NoArgs| -> Result<i64, RpcError> {
+            panic!("secret detail")
+        })
+        .async_method("later", |_: NoArgs| async {
+            tokio::task::yield_now().await;
+            if std::hint::black_box(true) {
+                panic!("secret detail");
+            }
+            Ok::<i64, RpcError>(1)
+        });
+    let settings = ServerSettings::new(key(), ClientAuth::Keys(vec![client_key.public_key()]));
+    let server = start(settings, registry).await;
+    let c = connect(&server, client_key).await;
+    for method in ["sync", "later", "sync"] {
+        match c.call::<Value>("broken", method, ()).await {
+            Err(ClientError::Remote(e)) => {
+                assert_eq!(e.code, ErrorCode::InternalError, "{method}");
+                assert_eq!(e.message, "internal error");
+            }
+            other => panic!("{method}: {other:?}"),
+        }
+        assert_eq!(c.call::<i64>("calculator", "add", (1, 1)).await.unwrap(), 2);
+    }
+    server.shutdown().await;
+}
+
+/// An asynchronous call past `call_timeout` is cancelled (its future is
+/// dropped) and answered `timeout`; the connection carries on.
+#[tokio::test]
+async fn a_call_past_its_deadline_is_cancelled_and_answered_timeout() {
+    let client_key = key();
+    let dropped = Arc::new(tokio::sync::Notify::new());
+    let mut registry = demo_registry();
+    let on_drop = dropped.clone();
+    registry
+        .object("slow")
+        .async_method("forever", move |_: NoArgs| {
+            let guard = NotifyOnDrop(on_drop.clone());
+            async move {
+                let _guard = guard;
+                std::future::pending::<()>().await;
+                Ok::<(), RpcError>(())
+            }
+        });
+    let settings = ServerSettings::new(key(), ClientAuth::Keys(vec![client_key.public_key()]))
+        .with_server_limits(ServerLimits {
+            call_timeout: Duration::from_millis(200),
+            ..ServerLimits::default()
+        });
+    let server = start(settings, registry).await;
+    let c = connect(&server, client_key).await;
+    let notified = dropped.notified();
+    assert_eq!(
+        rpc_code(c.call("slow", "forever", ()).await),
+        ErrorCode::Timeout
+    );
+    tokio::time::timeout(Duration::from_secs(5), notified)
+        .await
+        .expect("the call's future was dropped");
+    assert_eq!(c.call::<u64>("clock", "sleep", (10,)).await.unwrap(), 10);
+    server.shutdown().await;
+}
+
+struct NotifyOnDrop(Arc<tokio::sync::Notify>);
+
+impl Drop for NotifyOnDrop {
+    fn drop(&mut self) {
+        self.0.notify_one();
+    }
 }

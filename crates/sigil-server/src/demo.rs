@@ -1,4 +1,5 @@
-//! The demo objects of `sigil serve --demo`: `calculator`, `echo` and `kv`.
+//! The demo objects of `sigil serve --demo`: `calculator`, `echo`, `kv` and
+//! `clock`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,10 +16,27 @@ pub const KV_MAX_KEY: usize = 256;
 /// Longest value of the demo `kv` store, in bytes.
 pub const KV_MAX_VALUE: usize = 64 * 1024;
 
-/// Registers `calculator` (`add`, `sub`, `mul`, `div`), `echo` (`echo`) and
+/// Longest `clock.sleep`, in milliseconds.
+pub const CLOCK_MAX_SLEEP_MS: u64 = 60_000;
+
+/// Registers `calculator` (`add`, `sub`, `mul`, `div`), `echo` (`echo`),
 /// `kv` (`get`, `set`, `delete`; a bounded in-memory map of strings shared
-/// by all connections).
+/// by all connections) and `clock` (`sleep(ms)`: an asynchronous method
+/// that returns `ms` after sleeping that long, at most a minute — a slow
+/// call, to see deadlines at work).
 pub fn register(registry: &mut Registry) {
+    registry
+        .object("clock")
+        .async_method("sleep", |(ms,): (u64,)| async move {
+            if ms > CLOCK_MAX_SLEEP_MS {
+                return Err(RpcError::new(
+                    ErrorCode::InvalidArguments,
+                    format!("clock.sleep sleeps at most {CLOCK_MAX_SLEEP_MS} ms"),
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            Ok(ms)
+        });
     registry
         .object("calculator")
         .method("add", |(a, b): (Number, Number)| {

@@ -28,8 +28,11 @@
 //! # }
 //! ```
 
+mod budget;
 mod connection;
 pub mod demo;
+mod logs;
+mod preauth;
 mod registry;
 mod server;
 mod settings;

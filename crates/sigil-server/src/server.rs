@@ -10,21 +10,24 @@ use hyper::header::{self, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use sigil_core::handshake::ServerConfig;
+use sigil_core::handshake::{ClientAuth, HELLO1_FIXED, ServerConfig, TAG_LEN};
 use sigil_core::keys::PublicKey;
 use sigil_core::replay::ReplayCache;
 use sigil_core::transport::FRAME_OVERHEAD;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, timeout_at};
+use tokio::time::{Instant, timeout, timeout_at};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tracing::{debug, info, warn};
 
+use crate::budget::{HelloRate, OverLimit, Pending, PendingPermit, Tracked, Tracker};
 use crate::connection;
+use crate::logs::{self, Level, LogLimiter};
+use crate::preauth::{Budgeted, ReadBudget};
 use crate::registry::Registry;
 use crate::settings::{Hook, ServerLimits, ServerSettings, SetupError};
 use crate::static_files::StaticFiles;
@@ -36,18 +39,37 @@ pub const ENDPOINT: &str = "/sigil";
 pub const SUBPROTOCOL: &str = "sigil.v1";
 
 /// What every connection of one server shares. Nothing here is locked on the
-/// hot path: the replay cache is locked once per handshake.
+/// hot path: the replay cache is locked once per handshake, for its
+/// check-and-insert only (no X25519 work under the lock).
 pub(crate) struct Shared {
     pub(crate) core: ServerConfig,
     pub(crate) registry: Registry,
     pub(crate) objects_json: String,
     pub(crate) replay: Mutex<ReplayCache>,
+    /// Under allow_any_client the replay cache's principal is the address.
+    pub(crate) allow_any: bool,
     pub(crate) hook: Option<Hook>,
     pub(crate) limits: ServerLimits,
     pub(crate) ws_config: WebSocketConfig,
+    /// Bytes a connection may send before it is authenticated.
+    pub(crate) preauth_budget: usize,
     pub(crate) static_files: Option<StaticFiles>,
     /// `{"public_key": …, "fingerprint": …}`, served at `/server-key` with the static files.
     pub(crate) server_key_json: Bytes,
+    pub(crate) pending: Arc<Pending>,
+    pub(crate) sessions: Arc<Semaphore>,
+    pub(crate) hello_rate: HelloRate,
+    pub(crate) logs: LogLimiter,
+    pub(crate) http: HttpPolicy,
+}
+
+/// Which `Host` and `Origin` headers HTTP requests may carry.
+pub(crate) struct HttpPolicy {
+    /// Lower-case host names; `None`: any.
+    hosts: Option<Vec<String>>,
+    /// Lower-case origins; `None`: any; empty: the server's own origin only.
+    origins: Option<Vec<String>>,
+    scheme: &'static str,
 }
 
 /// A sigil server: settings and registered objects, ready to bind.
@@ -83,6 +105,7 @@ impl Server {
                  frames are signed but not encrypted; configure tls.cert and tls.key"
             );
         }
+        let allow_any = matches!(s.auth, ClientAuth::AllowAny);
         let mut core = ServerConfig::new(s.key, s.auth)
             .map_err(|e| SetupError::Config(format!("authorized_keys: {e}")))?
             .with_prologue(&s.prologue)
@@ -90,10 +113,20 @@ impl Server {
         if let Some(psk) = s.psk {
             core = core.with_psk(psk);
         }
+        let limits = s.server_limits;
         let max_ws = s.limits.max_message_size as usize + FRAME_OVERHEAD;
+        // A peer that does not read is closed once this much waits for it,
+        // instead of being buffered without bound.
+        let write_buffer = 64 * 1024;
         let ws_config = WebSocketConfig::default()
             .max_message_size(Some(max_ws))
-            .max_frame_size(Some(max_ws));
+            .max_frame_size(Some(max_ws))
+            .write_buffer_size(write_buffer)
+            .max_write_buffer_size(write_buffer + max_ws + 1024);
+        // Message 1 in the largest WebSocket frame header a client sends
+        // (14 bytes), and room for a ping and a close.
+        let preauth_budget =
+            HELLO1_FIXED + s.limits.max_handshake_payload as usize + TAG_LEN + 14 + 512;
         let objects_json = serde_json::to_string(&self.registry.describe())
             .map_err(|e| SetupError::Config(e.to_string()))?;
         let public_key = core.public_key();
@@ -104,27 +137,41 @@ impl Server {
             })
             .to_string(),
         );
+        let http = HttpPolicy::new(
+            addr,
+            local_addr,
+            tls.is_some(),
+            s.allowed_hosts,
+            s.allowed_origins,
+        );
         let shared = Arc::new(Shared {
             core,
             registry: self.registry,
             objects_json,
-            replay: Mutex::new(ReplayCache::new(
-                s.server_limits.replay_cache_capacity,
-                s.limits.max_clock_skew_ms,
-            )),
+            replay: Mutex::new(
+                ReplayCache::new(limits.replay_cache_capacity, s.limits.max_clock_skew_ms)
+                    .with_rate(limits.handshake_rate_per_key),
+            ),
+            allow_any,
             hook: s.hook,
-            limits: s.server_limits,
+            limits,
             ws_config,
+            preauth_budget,
             static_files: s.static_files,
             server_key_json,
+            pending: Pending::new(limits.max_pending_handshakes, limits.max_pending_per_ip),
+            sessions: Arc::new(Semaphore::new(limits.max_connections)),
+            hello_rate: HelloRate::new(limits.handshake_rate_per_ip),
+            logs: LogLimiter::default(),
+            http,
         });
         let (stop_tx, stop_rx) = watch::channel(false);
-        let connections = Arc::new(Semaphore::new(s.server_limits.max_connections));
+        let tracker = Tracker::default();
         let tls_acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(t.config));
         let task = tokio::spawn(accept_loop(
             listener,
             shared,
-            connections.clone(),
+            tracker.clone(),
             tls_acceptor,
             stop_rx,
         ));
@@ -135,8 +182,7 @@ impl Server {
             tls: s.tls.is_some(),
             stop: stop_tx,
             task,
-            connections,
-            max_connections: s.server_limits.max_connections,
+            tracker,
         })
     }
 }
@@ -149,8 +195,7 @@ pub struct RunningServer {
     tls: bool,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
-    connections: Arc<Semaphore>,
-    max_connections: usize,
+    tracker: Tracker,
 }
 
 impl RunningServer {
@@ -170,9 +215,9 @@ impl RunningServer {
         format!("{scheme}://{}{ENDPOINT}", self.local_addr)
     }
 
-    /// Connections being served now.
+    /// Connections being served now: sessions and pending connections.
     pub fn connection_count(&self) -> usize {
-        self.max_connections - self.connections.available_permits()
+        self.tracker.count()
     }
 
     /// Stops accepting, closes every connection (a WebSocket close to each
@@ -180,37 +225,74 @@ impl RunningServer {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
-        // Every connection holds one permit until its task has ended.
-        let all = u32::try_from(self.max_connections).unwrap_or(u32::MAX);
-        let _ = self.connections.acquire_many(all).await;
+        self.tracker.wait_idle().await;
         info!("sigil server on {} stopped", self.local_addr);
     }
 }
 
+/// The answer to a connection over a pending limit, on plain TCP.
+const BUSY_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+Retry-After: 1\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+Content-Length: 39\r\n\
+Connection: close\r\n\
+\r\n\
+busy: too many pending connections now\n";
+
+/// 503 answers being written at once; past it, over-limit connections are
+/// just closed.
+const MAX_BUSY_RESPONDERS: usize = 64;
+
 async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
-    connections: Arc<Semaphore>,
+    tracker: Tracker,
     tls: Option<tokio_rustls::TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let responders = Tracker::default();
+    let mut flush = tokio::time::interval(logs::INTERVAL);
     loop {
         let (tcp, peer) = tokio::select! {
             _ = stop.changed() => return,
+            _ = flush.tick() => {
+                shared.logs.flush();
+                continue;
+            }
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
                     // Out of file descriptors and the like: back off briefly.
-                    warn!("accept failed: {e}");
+                    shared.logs.event("failed accepts", Level::Warn, || format!("accept failed: {e}"));
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
                 }
             },
         };
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
-            warn!("max_connections reached: closing the connection from {peer}");
-            drop(tcp);
-            continue;
+        let pending = match shared.pending.try_enter(peer.ip()) {
+            Ok(p) => p,
+            Err(over) => {
+                let (kind, limit) = match over {
+                    OverLimit::Total => (
+                        "connections over max_pending_handshakes",
+                        "max_pending_handshakes",
+                    ),
+                    OverLimit::PerAddress => {
+                        ("connections over max_pending_per_ip", "max_pending_per_ip")
+                    }
+                };
+                shared.logs.event(kind, Level::Warn, || {
+                    format!("{limit} reached: answering {peer} with 503 and closing")
+                });
+                if tls.is_none() && responders.count() < MAX_BUSY_RESPONDERS {
+                    let guard = responders.track();
+                    tokio::spawn(async move {
+                        answer_busy(tcp).await;
+                        drop(guard);
+                    });
+                }
+                continue;
+            }
         };
         let _ = tcp.set_nodelay(true);
         let deadline = Instant::now() + shared.limits.handshake_timeout;
@@ -219,99 +301,155 @@ async fn accept_loop(
             peer,
             deadline,
             stop: stop.clone(),
+            pending,
+            tracked: tracker.track(),
         };
         let tls = tls.clone();
         tokio::spawn(async move {
             match tls {
-                None => conn.serve_http(tcp, None, permit).await,
-                Some(acceptor) => match timeout_at(deadline, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => {
-                        let cert = stream
-                            .get_ref()
-                            .1
-                            .peer_certificates()
-                            .and_then(|c| c.first())
-                            .and_then(|c| PeerCertificate::from_der(c));
-                        conn.serve_http(stream, cert, permit).await;
+                None => conn.serve_http(tcp, None).await,
+                Some(acceptor) => {
+                    let limit = conn
+                        .deadline
+                        .min(Instant::now() + conn.shared.limits.write_timeout);
+                    match timeout_at(limit, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => {
+                            let cert = stream
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|c| c.first())
+                                .and_then(|c| PeerCertificate::from_der(c));
+                            conn.serve_http(stream, cert).await;
+                        }
+                        Ok(Err(e)) => {
+                            conn.shared
+                                .logs
+                                .event("failed TLS handshakes", Level::Info, || {
+                                    format!("TLS handshake with {peer} failed: {e}")
+                                })
+                        }
+                        Err(_) => {
+                            conn.shared
+                                .logs
+                                .event("timed-out TLS handshakes", Level::Info, || {
+                                    format!("TLS handshake with {peer} timed out")
+                                })
+                        }
                     }
-                    Ok(Err(e)) => info!("TLS handshake with {peer} failed: {e}"),
-                    Err(_) => info!("TLS handshake with {peer} timed out"),
-                },
+                }
             }
         });
     }
 }
 
+/// Writes the 503 answer (bounded in time), then reads and drops what the
+/// peer sent (so that closing does not reset the answer away), for at
+/// most a second.
+async fn answer_busy(mut tcp: TcpStream) {
+    let second = std::time::Duration::from_secs(1);
+    if matches!(
+        timeout(second, tcp.write_all(BUSY_RESPONSE)).await,
+        Ok(Ok(()))
+    ) {
+        let _ = tcp.shutdown().await;
+        let drain = async {
+            let mut buf = [0u8; 1024];
+            let mut left: usize = 16 * 1024;
+            while left > 0 {
+                match tcp.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => left = left.saturating_sub(n),
+                }
+            }
+        };
+        let _ = timeout(second, drain).await;
+    }
+}
+
 /// One accepted connection before it becomes a sigil session.
-struct Conn {
-    shared: Arc<Shared>,
-    peer: SocketAddr,
-    deadline: Instant,
-    stop: watch::Receiver<bool>,
+pub(crate) struct Conn {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) peer: SocketAddr,
+    pub(crate) deadline: Instant,
+    pub(crate) stop: watch::Receiver<bool>,
+    /// Its place among the pending connections, until it is a session.
+    pub(crate) pending: PendingPermit,
+    /// Counted until the connection ends.
+    pub(crate) tracked: Tracked,
 }
 
 impl Conn {
-    async fn serve_http<S>(self, io: S, cert: Option<PeerCertificate>, permit: OwnedSemaphorePermit)
+    async fn serve_http<S>(self, io: S, cert: Option<PeerCertificate>)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let peer = self.peer;
         let deadline = self.deadline;
-        let state = Arc::new(Mutex::new(Some((self, cert, permit))));
+        let shared = self.shared.clone();
+        let state = Arc::new(Mutex::new(Some((self, cert))));
         let service = service_fn(move |req: Request<Incoming>| {
             let state = state.clone();
-            async move { Ok::<_, Infallible>(route(req, &state)) }
+            let shared = shared.clone();
+            async move { Ok::<_, Infallible>(route(req, &shared, peer, &state)) }
         });
         let http = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(Some(deadline.saturating_duration_since(Instant::now())))
+            .max_buf_size(16 * 1024)
             .serve_connection(TokioIo::new(io), service)
             .with_upgrades();
         match timeout_at(deadline, http).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => debug!("HTTP connection from {peer}: {e}"),
-            Err(_) => info!("connection from {peer} did not upgrade before the handshake timeout"),
+            Err(_) => debug!("connection from {peer} did not upgrade before the handshake timeout"),
         }
     }
 }
 
-type ConnState = Mutex<Option<(Conn, Option<PeerCertificate>, OwnedSemaphorePermit)>>;
+type ConnState = Mutex<Option<(Conn, Option<PeerCertificate>)>>;
 
-fn route(mut req: Request<Incoming>, state: &Arc<ConnState>) -> Response<Full<Bytes>> {
+fn route(
+    mut req: Request<Incoming>,
+    shared: &Arc<Shared>,
+    peer: SocketAddr,
+    state: &Arc<ConnState>,
+) -> Response<Full<Bytes>> {
+    if let Err(why) = shared.http.check(&req) {
+        shared.logs.event("refused HTTP requests", Level::Warn, || {
+            format!("refused a request from {peer} with 403: {why}")
+        });
+        return plain(
+            StatusCode::FORBIDDEN,
+            "forbidden: host or origin not allowed\n",
+        );
+    }
     if req.uri().path() != ENDPOINT {
-        let shared = state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(|(conn, _, _)| conn.shared.clone());
-        return match shared {
-            Some(shared) => static_file(&req, &shared),
-            None => plain(StatusCode::BAD_REQUEST, "one WebSocket per connection\n"),
-        };
+        return static_file(&req, shared);
     }
     let key = match check_upgrade(&req) {
         Ok(key) => key,
         Err(resp) => return resp,
     };
     // One upgrade per connection: the state moves into the session task.
-    let Some((conn, cert, permit)) = state.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+    let Some((conn, cert)) = state.lock().unwrap_or_else(|e| e.into_inner()).take() else {
         return plain(StatusCode::BAD_REQUEST, "one WebSocket per connection\n");
     };
     let upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
-        let _permit = permit;
         let upgraded = match timeout_at(conn.deadline, upgrade).await {
             Ok(Ok(u)) => u,
             Ok(Err(e)) => return debug!("upgrade from {} failed: {e}", conn.peer),
-            Err(_) => return info!("upgrade from {} timed out", conn.peer),
+            Err(_) => return debug!("upgrade from {} timed out", conn.peer),
         };
+        let budget = ReadBudget::new(conn.shared.preauth_budget);
         let ws = WebSocketStream::from_raw_socket(
-            TokioIo::new(upgraded),
+            Budgeted::new(TokioIo::new(upgraded), budget.clone()),
             Role::Server,
             Some(conn.shared.ws_config),
         )
         .await;
-        connection::run(ws, conn.shared, conn.peer, cert, conn.deadline, conn.stop).await;
+        connection::run(ws, conn, cert, budget).await;
     });
     let mut resp = Response::new(Full::new(Bytes::new()));
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -326,6 +464,107 @@ fn route(mut req: Request<Incoming>, state: &Arc<ConnState>) -> Response<Full<By
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
     resp
+}
+
+impl HttpPolicy {
+    /// The policy for a server bound to `addr` (as given) at `local`.
+    fn new(
+        addr: &str,
+        local: SocketAddr,
+        tls: bool,
+        hosts: Option<Vec<String>>,
+        origins: Option<Vec<String>>,
+    ) -> HttpPolicy {
+        let lower = |v: Vec<String>| -> Option<Vec<String>> {
+            (!v.iter().any(|h| h == "*"))
+                .then(|| v.iter().map(|h| h.to_ascii_lowercase()).collect())
+        };
+        let hosts = match hosts {
+            Some(h) => lower(h),
+            None if local.ip().is_unspecified() => {
+                warn!(
+                    "listening on {local}, an unspecified address: any Host header is accepted; \
+                     set allowed_hosts to the names clients use, to stop DNS rebinding"
+                );
+                None
+            }
+            None => {
+                let mut h = vec![host_of(&local.to_string()).to_owned()];
+                let given = host_of(addr);
+                if !given.is_empty() {
+                    h.push(given.to_ascii_lowercase());
+                }
+                if local.ip().is_loopback() {
+                    h.extend(["localhost", "127.0.0.1", "[::1]"].map(String::from));
+                }
+                h.sort();
+                h.dedup();
+                Some(h)
+            }
+        };
+        let origins = match origins {
+            Some(o) => lower(
+                o.into_iter()
+                    .map(|o| o.trim_end_matches('/').to_owned())
+                    .collect(),
+            ),
+            None => Some(Vec::new()),
+        };
+        HttpPolicy {
+            hosts,
+            origins,
+            scheme: if tls { "https" } else { "http" },
+        }
+    }
+
+    /// Checks `Host` (every request) and `Origin` (when there is one).
+    fn check(&self, req: &Request<Incoming>) -> Result<(), String> {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .ok_or_else(|| String::from("no Host header"))?;
+        if let Some(allowed) = &self.hosts {
+            let name = host_of(host).to_ascii_lowercase();
+            if !allowed.contains(&name) {
+                return Err(format!("Host {host:?} is not in allowed_hosts"));
+            }
+        }
+        let Some(origin) = req.headers().get(header::ORIGIN) else {
+            return Ok(());
+        };
+        let origin = origin
+            .to_str()
+            .map_err(|_| String::from("an Origin header that is not text"))?;
+        let ok = match &self.origins {
+            None => true,
+            Some(list) if list.is_empty() => {
+                let own = format!("{}://{host}", self.scheme);
+                origin.eq_ignore_ascii_case(&own)
+            }
+            Some(list) => list.iter().any(|o| origin.eq_ignore_ascii_case(o)),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("Origin {origin:?} is not allowed"))
+        }
+    }
+}
+
+/// The host part of `host[:port]` or `[v6][:port]`, brackets kept.
+fn host_of(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return authority
+            .find(']')
+            .map_or(authority, |end| &authority[..=end]);
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            host
+        }
+        _ => authority,
+    }
 }
 
 /// Checks a WebSocket upgrade request for the sigil endpoint; returns its

@@ -72,14 +72,33 @@ pub struct ServerLimits {
     /// sigil/1 handshake together).
     pub handshake_timeout: Duration,
     /// A session with no message from the client and no call in flight for
-    /// this long is closed.
+    /// this long is closed. Pings and pongs do not count as messages.
     pub idle_timeout: Duration,
-    /// Connections served at once; more are closed at once.
+    /// Deadline on every send, on the WebSocket close handshake and on TLS
+    /// accept: a peer that does not read is closed.
+    pub write_timeout: Duration,
+    /// An asynchronous call running longer is cancelled (its future is
+    /// dropped) and answered `timeout`.
+    pub call_timeout: Duration,
+    /// Sessions (authenticated connections) at once; a handshake that
+    /// would exceed it is refused as busy (code 3).
     pub max_connections: usize,
+    /// Connections that are not yet sessions, from TCP accept on; more are
+    /// answered HTTP 503 and closed.
+    pub max_pending_handshakes: usize,
+    /// Pending connections from one address (IPv6: one /64); more are
+    /// answered HTTP 503 and closed.
+    pub max_pending_per_ip: usize,
     /// Asynchronous calls in flight per connection; more are answered `busy`.
     pub max_inflight: usize,
     /// Entries of the replay cache (see `sigil_core::replay`).
     pub replay_cache_capacity: usize,
+    /// Hellos a second from one address, checked before any X25519 work
+    /// while more than half of `max_pending_handshakes` are pending.
+    pub handshake_rate_per_ip: u32,
+    /// Authenticated hellos a second per client key (per address under
+    /// `allow_any_client`).
+    pub handshake_rate_per_key: u32,
 }
 
 impl Default for ServerLimits {
@@ -87,9 +106,15 @@ impl Default for ServerLimits {
         ServerLimits {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
+            write_timeout: Duration::from_secs(10),
+            call_timeout: Duration::from_secs(30),
             max_connections: 1024,
+            max_pending_handshakes: 256,
+            max_pending_per_ip: 8,
             max_inflight: 64,
             replay_cache_capacity: 262_144,
+            handshake_rate_per_ip: 20,
+            handshake_rate_per_key: 100,
         }
     }
 }
@@ -108,6 +133,8 @@ pub struct ServerSettings {
     pub(crate) tls: Option<TlsSettings>,
     pub(crate) hook: Option<Hook>,
     pub(crate) static_files: Option<StaticFiles>,
+    pub(crate) allowed_hosts: Option<Vec<String>>,
+    pub(crate) allowed_origins: Option<Vec<String>>,
 }
 
 impl ServerSettings {
@@ -124,6 +151,8 @@ impl ServerSettings {
             tls: None,
             hook: None,
             static_files: None,
+            allowed_hosts: None,
+            allowed_origins: None,
         }
     }
 
@@ -186,9 +215,15 @@ impl ServerSettings {
         let server_limits = ServerLimits {
             handshake_timeout: Duration::from_millis(config.handshake_timeout_ms.value),
             idle_timeout: Duration::from_millis(config.idle_timeout_ms.value),
+            write_timeout: Duration::from_millis(config.write_timeout_ms.value),
+            call_timeout: Duration::from_millis(config.call_timeout_ms.value),
             max_connections: clamp_usize(config.max_connections.value),
+            max_pending_handshakes: clamp_usize(config.max_pending_handshakes.value),
+            max_pending_per_ip: clamp_usize(config.max_pending_per_ip.value),
             max_inflight: clamp_usize(config.max_inflight.value),
             replay_cache_capacity: clamp_usize(config.replay_cache_capacity.value),
+            handshake_rate_per_ip: clamp_u32(config.handshake_rate_per_ip.value),
+            handshake_rate_per_key: clamp_u32(config.handshake_rate_per_key.value),
         };
         Ok(ServerSettings {
             key,
@@ -201,6 +236,8 @@ impl ServerSettings {
             tls,
             hook: None,
             static_files: None,
+            allowed_hosts: config.allowed_hosts.value.clone(),
+            allowed_origins: config.allowed_origins.value.clone(),
         })
     }
 
@@ -249,6 +286,22 @@ impl ServerSettings {
     /// trust anchor).
     pub fn with_static_files(mut self, files: StaticFiles) -> Self {
         self.static_files = Some(files);
+        self
+    }
+
+    /// Accepts only these host names in the `Host` header of HTTP requests
+    /// (`"*"`: any). Without it: the host the server is bound to, plus
+    /// `localhost`, `127.0.0.1` and `[::1]` on a loopback address, or any
+    /// host on an unspecified address (`0.0.0.0`, `::`).
+    pub fn with_allowed_hosts(mut self, hosts: Vec<String>) -> Self {
+        self.allowed_hosts = Some(hosts);
+        self
+    }
+
+    /// Accepts only these origins from browsers (requests with an `Origin`
+    /// header; `"*"`: any). Without it: the server's own origin only.
+    pub fn with_allowed_origins(mut self, origins: Vec<String>) -> Self {
+        self.allowed_origins = Some(origins);
         self
     }
 
