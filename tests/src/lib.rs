@@ -30,6 +30,11 @@ struct BookServing;
 #[doc = include_str!("../../book/src/tls.md")]
 struct BookTls;
 
+/// The "Threat model and hardening" chapter.
+#[cfg(doctest)]
+#[doc = include_str!("../../book/src/hardening.md")]
+struct BookHardening;
+
 /// The "Calling from Rust and from the shell" chapter.
 #[cfg(doctest)]
 #[doc = include_str!("../../book/src/calling.md")]
