@@ -35,6 +35,8 @@ export type RpcErrorCode =
   | "application_error"
   | "too_large"
   | "busy"
+  | "timeout"
+  | "internal_error"
   | "unknown";
 
 /**
