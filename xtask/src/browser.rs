@@ -49,10 +49,11 @@ struct DemoServer {
     page: Option<String>,
 }
 
-/// Starts `sigil serve --demo --no-env` on a free loopback port and waits
-/// (bounded) for its `url:` and `public key:` lines. Its stderr (the log)
-/// goes to `target/xtask/LOG_NAME.log`.
-fn start_server(ctx: &Ctx, log_name: &str) -> Result<DemoServer, String> {
+/// Starts `sigil serve --demo --no-env` (with `config`, a TOML text, if
+/// given) on a free loopback port and waits (bounded) for its `url:` and
+/// `public key:` lines. Its stderr (the log) goes to
+/// `target/xtask/LOG_NAME.log`.
+fn start_server(ctx: &Ctx, log_name: &str, config: Option<&str>) -> Result<DemoServer, String> {
     let bin = ctx.target_dir().join("debug").join("sigil");
     if !bin.is_file() {
         return Err(format!("{} is not built", bin.display()));
@@ -67,9 +68,16 @@ fn start_server(ctx: &Ctx, log_name: &str) -> Result<DemoServer, String> {
         "127.0.0.1",
         "--port",
         "0",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(file);
+    ]);
+    if let Some(text) = config {
+        let path = ctx
+            .target_dir()
+            .join("xtask")
+            .join(format!("{log_name}.toml"));
+        std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        cmd.arg("--config").arg(path);
+    }
+    cmd.stdout(Stdio::piped()).stderr(file);
     let mut cmd = header(cmd);
     let mut child = cmd
         .spawn()
@@ -160,7 +168,9 @@ pub(crate) fn browser_step(ctx: &Ctx, counts: &mut Counts) -> Result<(), String>
         ));
     }
     build_sigil(ctx)?;
-    let server = start_server(ctx, "browser-server")?;
+    // The tests' page comes from wasm-bindgen-test-runner's own server, on
+    // another port: another origin, which the server refuses by default.
+    let server = start_server(ctx, "browser-server", Some("allowed_origins = [\"*\"]\n"))?;
     let tests = |extra: &[&str]| {
         let mut cmd = ctx.cargo([
             "test",
@@ -191,7 +201,7 @@ pub(crate) fn browser_step(ctx: &Ctx, counts: &mut Counts) -> Result<(), String>
 /// static server of its own).
 pub(crate) fn e2e_step(ctx: &Ctx, counts: &mut Counts) -> Result<(), String> {
     build_sigil(ctx)?;
-    let server = start_server(ctx, "e2e-server")?;
+    let server = start_server(ctx, "e2e-server", None)?;
     let Some(page) = &server.page else {
         return Err(
             "`sigil serve --demo` printed no `web demo:` line: it does not serve the \
