@@ -26,7 +26,8 @@ async fn files_server_key_and_nothing_else() {
     let settings = ServerSettings::new(key(), ClientAuth::AllowAny).with_static_files(files);
     let server = start(settings, demo_registry()).await;
     let addr = server.local_addr();
-    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let get =
+        |path: &str| format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
 
     let index = http(addr, &get("/")).await;
     assert!(index.starts_with("HTTP/1.1 200"), "{index}");
@@ -62,7 +63,7 @@ async fn files_server_key_and_nothing_else() {
     }
     let post = http(
         addr,
-        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert!(post.starts_with("HTTP/1.1 405"), "{post}");
@@ -80,9 +81,79 @@ async fn without_static_files_only_the_endpoint_exists() {
     .await;
     let resp = http(
         server.local_addr(),
-        "GET /server-key HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "GET /server-key HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
+    server.shutdown().await;
+}
+
+/// DNS rebinding and cross-site requests: every HTTP request must name an
+/// allowed host, and a browser's must come from an allowed origin.
+#[tokio::test]
+async fn host_and_origin_are_checked_on_every_request() {
+    let mut files = StaticFiles::new();
+    files.insert("/index.html", "text/html; charset=utf-8", "<h1>sigil</h1>");
+    let settings = ServerSettings::new(key(), ClientAuth::AllowAny).with_static_files(files);
+    let server = start(settings, demo_registry()).await;
+    let addr = server.local_addr();
+    let port = addr.port();
+    let get = |path: &str, headers: &str| {
+        format!("GET {path} HTTP/1.1\r\n{headers}Connection: close\r\n\r\n")
+    };
+    for (path, headers, status) in [
+        ("/", "Host: 127.0.0.1\r\n", "200"),
+        ("/", "Host: localhost:7070\r\n", "200"),
+        ("/", "Host: [::1]\r\n", "200"),
+        ("/", "Host: attacker.example\r\n", "403"),
+        ("/server-key", "Host: attacker.example:1234\r\n", "403"),
+        ("/", "", "403"),
+        ("/server-key", "Host: 127.0.0.1\r\n", "200"),
+    ] {
+        let resp = http(addr, &get(path, headers)).await;
+        assert!(
+            resp.starts_with(&format!("HTTP/1.1 {status}")),
+            "{headers}: {resp}"
+        );
+    }
+    let upgrade = |host: &str, origin: &str| {
+        format!(
+            "GET /sigil HTTP/1.1\r\nHost: {host}\r\n{origin}Upgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: sigil.v1\r\n\r\n"
+        )
+    };
+    let own = format!("127.0.0.1:{port}");
+    for (host, origin, status) in [
+        (own.as_str(), String::new(), "101"),
+        (
+            own.as_str(),
+            format!("Origin: http://127.0.0.1:{port}\r\n"),
+            "101",
+        ),
+        (
+            own.as_str(),
+            "Origin: http://attacker.example\r\n".to_owned(),
+            "403",
+        ),
+        (
+            own.as_str(),
+            format!("Origin: http://localhost:{port}\r\n"),
+            "403",
+        ),
+        ("attacker.example", String::new(), "403"),
+    ] {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(upgrade(host, &origin).as_bytes())
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 512];
+        let n = tcp.read(&mut buf).await.unwrap();
+        let resp = String::from_utf8_lossy(&buf[..n]);
+        assert!(
+            resp.starts_with(&format!("HTTP/1.1 {status}")),
+            "{host} {origin}: {resp}"
+        );
+    }
     server.shutdown().await;
 }

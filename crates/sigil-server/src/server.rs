@@ -636,6 +636,11 @@ fn static_file(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // One request per connection: a connection counts as pending until it
+    // closes, and a page's keep-alive connections would otherwise hold the
+    // address's pending places (max_pending_per_ip) for the whole
+    // handshake timeout.
+    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
@@ -654,12 +659,15 @@ fn static_file(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>
     resp
 }
 
+/// A short text answer that ends the connection (see `static_file`).
 fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(
+    let h = resp.headers_mut();
+    h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     resp
 }
