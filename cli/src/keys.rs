@@ -122,9 +122,7 @@ pub(crate) fn derive(args: &DeriveArgs) -> Result<(), Failure> {
         .hint("check that --peer is the peer's real public key (as `sigil pubkey` prints it)"),
         other => Failure::runtime(other),
     })?;
-    let mut text = key.to_base64();
-    text.push('\n');
-    output::stdout(&text)
+    output::stdout(&key.to_base64_line())
 }
 
 /// The public key of `secret` as text ending in a newline.

@@ -16,7 +16,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use crate::rand::{RandomError, RandomSource};
 
@@ -152,11 +152,7 @@ impl SecretKey {
     pub fn to_text(&self, format: KeyFormat) -> Zeroizing<String> {
         let bytes = Zeroizing::new(self.secret.to_bytes());
         match format {
-            KeyFormat::Base64 => {
-                let mut s = Zeroizing::new(STANDARD.encode(bytes.as_ref()));
-                s.push('\n');
-                s
-            }
+            KeyFormat::Base64 => secret_base64(bytes.as_ref(), "\n"),
             KeyFormat::Pem => {
                 let mut der = Zeroizing::new(Vec::with_capacity(PKCS8_PREFIX.len() + KEY_LEN));
                 der.extend_from_slice(&PKCS8_PREFIX);
@@ -283,7 +279,12 @@ impl SymmetricKey {
 
     /// Writes the key as padded standard base64 (no newline).
     pub fn to_base64(&self) -> Zeroizing<String> {
-        Zeroizing::new(STANDARD.encode(self.0.as_ref()))
+        secret_base64(self.0.as_ref(), "")
+    }
+
+    /// Writes the key as padded standard base64 and a newline.
+    pub fn to_base64_line(&self) -> Zeroizing<String> {
+        secret_base64(self.0.as_ref(), "\n")
     }
 
     /// The 32 raw bytes. Handle with care.
@@ -383,16 +384,40 @@ fn kind_name(label: &str) -> &'static str {
     }
 }
 
+/// Base64 of a secret, then `tail`, in a zeroizing string allocated at its
+/// final size once: a string that grows frees its old buffer unzeroized.
+fn secret_base64(secret: &[u8], tail: &str) -> Zeroizing<String> {
+    let len = base64::encoded_len(secret.len(), true).unwrap_or(0) + tail.len();
+    let mut out = Zeroizing::new(String::with_capacity(len));
+    let start = out.as_ptr();
+    STANDARD.encode_string(secret, &mut out);
+    out.push_str(tail);
+    debug_assert_eq!(start, out.as_ptr(), "the buffer moved");
+    out
+}
+
+/// PEM of DER that may hold a secret, built without growing a buffer (see
+/// [`secret_base64`]).
 fn pem_encode(label: &str, der: &[u8]) -> Zeroizing<String> {
-    let mut body = Zeroizing::new(STANDARD.encode(der));
-    let mut out = Zeroizing::new(format!("-----BEGIN {label}-----\n"));
+    let body = secret_base64(der, "");
+    let (begin, end) = ("-----BEGIN ", "-----END ");
+    let line = |prefix: &str| prefix.len() + label.len() + "-----\n".len();
+    let lines = body.len().div_ceil(64);
+    let len = line(begin) + body.len() + lines + line(end);
+    let mut out = Zeroizing::new(String::with_capacity(len));
+    let start = out.as_ptr();
+    for part in [begin, label, "-----\n"] {
+        out.push_str(part);
+    }
     for chunk in body.as_bytes().chunks(64) {
         // base64 output is ASCII, so every chunk is valid UTF-8.
         out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
         out.push('\n');
     }
-    out.push_str(&format!("-----END {label}-----\n"));
-    body.zeroize();
+    for part in [end, label, "-----\n"] {
+        out.push_str(part);
+    }
+    debug_assert_eq!((start, out.len()), (out.as_ptr(), len), "the buffer moved");
     out
 }
 
