@@ -2,7 +2,7 @@
 //! `SIGIL_*` variables, its URL and public key read from its stdout, killed
 //! when dropped; and small helpers for the tests that call it.
 
-use std::io::{BufRead as _, BufReader, Read as _};
+use std::io::{BufRead as _, BufReader};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, ChildStdout, Command as StdCommand, ExitStatus, Stdio};
@@ -51,13 +51,19 @@ impl Serve {
         }
         let mut child = cmd.spawn().expect("start sigil serve");
         let stdout = child.stdout.take().expect("stdout");
-        let mut stderr_pipe = child.stderr.take().expect("stderr");
+        let stderr_pipe = child.stderr.take().expect("stderr");
         let stderr = Arc::new(Mutex::new(String::new()));
         let sink = stderr.clone();
         thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stderr_pipe.read_to_string(&mut text);
-            sink.lock().expect("stderr lock").push_str(&text);
+            // Line by line, so that `stderr()` sees what was said so far.
+            let mut reader = BufReader::new(stderr_pipe);
+            let mut line = Vec::new();
+            while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+                sink.lock()
+                    .expect("stderr lock")
+                    .push_str(&String::from_utf8_lossy(&line));
+                line.clear();
+            }
         });
         let mut serve = Serve {
             child,
@@ -144,6 +150,11 @@ impl Serve {
             rest.push('\n');
         }
         (status, rest)
+    }
+
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// What the server wrote on stderr so far.

@@ -17,6 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
 use sigil_core::handshake::{BUSY_REASON, Refusal, RefusalCode, accept_hello, claimed_client_key};
 use sigil_core::keys::PublicKey;
+use sigil_core::limit::TokenBucket;
 use sigil_core::rand::OsRandom;
 use sigil_core::replay::{ReplayGuard, ReplayVerdict};
 use sigil_core::rpc::{ErrorCode, RpcError, parse_request, write_error};
@@ -83,12 +84,18 @@ pub(crate) async fn run<S>(
         shared,
         peer,
         deadline,
-        stop,
+        mut stop,
         pending,
         tracked: _tracked,
     } = conn;
     let write_timeout = shared.limits.write_timeout;
-    let hello = match timeout_at(deadline, next_binary(&mut ws)).await {
+    let first = tokio::select! {
+        first = timeout_at(deadline, next_binary(&mut ws)) => first,
+        _ = stop.changed() => {
+            return close(&mut ws, write_timeout, CloseCode::Away, "server shutting down").await;
+        }
+    };
+    let hello = match first {
         Ok(Some(msg)) => msg,
         Ok(None) => return debug!("{peer} closed before its handshake"),
         Err(_) => {
@@ -256,6 +263,11 @@ struct Session {
     _slot: OwnedSemaphorePermit,
 }
 
+/// WebSocket pings a second a session may send (with a burst of as many):
+/// a keepalive needs a few a minute; a flood of them costs the server a
+/// pong each, so a peer over the rate is closed.
+const PINGS_PER_SECOND: u32 = 16;
+
 /// What an asynchronous call's task gives back: its id and response, or
 /// nothing for a oneway call.
 type Done = Option<(u64, Vec<u8>)>;
@@ -280,6 +292,8 @@ impl Session {
         // Asynchronous calls in flight; dropped (so aborted) with the session.
         let mut calls: JoinSet<Done> = JoinSet::new();
         let mut idle_deadline = Instant::now() + limits.idle_timeout;
+        let started = Instant::now();
+        let mut pings = TokenBucket::full(PINGS_PER_SECOND, 0);
         let end = loop {
             tokio::select! {
                 msg = ws.next() => match msg {
@@ -296,7 +310,25 @@ impl Session {
                             Err(end) => break end,
                         }
                     }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                    Some(Ok(Message::Ping(_))) => {
+                        let now = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                        if !pings.try_take(PINGS_PER_SECOND, now) {
+                            self.log_drop("sent pings faster than the server answers them");
+                            break End::Close(CloseCode::Policy, "too many pings");
+                        }
+                        // tungstenite has queued the pong: send it now, so a
+                        // peer that pings and never reads is found out
+                        // within write_timeout like any other.
+                        match timeout(limits.write_timeout, ws.flush()).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(_)) => break End::Broken,
+                            Err(_) => {
+                                self.log_drop("did not read its pongs within write_timeout_ms");
+                                break End::Broken;
+                            }
+                        }
+                    }
+                    Some(Ok(Message::Pong(_) | Message::Frame(_))) => {}
                     Some(Ok(Message::Text(_))) => {
                         self.log_drop("sent a text message");
                         break End::Close(CloseCode::Protocol, "binary messages only");

@@ -386,6 +386,7 @@ impl Conn {
     {
         let peer = self.peer;
         let deadline = self.deadline;
+        let mut stop = self.stop.clone();
         let shared = self.shared.clone();
         let state = Arc::new(Mutex::new(Some((self, cert))));
         let service = service_fn(move |req: Request<Incoming>| {
@@ -399,10 +400,15 @@ impl Conn {
             .max_buf_size(16 * 1024)
             .serve_connection(TokioIo::new(io), service)
             .with_upgrades();
-        match timeout_at(deadline, http).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => debug!("HTTP connection from {peer}: {e}"),
-            Err(_) => debug!("connection from {peer} did not upgrade before the handshake timeout"),
+        // An upgraded connection lives on in its own task; this one ends at
+        // the deadline, or when the server stops.
+        tokio::select! {
+            done = timeout_at(deadline, http) => match done {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => debug!("HTTP connection from {peer}: {e}"),
+                Err(_) => debug!("connection from {peer} did not upgrade before the handshake timeout"),
+            },
+            _ = stop.changed() => {}
         }
     }
 }
