@@ -180,10 +180,26 @@ pub(crate) fn handshake_error(e: HandshakeError) -> ClientError {
 pub(crate) fn describe(e: &tungstenite::Error) -> String {
     use tungstenite::Error;
     match e {
-        Error::Http(response) => format!(
-            "the server answered the WebSocket upgrade with HTTP {} (sigil servers use the path /sigil)",
-            response.status()
-        ),
+        Error::Http(response) => match response.status().as_u16() {
+            503 => {
+                let after = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("1");
+                format!(
+                    "the server is busy (HTTP 503: too many connections waiting for their \
+                     handshake); try again after {after} s"
+                )
+            }
+            403 => "the server refused the request (HTTP 403): the URL's host is not in its \
+                    allowed_hosts, or the request's origin is not in its allowed_origins"
+                .to_owned(),
+            _ => format!(
+                "the server answered the WebSocket upgrade with HTTP {} (sigil servers use the path /sigil)",
+                response.status()
+            ),
+        },
         Error::Protocol(ProtocolError::SecWebSocketSubProtocolError(_)) => {
             no_subprotocol().to_string()
         }
