@@ -10,14 +10,15 @@
 //! processes; `child.rs` streams their output and stops them; `setup.rs`
 //! knows what can be installed and how; `test.rs` holds the checks, with the
 //! web build in `web.rs` and the browser tests in `browser.rs`; `results.rs`
-//! reads test runners' summary lines; `demo.rs` and `bench.rs` are the other
-//! commands.
+//! reads test runners' summary lines; `demo.rs`, `bench.rs` and `fuzz.rs`
+//! are the other commands (`fuzz.rs` also gives `test` its fuzz step).
 
 mod bench;
 mod browser;
 mod child;
 mod ctx;
 mod demo;
+mod fuzz;
 mod results;
 mod setup;
 mod test;
@@ -32,12 +33,14 @@ usage: cargo xtask <command> [options]
 
 commands:
   test    install what is missing, then check everything (fmt, clippy, doc,
-          wasm build, web build and size, book, audit, browser tests,
-          end-to-end test, tests); see `cargo xtask test --help`
+          wasm build, web build and size, book, audit, a short fuzz pass,
+          browser tests, end-to-end test, tests); see `cargo xtask test --help`
   demo    build the browser demo and serve it on http://127.0.0.1:7070/
           (Ctrl-C stops); see `cargo xtask demo --help`
   bench   build in release mode and measure handshakes, frames and RPC calls/s
           (ratios against baselines in the same run)
+  fuzz    run the fuzz targets of fuzz/ (cargo-fuzz, nightly), each for 60 s
+          or --seconds N; see `cargo xtask fuzz --help`
   help    print this help
 ";
 
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         "test" => test::main(rest),
         "demo" => demo::main(rest),
         "bench" => bench::main(rest),
+        "fuzz" => fuzz::main(rest),
         "help" | "-h" | "--help" => {
             print!("{HELP}");
             ExitCode::SUCCESS

@@ -93,6 +93,9 @@ pub(crate) enum Need {
     Component(&'static str),
     /// A rustup target of the current toolchain (`rustup target add`).
     Target(&'static str),
+    /// A rustup toolchain beside the default one, probed with
+    /// `cargo +NAME --version` (`rustup toolchain install NAME --profile minimal`).
+    Toolchain(&'static str),
     /// A tool from `cargo install`.
     Cargo(CargoTool),
     /// Debian packages (one `apt-get install` for all that are missing).
@@ -179,6 +182,7 @@ impl<'a> Setup<'a> {
             match need {
                 Need::Component(name) => self.rustup(name, "component")?,
                 Need::Target(name) => self.rustup(name, "target")?,
+                Need::Toolchain(name) => self.toolchain(name)?,
                 Need::Cargo(tool) => self.cargo_tool(tool)?,
                 Need::Apt(packages) => self.apt(packages)?,
                 Need::Npm(dir) => self.npm(dir)?,
@@ -220,6 +224,27 @@ impl<'a> Setup<'a> {
         let mut cmd = self.ctx.cmd("rustup");
         cmd.args([kind, "add", name]);
         self.install_with(&what, cmd, &format!("rustup-{name}"))
+    }
+
+    /// A toolchain, installed with rustup's minimal profile when
+    /// `cargo +NAME` does not work. `cargo +NAME` is rustup's: the `cargo`
+    /// on `PATH`, not the toolchain's own binary that runs us.
+    fn toolchain(&mut self, name: &str) -> Result<(), String> {
+        let mut probe = self.ctx.cmd("cargo");
+        probe.args([format!("+{name}").as_str(), "--version"]);
+        if self.ctx.output(probe).is_some() {
+            return Ok(());
+        }
+        let what = format!("the {name} toolchain");
+        if self.install && self.ctx.which("rustup").is_none() {
+            return Err(format!(
+                "`cargo +{name}` does not work and rustup is not on PATH: install rustup, \
+                 then `rustup toolchain install {name} --profile minimal`"
+            ));
+        }
+        let mut cmd = self.ctx.cmd("rustup");
+        cmd.args(["toolchain", "install", name, "--profile", "minimal"]);
+        self.install_with(&what, cmd, &format!("rustup-toolchain-{name}"))
     }
 
     fn cargo_tool(&mut self, tool: &CargoTool) -> Result<(), String> {

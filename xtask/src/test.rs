@@ -3,8 +3,9 @@
 //! The checks run in a fixed order and stop at the first failure; the tests
 //! run last. The output ends with one line per step and then
 //! `summary: N passed, M failed`, summed over every `test result:` line (of
-//! cargo test and of the browser tests) and node's TAP summary (of the
-//! end-to-end test).
+//! cargo test and of the browser tests), node's TAP summary (of the
+//! end-to-end test) and the fuzz targets (one each: passed, or failed if it
+//! crashed).
 
 use std::io::{self, IsTerminal};
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 use crate::browser;
 use crate::child::run_counted;
 use crate::ctx::{Ctx, fmt_duration, header};
+use crate::fuzz;
 use crate::results::{self, Counts};
 use crate::setup::{self, APT_PACKAGES, CargoTool, Locked, Need, Setup, Version};
 use crate::web;
@@ -26,9 +28,9 @@ usage: cargo xtask test [--no-install]
 Installs (only when missing): rustup components rustfmt and clippy, the
 wasm32-unknown-unknown target, the Debian packages the tests use (apt-get, as
 root: wireguard-tools, openssl, chromium, chromium-driver), web/'s npm
-packages (npm ci; node and npm must be there), mdbook 0.5, cargo-audit, and
-the wasm-bindgen CLI at the version in Cargo.lock. Then runs, stopping at the
-first failure:
+packages (npm ci; node and npm must be there), mdbook 0.5, cargo-audit, the
+wasm-bindgen CLI at the version in Cargo.lock, the nightly toolchain (minimal
+profile) and cargo-fuzz. Then runs, stopping at the first failure:
 
   fmt      cargo fmt --check
   clippy   cargo clippy, warnings denied
@@ -38,6 +40,9 @@ first failure:
            is over its budget (150 KiB)
   book     mdbook build
   audit    cargo audit against ../shared/advisory-db
+  fuzz     every fuzz target of fuzz/ for 5 s from its seed corpus (cargo
+           +nightly fuzz; each target counts as one test); see `cargo xtask
+           fuzz --help`
   browser  sigil-wasm's tests in headless Chromium, against a demo server
   e2e      web/tests/e2e.mjs: the demo page as `sigil serve --demo` serves it
   test     cargo test --workspace
@@ -74,7 +79,11 @@ fn needs(ctx: &Ctx) -> Result<Vec<Need>, String> {
             locked: Locked::Yes,
         }),
         setup::wasm_bindgen_cli(ctx)?,
-    ])
+    ]
+    .into_iter()
+    // The nightly toolchain and cargo-fuzz, for the fuzz step.
+    .chain(fuzz::needs())
+    .collect())
 }
 
 /// A check: its name (the `==> name` header) and what it runs.
@@ -151,6 +160,10 @@ const STEPS: &[Step] = &[
     Step {
         name: "audit",
         run: audit,
+    },
+    Step {
+        name: "fuzz",
+        run: fuzz::step,
     },
     Step {
         name: "browser",

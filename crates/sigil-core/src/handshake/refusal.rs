@@ -169,9 +169,12 @@ impl Refusal {
         if n > MAX_REASON_LEN || msg.len() != REFUSAL_FIXED + n {
             return None;
         }
+        // Repairing bad UTF-8 can triple its length (U+FFFD is 3 bytes):
+        // cut it back, so that `reason()` keeps its promise of 256 bytes.
+        let reason = String::from_utf8_lossy(&msg[REFUSAL_FIXED..]);
         Some(Refusal {
             code: RefusalCode::from_u16(code),
-            reason: String::from_utf8_lossy(&msg[REFUSAL_FIXED..]).into_owned(),
+            reason: truncate(&reason, MAX_REASON_LEN).to_owned(),
             detail: RefusalDetail::Remote,
         })
     }
@@ -208,6 +211,17 @@ mod tests {
         assert_eq!(back.code(), RefusalCode::Rejected);
         assert_eq!(back.reason(), r.reason());
         assert_eq!(back.detail(), RefusalDetail::Remote);
+    }
+
+    #[test]
+    fn a_repaired_reason_stays_within_256_bytes() {
+        let mut msg = Refusal::generic(RefusalDetail::BadTag).to_bytes();
+        msg.truncate(REFUSAL_FIXED);
+        msg[4..8].copy_from_slice(&256u32.to_be_bytes());
+        msg.extend_from_slice(&[0xff; 256]);
+        let r = Refusal::parse(&msg).unwrap();
+        assert!(r.reason().len() <= MAX_REASON_LEN);
+        assert_eq!(Refusal::parse(&r.to_bytes()).unwrap().reason(), r.reason());
     }
 
     #[test]
