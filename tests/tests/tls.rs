@@ -179,3 +179,47 @@ async fn hook_checks_the_certificate_common_name() {
     assert!(err.to_string().contains("\"bob\""), "{err}");
     server.shutdown().await;
 }
+
+/// The serial number and common name the hook sees, read from the DER
+/// certificate: a serial with a high bit set, a 20-byte serial, a name of
+/// several attributes, no common name at all, and every truncation.
+#[test]
+fn peer_certificate_serial_and_common_name() {
+    use rcgen::SerialNumber;
+    let key = KeyPair::generate().unwrap();
+    let cert = |serial: Vec<u8>, names: &[(DnType, &str)]| {
+        let mut params = CertificateParams::new(vec!["client.example".to_owned()]).unwrap();
+        params.serial_number = Some(SerialNumber::from(serial));
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        for (kind, value) in names {
+            params.distinguished_name.push(kind.clone(), *value);
+        }
+        params.self_signed(&key).unwrap().der().to_vec()
+    };
+    let der = cert(
+        vec![0x01, 0x02, 0xa0, 0xff],
+        &[
+            (DnType::OrganizationName, "sigil"),
+            (DnType::CommonName, "alice é"),
+        ],
+    );
+    let peer = sigil_server::PeerCertificate::from_der(&der).unwrap();
+    assert_eq!(peer.serial, "0102a0ff");
+    assert_eq!(peer.common_name.as_deref(), Some("alice é"));
+    assert_eq!(peer.der, der);
+
+    let der = cert((1..=20).collect(), &[(DnType::OrganizationName, "sigil")]);
+    let peer = sigil_server::PeerCertificate::from_der(&der).unwrap();
+    assert_eq!(peer.serial, "0102030405060708090a0b0c0d0e0f1011121314");
+    assert_eq!(peer.common_name, None);
+
+    // Not a certificate, or cut short anywhere: no answer, no panic.
+    assert_eq!(sigil_server::PeerCertificate::from_der(b"not DER"), None);
+    for cut in 0..der.len() {
+        assert_eq!(
+            sigil_server::PeerCertificate::from_der(&der[..cut]),
+            None,
+            "cut at {cut}"
+        );
+    }
+}

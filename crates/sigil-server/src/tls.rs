@@ -23,26 +23,121 @@ pub struct PeerCertificate {
 }
 
 impl PeerCertificate {
-    /// Reads serial number and common name from a DER certificate.
+    /// Reads serial number and common name from a DER certificate (one that
+    /// rustls has already verified, when a client CA is configured).
     pub fn from_der(der: &[u8]) -> Option<PeerCertificate> {
-        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-        let serial = cert
-            .tbs_certificate
-            .raw_serial()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let common_name = cert
-            .subject()
-            .iter_common_name()
-            .next()
-            .and_then(|cn| cn.as_str().ok())
-            .map(str::to_owned);
+        let (serial, common_name) = der::serial_and_common_name(der)?;
         Some(PeerCertificate {
-            serial,
+            serial: serial.iter().map(|b| format!("{b:02x}")).collect(),
             common_name,
             der: der.to_vec(),
         })
+    }
+}
+
+/// Just enough DER (X.690) to read an X.509 certificate's serial number and
+/// its subject's first common name (RFC 5280 section 4.1): a few lines
+/// instead of a general X.509 parser and its thirty-odd crates.
+mod der {
+    const SEQUENCE: u8 = 0x30;
+    const SET: u8 = 0x31;
+    const INTEGER: u8 = 0x02;
+    const OID: u8 = 0x06;
+    const VERSION: u8 = 0xa0;
+    /// id-at-commonName, 2.5.4.3.
+    const COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
+    /// UTF8String, PrintableString, IA5String: the string types a common
+    /// name is written in that are UTF-8 (or ASCII) as they stand.
+    const TEXT: [u8; 3] = [0x0c, 0x13, 0x16];
+
+    /// One tag-length-value: its tag, its contents and what follows it.
+    /// Definite lengths only (DER); `None` for anything malformed.
+    fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, rest) = input.split_first()?;
+        let (&first, rest) = rest.split_first()?;
+        let (len, rest) = if first < 0x80 {
+            (usize::from(first), rest)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 4 || rest.len() < n {
+                return None;
+            }
+            let (bytes, rest) = rest.split_at(n);
+            let len = bytes.iter().try_fold(0usize, |len, &b| {
+                len.checked_mul(256)?.checked_add(usize::from(b))
+            })?;
+            (len, rest)
+        };
+        (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+    }
+
+    /// The contents of a TLV that must have tag `want`, and what follows.
+    fn expect(input: &[u8], want: u8) -> Option<(&[u8], &[u8])> {
+        let (tag, contents, rest) = tlv(input)?;
+        (tag == want).then_some((contents, rest))
+    }
+
+    pub(super) fn serial_and_common_name(der: &[u8]) -> Option<(&[u8], Option<String>)> {
+        let (certificate, _) = expect(der, SEQUENCE)?;
+        let (tbs, _) = expect(certificate, SEQUENCE)?;
+        let mut rest = tbs;
+        if let Some((VERSION, _, after)) = tlv(rest) {
+            rest = after;
+        }
+        let (serial, rest) = expect(rest, INTEGER)?;
+        let (_signature, rest) = expect(rest, SEQUENCE)?;
+        let (_issuer, rest) = expect(rest, SEQUENCE)?;
+        let (_validity, rest) = expect(rest, SEQUENCE)?;
+        let (subject, _) = expect(rest, SEQUENCE)?;
+        Some((serial, first_common_name(subject)))
+    }
+
+    /// The first common name of a Name (a SEQUENCE OF SET OF
+    /// AttributeTypeAndValue) whose value is text.
+    fn first_common_name(mut name: &[u8]) -> Option<String> {
+        while !name.is_empty() {
+            let (mut rdn, rest) = expect(name, SET)?;
+            name = rest;
+            while !rdn.is_empty() {
+                let (attribute, rest) = expect(rdn, SEQUENCE)?;
+                rdn = rest;
+                let (oid, value) = expect(attribute, OID)?;
+                if oid == COMMON_NAME {
+                    let (tag, text, _) = tlv(value)?;
+                    return TEXT
+                        .contains(&tag)
+                        .then(|| String::from_utf8(text.to_vec()).ok())
+                        .flatten();
+                }
+            }
+        }
+        None
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn lengths_and_malformed_input() {
+            assert_eq!(
+                tlv(&[0x02, 0x01, 0x07, 0xff]),
+                Some((0x02, &[0x07][..], &[0xff][..]))
+            );
+            let long = [&[0x04, 0x81, 0x80][..], &[0u8; 128]].concat();
+            assert_eq!(tlv(&long).map(|t| t.1.len()), Some(128));
+            for bad in [
+                &[][..],
+                &[0x30],
+                &[0x30, 0x05, 0x00],
+                &[0x30, 0x80],
+                &[0x30, 0x85, 1, 0, 0, 0, 0],
+                &[0x30, 0x82, 0x01],
+            ] {
+                assert_eq!(tlv(bad), None, "{bad:?}");
+            }
+            assert_eq!(serial_and_common_name(&[0x30, 0x00]), None);
+        }
     }
 }
 
