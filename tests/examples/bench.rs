@@ -5,17 +5,33 @@
 //!   X25519 operations (2 keygens + 6 DH when `ss` is cached);
 //! - frame seal + open against raw HMAC-SHA256 over the same bytes;
 //! - RPC calls per second over loopback WebSocket, sequential and with 64 in
-//!   flight, with p50/p99 latency.
+//!   flight, with p50/p99 latency;
+//! - RPC under hostile load: an honest client's sequential calls per second
+//!   alone (before and after the floods), under a flood of junk hellos and
+//!   under a flood of silent connections (attackers from 127.0.0.2 and up,
+//!   see `bench/flood.rs`), each against the mean of alone;
+//! - hellos rejected per second per core: the junk flood with no honest
+//!   load, against `accept_hello` on junk hellos in memory (one thread);
+//!   also per CPU-second the server used (Linux: from `/proc`), as the
+//!   attackers share the cores;
+//! - refusal timing: the median time `accept_hello` takes to refuse an
+//!   authorised key with a bad tag and an unknown key, and their ratio
+//!   (about 1: both cost one X25519 operation, so timing tells an attacker
+//!   nothing about `authorized_keys`).
 //!
 //! Wall-clock numbers vary with the machine and its load; the ratios are
-//! what to compare between runs. Nothing here asserts a time.
+//! what to compare between runs (under hostile load the attackers share the
+//! machine's cores with the server). Nothing here asserts a time.
 
 #![allow(clippy::unwrap_used, missing_docs)] // a measuring program, not a library
+
+#[path = "bench/flood.rs"]
+mod flood;
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use sigil_client::{Client, ClientOptions};
+use sigil_client::{Client, ClientError, ClientOptions};
 use sigil_core::handshake::{
     ClientAuth, ClientConfig, ClientHandshake, ServerConfig, accept_hello,
 };
@@ -23,7 +39,22 @@ use sigil_core::kdf::hmac_sha256;
 use sigil_core::keys::{PublicKey, SecretKey};
 use sigil_core::rand::OsRandom;
 use sigil_core::replay::ReplayCache;
-use sigil_server::{Registry, Server, ServerSettings, demo};
+use sigil_server::{Registry, RunningServer, Server, ServerSettings, demo};
+
+use flood::{ATTACKERS, Attack};
+
+/// A clock for in-memory handshakes (any fixed time will do).
+const NOW_MS: u64 = 1_795_000_000_000;
+/// How long each loopback measurement runs.
+const CALLS_BUDGET: Duration = Duration::from_secs(2);
+/// Calls one sequential measurement makes at most.
+const MAX_CALLS: u64 = 1_000_000;
+/// How long a flood runs before the honest client connects.
+const FLOOD_WARMUP: Duration = Duration::from_millis(300);
+/// A flood stops by itself after this, whatever happens.
+const FLOOD_CAP: Duration = Duration::from_secs(10);
+/// Samples per key in the refusal-timing row.
+const TIMING_SAMPLES: usize = 2_000;
 
 /// Runs `f` repeatedly for about `budget` and returns operations per second.
 fn rate(budget: Duration, mut f: impl FnMut()) -> f64 {
@@ -53,10 +84,15 @@ fn configs() -> (ServerConfig, ClientConfig) {
     (server, client)
 }
 
+/// A replay cache that never stands in the way of a measurement.
+fn replay_cache(capacity: usize) -> ReplayCache {
+    ReplayCache::new(capacity, 60_000).with_rate(u32::MAX)
+}
+
 fn handshakes() {
     let (server, client) = configs();
-    let mut replay = ReplayCache::new(usize::MAX, 60_000).with_rate(u32::MAX);
-    let mut now = 1_795_000_000_000u64;
+    let mut replay = replay_cache(usize::MAX);
+    let mut now = NOW_MS;
     let hs_rate = rate(Duration::from_secs(2), || {
         now += 1;
         let (hs, m1) = ClientHandshake::start(&client, &mut OsRandom, now, None).unwrap();
@@ -88,7 +124,7 @@ fn handshakes() {
 
 fn frames() {
     let (server, client) = configs();
-    let mut replay = ReplayCache::new(16, 60_000).with_rate(u32::MAX);
+    let mut replay = replay_cache(16);
     let (hs, m1) = ClientHandshake::start(&client, &mut OsRandom, 1, None).unwrap();
     let (m2, s) = accept_hello(&server, &mut replay, 1, &m1)
         .unwrap()
@@ -120,7 +156,9 @@ fn frames() {
     }
 }
 
-async fn rpc() {
+/// An in-process server with the demo objects on 127.0.0.1 (any port),
+/// authorising one client, and that client's key.
+async fn demo_server() -> (RunningServer, SecretKey) {
     let client_key = SecretKey::generate(&mut OsRandom).unwrap();
     let mut registry = Registry::new();
     demo::register(&mut registry);
@@ -132,33 +170,89 @@ async fn rpc() {
         .bind("127.0.0.1:0")
         .await
         .unwrap();
-    let c = Client::connect(
-        &server.url(),
-        ClientOptions::new(client_key, server.public_key()),
-    )
-    .await
-    .unwrap();
-    println!("RPC over loopback WebSocket (calculator.add, signed frames)");
-    // Sequential.
-    let mut lat = Vec::new();
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(2) {
-        let t = Instant::now();
-        black_box(c.call::<i64>("calculator", "add", (1, 2)).await.unwrap());
-        lat.push(t.elapsed());
+    (server, client_key)
+}
+
+/// Connects to `server` as the client `key` (from 127.0.0.1).
+async fn connect(server: &RunningServer, key: &SecretKey) -> Result<Client, ClientError> {
+    let key = SecretKey::from_bytes(&key.dangerous_to_bytes());
+    Client::connect(&server.url(), ClientOptions::new(key, server.public_key())).await
+}
+
+/// What a run of sequential calls gave.
+struct Calls {
+    per_s: f64,
+    /// Of the calls that succeeded, sorted.
+    latencies: Vec<Duration>,
+    failed: u64,
+    first_error: Option<String>,
+}
+
+impl Calls {
+    /// The latency at quantile `q`, in µs.
+    fn p(&self, q: f64) -> f64 {
+        let lat = &self.latencies;
+        lat.get(((lat.len().max(1) - 1) as f64 * q) as usize)
+            .map_or(f64::NAN, |d| d.as_secs_f64() * 1e6)
     }
-    let seq = lat.len() as f64 / start.elapsed().as_secs_f64();
-    lat.sort();
-    let p = |q: f64| lat[((lat.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6;
+
+    /// "N failed calls, first: …", if any failed.
+    fn failures(&self) -> String {
+        match &self.first_error {
+            None => String::new(),
+            Some(e) => format!("  {} FAILED calls, first: {e}", self.failed),
+        }
+    }
+}
+
+/// `calculator.add` on `c`, one call at a time, for about `budget`.
+async fn sequential(c: &Client, budget: Duration) -> Calls {
+    let mut latencies = Vec::new();
+    let mut failed = 0;
+    let mut first_error = None;
+    let start = Instant::now();
+    for _ in 0..MAX_CALLS {
+        if start.elapsed() >= budget {
+            break;
+        }
+        let t = Instant::now();
+        match c.call::<i64>("calculator", "add", (1, 2)).await {
+            Ok(n) => {
+                black_box(n);
+                latencies.push(t.elapsed());
+            }
+            Err(e) => {
+                failed += 1;
+                first_error.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+    let per_s = latencies.len() as f64 / start.elapsed().as_secs_f64();
+    latencies.sort();
+    Calls {
+        per_s,
+        latencies,
+        failed,
+        first_error,
+    }
+}
+
+async fn rpc() {
+    let (server, client_key) = demo_server().await;
+    let c = connect(&server, &client_key).await.unwrap();
+    println!("RPC over loopback WebSocket (calculator.add, signed frames)");
+    let seq = sequential(&c, CALLS_BUDGET).await;
     println!(
-        "  sequential:   {seq:>9.0} calls/s  p50 {:.0} µs  p99 {:.0} µs",
-        p(0.5),
-        p(0.99)
+        "  sequential:   {:>9.0} calls/s  p50 {:.0} µs  p99 {:.0} µs{}",
+        seq.per_s,
+        seq.p(0.5),
+        seq.p(0.99),
+        seq.failures()
     );
     // 64 in flight.
     let start = Instant::now();
     let mut done = 0u64;
-    while start.elapsed() < Duration::from_secs(2) {
+    while start.elapsed() < CALLS_BUDGET && done < MAX_CALLS {
         let calls = (0..64).map(|i| {
             let c = c.clone();
             async move { c.call::<i64>("calculator", "add", (i, 1)).await.unwrap() }
@@ -174,16 +268,194 @@ async fn rpc() {
     server.shutdown().await;
 }
 
+/// An honest client's sequential calls, with `attack` going on (started
+/// before the client connects, so the client's handshake runs under it
+/// too), and what the attackers saw.
+async fn under(
+    server: &RunningServer,
+    key: &SecretKey,
+    attack: Option<Attack>,
+) -> (Result<Calls, ClientError>, Option<flood::Counts>) {
+    let flood = attack.map(|a| flood::start(a, server.local_addr(), FLOOD_CAP));
+    if flood.is_some() {
+        tokio::time::sleep(FLOOD_WARMUP).await;
+    }
+    let calls = match connect(server, key).await {
+        Ok(c) => {
+            let calls = sequential(&c, CALLS_BUDGET).await;
+            c.close().await;
+            Ok(calls)
+        }
+        Err(e) => Err(e),
+    };
+    let counts = match flood {
+        Some(f) => Some(f.finish().await),
+        None => None,
+    };
+    (calls, counts)
+}
+
+/// Prints one honest-load row, with its ratio to `alone` (calls/s).
+fn honest_row(label: &str, calls: &Result<Calls, ClientError>, alone: Option<f64>) {
+    match calls {
+        Ok(c) => {
+            let ratio = alone.map_or(String::new(), |a| format!("  {:.2} × alone", c.per_s / a));
+            println!(
+                "  {label:<26} {:>9.0} calls/s  p50 {:.0} µs  p99 {:.0} µs  max {:.1} ms{ratio}{}",
+                c.per_s,
+                c.p(0.5),
+                c.p(0.99),
+                c.p(1.0) / 1e3,
+                c.failures()
+            );
+        }
+        Err(e) => println!("  {label:<26} the honest client could NOT connect: {e}"),
+    }
+}
+
+async fn hostile() {
+    let (server, key) = demo_server().await;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "RPC under hostile load (honest client from 127.0.0.1; attackers from 127.0.0.2-{})",
+        1 + ATTACKERS
+    );
+    let (before, _) = under(&server, &key, None).await;
+    honest_row("alone (before)", &before, None);
+    let mut floods = Vec::new();
+    for (label, attack) in [
+        ("under junk hellos", Attack::JunkHellos),
+        ("under silent connections", Attack::Silent),
+    ] {
+        floods.push((label, under(&server, &key, Some(attack)).await));
+    }
+    let (after, _) = under(&server, &key, None).await;
+    honest_row("alone (after)", &after, None);
+    // The ratios are against the mean of both runs alone (one is NaN if a
+    // run failed, and so are the ratios then).
+    let alone = [before, after]
+        .iter()
+        .map(|c| c.as_ref().map_or(f64::NAN, |c| c.per_s))
+        .sum::<f64>()
+        / 2.0;
+    for (label, (calls, counts)) in floods {
+        honest_row(label, &calls, Some(alone));
+        println!("  {:<26} attackers saw: {}", "", counts.unwrap());
+    }
+
+    // Hellos rejected, with no honest load.
+    let cpu_before = flood::process_cpu();
+    let flood = flood::start(Attack::JunkHellos, server.local_addr(), FLOOD_CAP);
+    tokio::time::sleep(CALLS_BUDGET).await;
+    let counts = flood.finish().await;
+    let cpu = flood::process_cpu();
+    let secs = counts.elapsed.as_secs_f64();
+    let net = counts.refused() as f64 / secs;
+    let (config, _) = configs();
+    let mut replay = replay_cache(1024);
+    let junk: Vec<Vec<u8>> = (0..256).map(|_| flood::junk_hello(NOW_MS)).collect();
+    let mut i = 0;
+    let mem = rate(Duration::from_secs(1), || {
+        i = (i + 1) % junk.len();
+        black_box(accept_hello(&config, &mut replay, NOW_MS, &junk[i]).is_err());
+    });
+    println!("hellos rejected (junk hellos, code 1; no honest load)");
+    println!("  attackers saw:  {counts}");
+    println!(
+        "  over loopback:  {net:>9.0} /s, {:.0} /s per core ({cores} cores, shared with the attackers)",
+        net / cores as f64
+    );
+    println!(
+        "  in memory:      {mem:>9.0} /s (accept_hello, one thread); loopback per core {:.2} × in memory",
+        net / cores as f64 / mem
+    );
+    // The server's own CPU time: the process's, less the attackers' thread.
+    if let (Some(b), Some(a), Some(att)) = (cpu_before, cpu, counts.attacker_cpu) {
+        let server_cpu = a.saturating_sub(b).saturating_sub(att).as_secs_f64();
+        let per_cpu_s = counts.refused() as f64 / server_cpu;
+        println!(
+            "  server CPU:     {server_cpu:>9.2} s in {secs:.2} s (attackers' thread {:.2} s): {per_cpu_s:.0} rejected per server CPU-second, {:.2} × in memory",
+            att.as_secs_f64(),
+            per_cpu_s / mem
+        );
+    }
+    server.shutdown().await;
+}
+
+/// The median time `accept_hello` takes on each of `a` and `b`, measured
+/// interleaved (alternating which goes first), in µs.
+fn median_refusals(config: &ServerConfig, a: &[Vec<u8>], b: &[Vec<u8>]) -> (f64, f64) {
+    let mut replay = replay_cache(1024);
+    let mut time = |m: &[u8]| {
+        let t = Instant::now();
+        black_box(accept_hello(config, &mut replay, NOW_MS, black_box(m)).is_err());
+        t.elapsed()
+    };
+    // Warm up.
+    for (x, y) in a.iter().zip(b).take(50) {
+        time(x);
+        time(y);
+    }
+    let (mut ta, mut tb) = (Vec::new(), Vec::new());
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        if i % 2 == 0 {
+            ta.push(time(x));
+            tb.push(time(y));
+        } else {
+            tb.push(time(y));
+            ta.push(time(x));
+        }
+    }
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2].as_secs_f64() * 1e6
+    };
+    (median(&mut ta), median(&mut tb))
+}
+
+fn refusal_timing() {
+    let (server, authorised) = configs();
+    let unknown = ClientConfig::new(
+        SecretKey::generate(&mut OsRandom).unwrap(),
+        server.public_key(),
+    )
+    .unwrap();
+    let hello = |client: &ClientConfig| {
+        ClientHandshake::start(client, &mut OsRandom, NOW_MS, None)
+            .unwrap()
+            .1
+    };
+    let bad_tag: Vec<Vec<u8>> = (0..TIMING_SAMPLES)
+        .map(|_| {
+            let mut m = hello(&authorised);
+            *m.last_mut().unwrap() ^= 1;
+            m
+        })
+        .collect();
+    let unknown: Vec<Vec<u8>> = (0..TIMING_SAMPLES).map(|_| hello(&unknown)).collect();
+    let (a, b) = median_refusals(&server, &bad_tag, &unknown);
+    println!(
+        "refusal timing (accept_hello, in memory, {TIMING_SAMPLES} samples each, interleaved)"
+    );
+    println!("  authorised key, bad tag: median {a:>6.1} µs");
+    println!(
+        "  unknown key:             median {b:>6.1} µs  {:.3} × authorised",
+        b / a
+    );
+}
+
 fn main() {
     if cfg!(debug_assertions) {
         println!("note: a debug build; run `cargo xtask bench` for release numbers");
     }
     handshakes();
     frames();
-    tokio::runtime::Builder::new_multi_thread()
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .unwrap()
-        .block_on(rpc());
+        .unwrap();
+    rt.block_on(rpc());
+    rt.block_on(hostile());
+    refusal_timing();
 }
