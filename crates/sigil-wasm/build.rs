@@ -1,7 +1,7 @@
 //! Browser copies of sigil-core's integration tests.
 //!
 //! `tests/core_in_browser.rs` runs sigil-core's own test files
-//! (`crates/sigil-core/tests/{vectors,primitives,handshake}.rs`) under
+//! (`crates/sigil-core/tests/{vectors,primitives,handshake,connection}.rs`) under
 //! wasm-bindgen-test, unchanged in substance. This script writes a copy of
 //! each into `OUT_DIR` that `include!` can take: inner attributes and `//!`
 //! docs are dropped, `include_str!` paths are made absolute, and the
@@ -12,7 +12,12 @@
 use std::path::{Path, PathBuf};
 use std::{env, fs};
 
-const CORE_TESTS: [&str; 3] = ["vectors.rs", "primitives.rs", "handshake.rs"];
+const CORE_TESTS: [&str; 4] = [
+    "vectors.rs",
+    "primitives.rs",
+    "handshake.rs",
+    "connection.rs",
+];
 
 fn main() {
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));

@@ -9,6 +9,7 @@
 //! native client and the browser (it builds for `wasm32-unknown-unknown`).
 
 pub mod config;
+pub mod connection;
 pub mod handshake;
 pub mod kdf;
 #[cfg(feature = "fs")]

@@ -1,11 +1,12 @@
 //! sigil-core's own integration tests, run in a browser.
 //!
-//! `build.rs` copies `crates/sigil-core/tests/{vectors,primitives,handshake}.rs`
+//! `build.rs` copies `crates/sigil-core/tests/{vectors,primitives,handshake,connection}.rs`
 //! into `OUT_DIR`; each is included here in a module where `#[test]` means
 //! `#[wasm_bindgen_test]`. So the sigil/1 vectors (`tests/vectors/sigil1.json`:
 //! handshakes in both roles, frames, pairwise keys), the primitive vectors
 //! (RFC 7748, RFC 5869, RFC 4231, Wycheproof) and the in-memory protocol
-//! tests (every refusal, replays, tampering) run on wasm32 in Chromium,
+//! tests (every refusal, replays, tampering) and the RPC session machines'
+//! in-memory pair (deadlines, cancellation, limits) run on wasm32 in Chromium,
 //! exactly as they run natively. The three proptest properties of
 //! `handshake.rs` are replaced by the deterministic loops at the end.
 
@@ -22,6 +23,11 @@ mod vectors {
 mod primitives {
     use wasm_bindgen_test::wasm_bindgen_test as test;
     include!(concat!(env!("OUT_DIR"), "/core_primitives.rs"));
+}
+
+mod connection {
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+    include!(concat!(env!("OUT_DIR"), "/core_connection.rs"));
 }
 
 mod handshake {

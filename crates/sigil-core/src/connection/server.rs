@@ -1,0 +1,310 @@
+//! The server's side of an RPC session.
+
+use std::borrow::Cow;
+use std::collections::{HashMap, VecDeque};
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::{CloseReason, Deadlines, SessionLimits};
+use crate::rpc::{ErrorCode, RpcError, parse_request, write_error};
+use crate::transport::{FRAME_OVERHEAD, FrameError, FrameOpener, FrameSealer, Session};
+
+/// A call to dispatch, borrowed from the frame it came in.
+#[derive(Debug)]
+pub struct IncomingCall<'a> {
+    /// Its id: answer it with [`ServerConnection::respond`].
+    pub id: u64,
+    /// The object it names (a checked name).
+    pub object: Cow<'a, str>,
+    /// The method it names (a checked name).
+    pub method: Cow<'a, str>,
+    /// The arguments: a JSON array, as text.
+    pub args: &'a RawValue,
+    /// The client wants no response (the machine drops it if one comes).
+    pub oneway: bool,
+}
+
+/// What the server's adapter must act on, besides calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerEvent {
+    /// Stop the work of this call: the client cancelled it, or it ran past
+    /// its deadline (the client has been answered `timeout`). A response
+    /// for it, if one still comes, is dropped.
+    Abort(u64),
+    /// Close the connection for this reason (the idle timer).
+    Close(CloseReason),
+}
+
+struct InFlight {
+    deadline_ms: u64,
+    oneway: bool,
+}
+
+/// `{"cancel": ID}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Cancel {
+    cancel: u64,
+}
+
+/// The server's RPC session: opens the client's frames, keeps its calls in
+/// flight with their deadlines, seals the responses.
+pub struct ServerConnection {
+    sealer: FrameSealer,
+    opener: FrameOpener,
+    limits: SessionLimits,
+    calls: HashMap<u64, InFlight>,
+    deadlines: Deadlines,
+    /// When the client last sent a message.
+    last_heard_ms: u64,
+    transmit: VecDeque<Vec<u8>>,
+    events: VecDeque<ServerEvent>,
+    /// Reused for responses written by the machine.
+    scratch: Vec<u8>,
+    closed: Option<CloseReason>,
+}
+
+impl ServerConnection {
+    /// The machine for an established session, at `now_ms`.
+    pub fn new(session: Session, limits: SessionLimits, now_ms: u64) -> ServerConnection {
+        let (sealer, opener) = session.split();
+        ServerConnection {
+            sealer,
+            opener,
+            limits,
+            calls: HashMap::new(),
+            deadlines: Deadlines::default(),
+            last_heard_ms: now_ms,
+            transmit: VecDeque::new(),
+            events: VecDeque::new(),
+            scratch: Vec::new(),
+            closed: None,
+        }
+    }
+
+    /// Calls in flight (dispatched, not yet answered, aborted or expired).
+    pub fn calls_in_flight(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Why the connection must close, once it must.
+    pub fn close_reason(&self) -> Option<&CloseReason> {
+        self.closed.as_ref()
+    }
+
+    /// Takes a frame from the client. Returns the call it carries, to
+    /// dispatch; invalid requests and calls over `max_inflight` are answered
+    /// here (see [`poll_transmit`](Self::poll_transmit)), and a cancel
+    /// becomes [`ServerEvent::Abort`]. A frame that fails to open, or an
+    /// empty one, is an error: close the connection.
+    pub fn handle_frame<'a>(
+        &mut self,
+        now_ms: u64,
+        frame: &'a [u8],
+    ) -> Result<Option<IncomingCall<'a>>, CloseReason> {
+        if let Some(reason) = &self.closed {
+            return Err(reason.clone());
+        }
+        let payload = match self.opener.open(frame) {
+            Ok(p) => p,
+            Err(e) => return Err(self.close(CloseReason::BadFrame(e))),
+        };
+        self.last_heard_ms = now_ms;
+        if payload.is_empty() {
+            return Ok(None);
+        }
+        let req = match parse_request(payload) {
+            Ok(req) => req,
+            Err(rejected) => {
+                if let Ok(Cancel { cancel }) = serde_json::from_slice::<Cancel>(payload) {
+                    if self.calls.remove(&cancel).is_some() {
+                        self.events.push_back(ServerEvent::Abort(cancel));
+                    }
+                    return Ok(None);
+                }
+                self.queue_error(rejected.id, &rejected.error);
+                return Ok(None);
+            }
+        };
+        if self.calls.contains_key(&req.id) {
+            let e = RpcError::new(
+                ErrorCode::InvalidRequest,
+                format!("call {} is already in flight", req.id),
+            );
+            self.queue_error(req.id, &e);
+            return Ok(None);
+        }
+        if self.calls.len() >= self.limits.max_inflight {
+            let e = RpcError::new(
+                ErrorCode::Busy,
+                format!(
+                    "too many calls in flight (max_inflight = {})",
+                    self.limits.max_inflight
+                ),
+            );
+            if !req.oneway {
+                self.queue_error(req.id, &e);
+            }
+            return Ok(None);
+        }
+        let deadline_ms = now_ms.saturating_add(self.limits.call_timeout_ms);
+        self.calls.insert(
+            req.id,
+            InFlight {
+                deadline_ms,
+                oneway: req.oneway,
+            },
+        );
+        self.deadlines.push(deadline_ms, req.id);
+        Ok(Some(IncomingCall {
+            id: req.id,
+            object: req.object,
+            method: req.method,
+            args: req.args,
+            oneway: req.oneway,
+        }))
+    }
+
+    /// Answers call `id` with its whole response (JSON written by
+    /// [`write_result`](crate::rpc::write_result) or
+    /// [`write_error`](crate::rpc::write_error)). Dropped if the call is no
+    /// longer in flight (aborted, expired) or was oneway; a response over
+    /// `max_message_size` is replaced by a `too_large` error.
+    pub fn respond(&mut self, id: u64, response: &[u8]) {
+        let Some(call) = self.calls.remove(&id) else {
+            return;
+        };
+        if call.oneway {
+            return;
+        }
+        let max = self.limits.max_message_size as usize;
+        if response.len() > max {
+            let e = RpcError::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "the response ({} bytes) is over max_message_size ({max} bytes)",
+                    response.len()
+                ),
+            );
+            self.queue_error(id, &e);
+        } else {
+            self.seal(response);
+        }
+        self.prune();
+    }
+
+    /// Answers call `id` with an error (see [`respond`](Self::respond)).
+    pub fn respond_error(&mut self, id: u64, error: &RpcError) {
+        let mut out = std::mem::take(&mut self.scratch);
+        out.clear();
+        write_error(&mut out, id, error);
+        self.respond(id, &out);
+        self.scratch = out;
+    }
+
+    /// The next sealed frame to send.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.transmit.pop_front()
+    }
+
+    /// The next event to act on.
+    pub fn poll_event(&mut self) -> Option<ServerEvent> {
+        self.events.pop_front()
+    }
+
+    /// When to call [`handle_timeout`](Self::handle_timeout) next: the
+    /// earliest call deadline, or the idle deadline when no call is in flight.
+    pub fn poll_timeout(&mut self) -> Option<u64> {
+        if self.closed.is_some() {
+            return None;
+        }
+        let calls = &self.calls;
+        let call = self
+            .deadlines
+            .next(|id, at| calls.get(&id).is_some_and(|c| c.deadline_ms == at));
+        let idle = if self.calls.is_empty() {
+            self.limits
+                .idle_timeout_ms
+                .map(|t| self.last_heard_ms.saturating_add(t))
+        } else {
+            None
+        };
+        match (call, idle) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Expires calls past their deadline (answered `timeout`, and
+    /// [`ServerEvent::Abort`] for each) and closes an idle connection.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        if self.closed.is_some() {
+            return;
+        }
+        let calls = &self.calls;
+        let due = self.deadlines.due(now_ms, |id, at| {
+            calls.get(&id).is_some_and(|c| c.deadline_ms == at)
+        });
+        for id in due {
+            let oneway = self.calls.get(&id).is_some_and(|c| c.oneway);
+            if !oneway {
+                let e = RpcError::new(
+                    ErrorCode::Timeout,
+                    format!(
+                        "the call ran past call_timeout_ms ({} ms) and was cancelled",
+                        self.limits.call_timeout_ms
+                    ),
+                );
+                self.respond_error(id, &e);
+            }
+            self.calls.remove(&id);
+            self.events.push_back(ServerEvent::Abort(id));
+        }
+        if let Some(idle) = self.limits.idle_timeout_ms
+            && self.calls.is_empty()
+            && now_ms >= self.last_heard_ms.saturating_add(idle)
+        {
+            let reason = self.close(CloseReason::IdleTimeout);
+            self.events.push_back(ServerEvent::Close(reason));
+        }
+    }
+
+    fn close(&mut self, reason: CloseReason) -> CloseReason {
+        self.closed.get_or_insert(reason).clone()
+    }
+
+    fn queue_error(&mut self, id: u64, error: &RpcError) {
+        let mut out = std::mem::take(&mut self.scratch);
+        out.clear();
+        write_error(&mut out, id, error);
+        self.seal(&out);
+        self.scratch = out;
+    }
+
+    fn seal(&mut self, payload: &[u8]) {
+        if self.closed.is_some() {
+            return;
+        }
+        let mut frame = Vec::with_capacity(payload.len() + FRAME_OVERHEAD);
+        match self.sealer.seal(payload, &mut frame) {
+            Ok(()) => self.transmit.push_back(frame),
+            Err(FrameError::Exhausted) => {
+                let reason = self.close(CloseReason::Exhausted);
+                self.events.push_back(ServerEvent::Close(reason));
+            }
+            // Our own responses are within max_message_size (checked above).
+            Err(e) => {
+                let reason = self.close(CloseReason::BadFrame(e));
+                self.events.push_back(ServerEvent::Close(reason));
+            }
+        }
+    }
+
+    fn prune(&mut self) {
+        let calls = &self.calls;
+        self.deadlines.prune(calls.len(), |id, at| {
+            calls.get(&id).is_some_and(|c| c.deadline_ms == at)
+        });
+    }
+}

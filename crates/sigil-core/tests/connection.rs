@@ -1,0 +1,458 @@
+//! The RPC session machines of both roles, driven as an in-memory pair on a
+//! virtual clock (after quinn-proto's `Pair`): calls and responses, oneway
+//! calls, deadlines on both sides, cancellation, limits, the idle timer,
+//! bad frames and closing with calls in flight.
+
+#![allow(clippy::unwrap_used)] // test helpers panic on failure by design
+
+use serde_json::value::RawValue;
+use sigil_core::connection::{
+    CallError, CallOptions, ClientConnection, ClientEvent, CloseReason, ServerConnection,
+    ServerEvent, SessionLimits,
+};
+use sigil_core::handshake::{
+    ClientAuth, ClientConfig, ClientHandshake, ServerConfig, accept_hello,
+};
+use sigil_core::keys::SecretKey;
+use sigil_core::rand::OsRandom;
+use sigil_core::replay::ReplayCache;
+use sigil_core::rpc::{ErrorCode, RpcError, write_error, write_result};
+use sigil_core::transport::{FrameError, Session};
+
+/// A client session and a server session from one real handshake.
+fn sessions() -> (Session, Session) {
+    let server_key = SecretKey::generate(&mut OsRandom).unwrap();
+    let client_key = SecretKey::generate(&mut OsRandom).unwrap();
+    let client = ClientConfig::new(client_key, server_key.public_key()).unwrap();
+    let server =
+        ServerConfig::new(server_key, ClientAuth::Keys(vec![client.public_key()])).unwrap();
+    let now = 1_795_000_000_000;
+    let (hs, msg1) = ClientHandshake::start(&client, &mut OsRandom, now, None).unwrap();
+    let mut replay = ReplayCache::new(1024, 60_000);
+    let hello = accept_hello(&server, &mut replay, now, &msg1).unwrap();
+    let (msg2, server_session) = hello.accept(&mut OsRandom, None).unwrap();
+    let (client_session, _) = hs.finish(&msg2).unwrap();
+    (client_session, server_session)
+}
+
+/// A client and a server connection, a virtual clock, and what each has
+/// seen: the server's calls (kept for the test to answer) and aborts, the
+/// client's responses and closes.
+struct Pair {
+    now: u64,
+    client: ClientConnection,
+    server: ServerConnection,
+    /// Calls the server has been handed: (id, object.method, args).
+    calls: Vec<(u64, String, String)>,
+    aborted: Vec<u64>,
+    server_closed: Option<CloseReason>,
+    responses: Vec<(u64, Result<String, RpcError>)>,
+    client_closed: Option<CloseReason>,
+}
+
+impl Pair {
+    fn new(limits: SessionLimits) -> Pair {
+        let (c, s) = sessions();
+        Pair {
+            now: 0,
+            client: ClientConnection::new(c, limits),
+            server: ServerConnection::new(s, limits, 0),
+            calls: Vec::new(),
+            aborted: Vec::new(),
+            server_closed: None,
+            responses: Vec::new(),
+            client_closed: None,
+        }
+    }
+
+    fn call(&mut self, method: &str, args: &[i64], timeout_ms: Option<u64>) -> u64 {
+        let options = CallOptions {
+            timeout_ms,
+            oneway: false,
+        };
+        self.client
+            .call(self.now, "test", method, args, options)
+            .unwrap()
+    }
+
+    /// Moves every frame both ways until nothing moves, as a lossless
+    /// network with no delay would.
+    fn drive(&mut self) {
+        loop {
+            let mut moved = false;
+            while let Some(frame) = self.client.poll_transmit() {
+                moved = true;
+                match self.server.handle_frame(self.now, &frame) {
+                    Ok(Some(call)) => self.calls.push((
+                        call.id,
+                        format!("{}.{}", call.object, call.method),
+                        call.args.get().to_owned(),
+                    )),
+                    Ok(None) => {}
+                    Err(reason) => self.server_closed = Some(reason),
+                }
+            }
+            while let Some(event) = self.server.poll_event() {
+                match event {
+                    ServerEvent::Abort(id) => self.aborted.push(id),
+                    ServerEvent::Close(reason) => self.server_closed = Some(reason),
+                }
+            }
+            while let Some(frame) = self.server.poll_transmit() {
+                moved = true;
+                if let Err(reason) = self.client.handle_frame(&frame) {
+                    self.client_closed = Some(reason);
+                }
+            }
+            while let Some(event) = self.client.poll_event() {
+                match event {
+                    ClientEvent::Response { id, outcome } => self
+                        .responses
+                        .push((id, outcome.map(|v| v.get().to_owned()))),
+                    ClientEvent::Close(reason) => self.client_closed = Some(reason),
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    /// Advances the clock to `t`, firing both machines' timers on the way.
+    fn advance_to(&mut self, t: u64) {
+        loop {
+            let next = [self.client.poll_timeout(), self.server.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .filter(|&at| at <= t)
+                .min();
+            let Some(at) = next else { break };
+            self.now = self.now.max(at);
+            self.client.handle_timeout(self.now);
+            self.server.handle_timeout(self.now);
+            self.drive();
+        }
+        self.now = t;
+    }
+
+    fn answer(&mut self, id: u64, value: i64) {
+        let mut out = Vec::new();
+        write_result(&mut out, id, &value).unwrap();
+        self.server.respond(id, &out);
+    }
+
+    fn result(&self, id: u64) -> Option<&Result<String, RpcError>> {
+        self.responses
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, r)| r)
+    }
+}
+
+fn code(r: Option<&Result<String, RpcError>>) -> Option<ErrorCode> {
+    match r {
+        Some(Err(e)) => Some(e.code),
+        _ => None,
+    }
+}
+
+#[test]
+fn calls_are_matched_by_id_in_any_order() {
+    let mut p = Pair::new(SessionLimits::default());
+    let a = p.call("add", &[1, 2], None);
+    let b = p.call("add", &[3, 4], None);
+    assert_ne!(a, b);
+    p.drive();
+    assert_eq!(p.calls.len(), 2);
+    assert_eq!(p.calls[0], (a, "test.add".to_owned(), "[1,2]".to_owned()));
+    assert_eq!(p.server.calls_in_flight(), 2);
+    p.answer(b, 7);
+    p.answer(a, 3);
+    p.drive();
+    assert_eq!(p.responses.len(), 2);
+    assert_eq!(p.result(a), Some(&Ok("3".to_owned())));
+    assert_eq!(p.result(b), Some(&Ok("7".to_owned())));
+    assert_eq!(p.client.calls_in_flight(), 0);
+    assert_eq!(p.server.calls_in_flight(), 0);
+    // A second answer to the same call is dropped.
+    p.answer(a, 9);
+    assert!(p.server.poll_transmit().is_none());
+}
+
+#[test]
+fn oneway_calls_get_no_response() {
+    let mut p = Pair::new(SessionLimits::default());
+    let id = p
+        .client
+        .call(
+            p.now,
+            "test",
+            "log",
+            &["x"],
+            CallOptions {
+                oneway: true,
+                ..CallOptions::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(p.client.calls_in_flight(), 0);
+    p.drive();
+    assert_eq!(p.calls.len(), 1);
+    p.answer(id, 1);
+    p.drive();
+    assert!(p.responses.is_empty());
+    assert_eq!(p.server.calls_in_flight(), 0);
+}
+
+#[test]
+fn a_call_past_the_clients_deadline_fails_at_once_and_the_server_stops_it() {
+    let limits = SessionLimits {
+        call_timeout_ms: 10_000,
+        ..SessionLimits::default()
+    };
+    let mut p = Pair::new(limits);
+    let slow = p.call("sleep", &[], Some(500));
+    let other = p.call("add", &[1, 1], None);
+    p.drive();
+    p.advance_to(499);
+    assert!(p.responses.is_empty());
+    p.advance_to(500);
+    assert_eq!(code(p.result(slow)), Some(ErrorCode::Timeout));
+    // The client told the server, which aborted the call's work.
+    assert_eq!(p.aborted, vec![slow]);
+    // A late answer is dropped on both sides; the other call is unaffected.
+    p.answer(slow, 1);
+    p.answer(other, 2);
+    p.drive();
+    assert_eq!(p.responses.len(), 2);
+    assert_eq!(p.result(other), Some(&Ok("2".to_owned())));
+}
+
+#[test]
+fn a_call_past_the_servers_deadline_is_answered_timeout_and_aborted() {
+    let limits = SessionLimits {
+        call_timeout_ms: 1_000,
+        ..SessionLimits::default()
+    };
+    let mut p = Pair::new(limits);
+    // The client would wait longer: the server's deadline comes first.
+    let id = p.call("sleep", &[], Some(60_000));
+    p.drive();
+    p.advance_to(1_000);
+    assert_eq!(p.aborted, vec![id]);
+    assert_eq!(code(p.result(id)), Some(ErrorCode::Timeout));
+    assert_eq!(p.server.calls_in_flight(), 0);
+}
+
+#[test]
+fn a_cancelled_call_is_aborted_and_its_answer_dropped() {
+    let mut p = Pair::new(SessionLimits::default());
+    let id = p.call("sleep", &[], None);
+    p.drive();
+    assert!(p.client.cancel(id));
+    assert!(!p.client.cancel(id));
+    p.drive();
+    assert_eq!(p.aborted, vec![id]);
+    p.answer(id, 1);
+    p.drive();
+    assert!(p.responses.is_empty());
+    // Cancelling a call the server already finished changes nothing there.
+    let done = p.call("add", &[], None);
+    p.drive();
+    p.answer(done, 5);
+    p.drive();
+    assert!(!p.client.cancel(done));
+}
+
+#[test]
+fn calls_over_max_inflight_are_busy() {
+    let limits = SessionLimits {
+        max_inflight: 2,
+        ..SessionLimits::default()
+    };
+    let mut p = Pair::new(limits);
+    let ids: Vec<u64> = (0..3).map(|_| p.call("sleep", &[], None)).collect();
+    p.drive();
+    assert_eq!(p.calls.len(), 2);
+    assert_eq!(code(p.result(ids[2])), Some(ErrorCode::Busy));
+    p.answer(ids[0], 0);
+    p.drive();
+    let again = p.call("add", &[], None);
+    p.drive();
+    assert_eq!(p.calls.last().map(|c| c.0), Some(again));
+}
+
+#[test]
+fn the_idle_timer_waits_for_calls_and_counts_only_messages() {
+    let limits = SessionLimits {
+        idle_timeout_ms: Some(1_000),
+        call_timeout_ms: 5_000,
+        ..SessionLimits::default()
+    };
+    let mut p = Pair::new(limits);
+    p.advance_to(900);
+    let id = p.call("sleep", &[], None);
+    p.drive();
+    // A call in flight keeps the connection open past the idle timeout.
+    p.advance_to(2_500);
+    assert_eq!(p.server_closed, None);
+    p.answer(id, 1);
+    p.drive();
+    // Idle counts from the client's last message (at 900).
+    assert_eq!(p.server.poll_timeout(), Some(1_900));
+    p.advance_to(2_600);
+    assert_eq!(p.server_closed, Some(CloseReason::IdleTimeout));
+    assert_eq!(p.server.poll_timeout(), None);
+}
+
+#[test]
+fn invalid_requests_are_answered_and_bad_frames_close() {
+    let (c, s) = sessions();
+    let (mut sealer, _) = c.split();
+    let mut server = ServerConnection::new(s, SessionLimits::default(), 0);
+    let mut frame = Vec::new();
+    sealer
+        .seal(
+            br#"{"id":5,"object":"a.b","method":"m","args":[]}"#,
+            &mut frame,
+        )
+        .unwrap();
+    assert!(server.handle_frame(0, &frame).unwrap().is_none());
+    assert!(
+        server.poll_transmit().is_some(),
+        "an invalid_request answer"
+    );
+    // An id already in flight is refused, the first call stays.
+    for _ in 0..2 {
+        let mut frame = Vec::new();
+        sealer
+            .seal(
+                br#"{"id":6,"object":"a","method":"m","args":[]}"#,
+                &mut frame,
+            )
+            .unwrap();
+        let _ = server.handle_frame(0, &frame).unwrap();
+    }
+    assert_eq!(server.calls_in_flight(), 1);
+    assert!(server.poll_transmit().is_some());
+    // A tampered frame closes the connection, and nothing more is accepted.
+    let mut frame = Vec::new();
+    sealer.seal(b"{}", &mut frame).unwrap();
+    let last = frame.len() - 1;
+    frame[last] ^= 1;
+    assert_eq!(
+        server.handle_frame(0, &frame).unwrap_err(),
+        CloseReason::BadFrame(FrameError::BadTag)
+    );
+    assert!(server.handle_frame(0, &frame).is_err());
+}
+
+#[test]
+fn responses_that_are_not_responses_close_the_client() {
+    let (c, s) = sessions();
+    let mut client = ClientConnection::new(c, SessionLimits::default());
+    let (mut sealer, _) = s.split();
+    let id = client
+        .call(0, "a", "m", &[1], CallOptions::default())
+        .unwrap();
+    let mut frame = Vec::new();
+    sealer
+        .seal(
+            br#"{"id":1,"object":"a","method":"m","args":[]}"#,
+            &mut frame,
+        )
+        .unwrap();
+    assert!(matches!(
+        client.handle_frame(&frame),
+        Err(CloseReason::Protocol(_))
+    ));
+    // The call in flight failed with the close.
+    assert_eq!(client.take_failed(), vec![id]);
+    assert!(matches!(
+        client.call(0, "a", "m", &[1], CallOptions::default()),
+        Err(CallError::Closed(CloseReason::Protocol(_)))
+    ));
+}
+
+#[test]
+fn sizes_are_checked_before_sending_and_before_answering() {
+    let limits = SessionLimits {
+        max_message_size: 128,
+        ..SessionLimits::default()
+    };
+    let mut p = Pair::new(limits);
+    let big = vec![1i64; 100];
+    match p
+        .client
+        .call(p.now, "test", "add", &big, CallOptions::default())
+    {
+        Err(CallError::Invalid(e)) => assert_eq!(e.code, ErrorCode::TooLarge),
+        other => panic!("{other:?}"),
+    }
+    match p
+        .client
+        .call(p.now, "a.b", "m", &[1], CallOptions::default())
+    {
+        Err(CallError::Invalid(e)) => assert_eq!(e.code, ErrorCode::InvalidRequest),
+        other => panic!("{other:?}"),
+    }
+    // Nothing was sent, and no id was spent.
+    assert!(p.client.poll_transmit().is_none());
+    let id = p.call("big", &[], None);
+    assert_eq!(id, 1);
+    p.drive();
+    let mut out = Vec::new();
+    write_result(&mut out, id, &"x".repeat(200)).unwrap();
+    p.server.respond(id, &out);
+    p.drive();
+    assert_eq!(code(p.result(id)), Some(ErrorCode::TooLarge));
+}
+
+#[test]
+fn the_server_answers_errors_it_is_given() {
+    let mut p = Pair::new(SessionLimits::default());
+    let id = p.call("div", &[1, 0], None);
+    p.drive();
+    p.server
+        .respond_error(id, &RpcError::application("division by zero"));
+    p.drive();
+    let e = match p.result(id) {
+        Some(Err(e)) => e.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(e, RpcError::application("division by zero"));
+    let mut raw = Vec::new();
+    write_error(&mut raw, 99, &e);
+    let parsed: Box<RawValue> = serde_json::from_slice(&raw).unwrap();
+    assert!(parsed.get().contains("application_error"));
+}
+
+#[test]
+fn closing_fails_every_call_in_flight() {
+    let mut p = Pair::new(SessionLimits::default());
+    let a = p.call("sleep", &[], None);
+    let b = p.call("sleep", &[], None);
+    p.drive();
+    p.client.handle_close(CloseReason::ConnectionLost);
+    assert_eq!(p.client.take_failed(), vec![a, b]);
+    assert!(p.client.take_failed().is_empty());
+    assert_eq!(p.client.poll_timeout(), None);
+    p.drive();
+    assert_eq!(p.client_closed, Some(CloseReason::ConnectionLost));
+}
+
+#[test]
+fn call_ids_stop_below_2_pow_53() {
+    use sigil_core::connection::MAX_CALL_ID;
+    let mut p = Pair::new(SessionLimits::default());
+    p.client.dangerous_set_next_call_id(MAX_CALL_ID);
+    let last = p.call("add", &[], None);
+    assert_eq!(last, MAX_CALL_ID);
+    assert!(matches!(
+        p.client
+            .call(p.now, "test", "add", &[1], CallOptions::default()),
+        Err(CallError::Closed(CloseReason::Exhausted))
+    ));
+    // The call in flight failed with the close.
+    assert_eq!(p.client.take_failed(), vec![last]);
+}
