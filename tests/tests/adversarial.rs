@@ -9,15 +9,10 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use sigil_core::handshake::{ClientAuth, ClientConfig, Limits, RefusalCode};
-use sigil_core::keys::SecretKey;
+use sigil_core::handshake::{ClientAuth, Limits, RefusalCode};
 use sigil_server::{ServerLimits, ServerSettings};
 use tokio::io::AsyncReadExt as _;
 use tokio::net::TcpStream;
-
-fn config_for(server_key: sigil_core::keys::PublicKey, secret: &SecretKey) -> ClientConfig {
-    ClientConfig::new(copy_key(secret), server_key).unwrap()
-}
 
 #[tokio::test]
 async fn replayed_first_message_is_refused_with_code_5() {

@@ -333,18 +333,7 @@ async fn a_panicking_handler_answers_internal_error() {
 async fn a_call_past_its_deadline_is_cancelled_and_answered_timeout() {
     let client_key = key();
     let dropped = Arc::new(tokio::sync::Notify::new());
-    let mut registry = demo_registry();
-    let on_drop = dropped.clone();
-    registry
-        .object("slow")
-        .async_method("forever", move |_: NoArgs| {
-            let guard = NotifyOnDrop(on_drop.clone());
-            async move {
-                let _guard = guard;
-                std::future::pending::<()>().await;
-                Ok::<(), RpcError>(())
-            }
-        });
+    let registry = with_slow_object(&dropped);
     let settings = ServerSettings::new(key(), ClientAuth::Keys(vec![client_key.public_key()]))
         .with_server_limits(ServerLimits {
             call_timeout: Duration::from_millis(200),
@@ -364,10 +353,64 @@ async fn a_call_past_its_deadline_is_cancelled_and_answered_timeout() {
     server.shutdown().await;
 }
 
+/// The demo objects and `slow.forever`, a call that never ends and
+/// notifies `dropped` when its future is dropped.
+fn with_slow_object(dropped: &Arc<tokio::sync::Notify>) -> sigil_server::Registry {
+    let mut registry = demo_registry();
+    let on_drop = dropped.clone();
+    registry
+        .object("slow")
+        .async_method("forever", move |_: NoArgs| {
+            let guard = NotifyOnDrop(on_drop.clone());
+            async move {
+                let _guard = guard;
+                std::future::pending::<()>().await;
+                Ok::<(), RpcError>(())
+            }
+        });
+    registry
+}
+
 struct NotifyOnDrop(Arc<tokio::sync::Notify>);
 
 impl Drop for NotifyOnDrop {
     fn drop(&mut self) {
         self.0.notify_one();
     }
+}
+
+/// `{"cancel": ID}` stops a call in flight: its future is dropped and
+/// nothing is ever sent for it; the connection carries on.
+#[tokio::test]
+async fn a_cancel_stops_the_call_and_nothing_is_sent_for_it() {
+    let client_key = key();
+    let dropped = Arc::new(tokio::sync::Notify::new());
+    let registry = with_slow_object(&dropped);
+    let settings = ServerSettings::new(key(), ClientAuth::Keys(vec![client_key.public_key()]));
+    let server = start(settings, registry).await;
+    let cfg = config_for(server.public_key(), &client_key);
+    let mut raw = RawClient::open(&server.url()).await;
+    let mut session = raw.handshake(&cfg).await.1.unwrap();
+    let notified = dropped.notified();
+    for payload in [
+        &br#"{"id":7,"object":"slow","method":"forever","args":[]}"#[..],
+        br#"{"cancel":7}"#,
+    ] {
+        let mut frame = Vec::new();
+        session.seal(payload, &mut frame).unwrap();
+        raw.send(frame).await;
+    }
+    tokio::time::timeout(Duration::from_secs(5), notified)
+        .await
+        .expect("the cancelled call's future was dropped");
+    // The next frame from the server answers the next call, not call 7.
+    let reply = raw
+        .call(
+            &mut session,
+            br#"{"id":8,"object":"sigil","method":"ping","args":[]}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply, br#"{"id":8,"result":"pong"}"#);
+    server.shutdown().await;
 }

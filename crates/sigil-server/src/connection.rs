@@ -9,22 +9,23 @@
 //! connection: every failure closes this one only, and is logged (rate
 //! limited).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
+use sigil_core::connection::{CloseReason, ServerConnection, ServerEvent, SessionLimits};
 use sigil_core::handshake::{BUSY_REASON, Refusal, RefusalCode, accept_hello, claimed_client_key};
 use sigil_core::keys::PublicKey;
 use sigil_core::limit::TokenBucket;
 use sigil_core::rand::OsRandom;
 use sigil_core::replay::{ReplayGuard, ReplayVerdict};
-use sigil_core::rpc::{ErrorCode, RpcError, parse_request, write_error};
-use sigil_core::transport::{FRAME_OVERHEAD, FrameOpener, FrameSealer};
+use sigil_core::rpc::{ErrorCode, RpcError};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, watch};
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::{Instant, sleep_until, timeout, timeout_at};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -174,12 +175,18 @@ pub(crate) async fn run<S>(
         "session with {peer} ({}) established",
         client_key.fingerprint()
     );
-    let (sealer, opener) = session.split();
+    let limits = shared.limits;
+    let session_limits = SessionLimits {
+        max_message_size: shared.core.limits().max_message_size,
+        max_inflight: limits.max_inflight,
+        call_timeout_ms: u64::try_from(limits.call_timeout.as_millis()).unwrap_or(u64::MAX),
+        idle_timeout_ms: Some(u64::try_from(limits.idle_timeout.as_millis()).unwrap_or(u64::MAX)),
+    };
     Session {
         shared,
         peer,
-        sealer,
-        opener,
+        conn: ServerConnection::new(session, session_limits, 0),
+        epoch: Instant::now(),
         out: Vec::new(),
         _slot: slot,
     }
@@ -255,9 +262,11 @@ async fn close<S>(
 struct Session {
     shared: Arc<Shared>,
     peer: SocketAddr,
-    sealer: FrameSealer,
-    opener: FrameOpener,
-    /// The response being built (reused).
+    /// The RPC session's rules: ids, calls in flight, deadlines, limits.
+    conn: ServerConnection,
+    /// The clock `conn` runs on.
+    epoch: Instant,
+    /// A response being built (reused).
     out: Vec<u8>,
     /// Its place among `max_connections`.
     _slot: OwnedSemaphorePermit,
@@ -268,9 +277,9 @@ struct Session {
 /// pong each, so a peer over the rate is closed.
 const PINGS_PER_SECOND: u32 = 16;
 
-/// What an asynchronous call's task gives back: its id and response, or
-/// nothing for a oneway call.
-type Done = Option<(u64, Vec<u8>)>;
+/// What an asynchronous call's task gives back: its id, and its response
+/// or the panic that ended it.
+type Done = (u64, std::thread::Result<Vec<u8>>);
 
 /// Why a session ends.
 enum End {
@@ -284,35 +293,71 @@ enum End {
 }
 
 impl Session {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
     async fn serve<S>(mut self, mut ws: WebSocketStream<S>, mut stop: watch::Receiver<bool>)
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let limits = self.shared.limits;
-        // Asynchronous calls in flight; dropped (so aborted) with the session.
+        // Asynchronous calls in flight, and how to stop each; all are
+        // aborted when the session ends.
         let mut calls: JoinSet<Done> = JoinSet::new();
-        let mut idle_deadline = Instant::now() + limits.idle_timeout;
-        let started = Instant::now();
+        let mut running: HashMap<u64, AbortHandle> = HashMap::new();
         let mut pings = TokenBucket::full(PINGS_PER_SECOND, 0);
-        let end = loop {
+        let end = 'session: loop {
+            // What the machine has to say: frames to send, calls to stop.
+            while let Some(frame) = self.conn.poll_transmit() {
+                if let Err(end) = self.send(&mut ws, frame).await {
+                    break 'session end;
+                }
+            }
+            while let Some(event) = self.conn.poll_event() {
+                match event {
+                    ServerEvent::Abort(id) => {
+                        if let Some(task) = running.remove(&id) {
+                            task.abort();
+                        }
+                    }
+                    ServerEvent::Close(CloseReason::IdleTimeout) => {
+                        debug!("{} idle for {:?}: closing", self.peer, limits.idle_timeout);
+                        break 'session End::Close(CloseCode::Normal, "idle timeout");
+                    }
+                    ServerEvent::Close(reason) => {
+                        self.log_drop(&format!("ended: {reason}"));
+                        break 'session End::Close(CloseCode::Normal, "session exhausted");
+                    }
+                }
+            }
+            let timer = self
+                .conn
+                .poll_timeout()
+                .map(|at| self.epoch + std::time::Duration::from_millis(at));
             tokio::select! {
                 msg = ws.next() => match msg {
                     Some(Ok(Message::Binary(frame))) => {
-                        // Only protocol messages count as activity.
-                        idle_deadline = Instant::now() + limits.idle_timeout;
-                        match self.handle_frame(&frame, &mut calls) {
-                            Ok(Some(id)) => {
-                                if let Err(end) = self.send(&mut ws, id).await {
-                                    break end;
+                        let now = self.now_ms();
+                        match self.conn.handle_frame(now, &frame) {
+                            Ok(Some(call)) => {
+                                let (id, args) = (call.id, call.args.get());
+                                let (object, method) = (&call.object, &call.method);
+                                if let Some(task) =
+                                    self.dispatch(object, method, id, args, &mut calls)
+                                {
+                                    running.insert(id, task);
                                 }
                             }
                             Ok(None) => {}
-                            Err(end) => break end,
+                            Err(reason) => {
+                                self.log_drop(&format!("sent a bad frame ({reason})"));
+                                break End::Close(CloseCode::Protocol, "bad frame");
+                            }
                         }
                     }
                     Some(Ok(Message::Ping(_))) => {
-                        let now = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-                        if !pings.try_take(PINGS_PER_SECOND, now) {
+                        if !pings.try_take(PINGS_PER_SECOND, self.now_ms()) {
                             self.log_drop("sent pings faster than the server answers them");
                             break End::Close(CloseCode::Policy, "too many pings");
                         }
@@ -341,16 +386,21 @@ impl Session {
                     }
                 },
                 Some(done) = calls.join_next(), if !calls.is_empty() => {
-                    if let Ok(Some((id, response))) = done {
-                        self.out = response;
-                        if let Err(end) = self.send(&mut ws, id).await {
-                            break end;
+                    // An aborted call ends with a JoinError: nothing to answer.
+                    if let Ok((id, outcome)) = done {
+                        running.remove(&id);
+                        match outcome {
+                            Ok(response) => self.conn.respond(id, &response),
+                            Err(_) => {
+                                self.shared.log_panic("an asynchronous method", id);
+                                self.conn.respond_error(id, &internal_error());
+                            }
                         }
                     }
                 }
-                () = sleep_until(idle_deadline), if calls.is_empty() => {
-                    debug!("{} idle for {:?}: closing", self.peer, limits.idle_timeout);
-                    break End::Close(CloseCode::Normal, "idle timeout");
+                () = sleep_until(timer.unwrap_or_else(Instant::now)), if timer.is_some() => {
+                    let now = self.now_ms();
+                    self.conn.handle_timeout(now);
                 }
                 _ = stop.changed() => break End::Close(CloseCode::Away, "server shutting down"),
             }
@@ -362,11 +412,8 @@ impl Session {
             // on sends it and then ends the stream (bounded in time).
             End::PeerClosed => {
                 let drain = async { while ws.next().await.is_some() {} };
-                let _ = timeout(
-                    limits.write_timeout.min(std::time::Duration::from_secs(1)),
-                    drain,
-                )
-                .await;
+                let limit = limits.write_timeout.min(std::time::Duration::from_secs(1));
+                let _ = timeout(limit, drain).await;
             }
             End::Broken => {}
         }
@@ -380,49 +427,31 @@ impl Session {
         });
     }
 
-    /// Opens and answers one frame. `Ok(Some(id))`: the response to call
-    /// `id` is in `self.out`.
-    fn handle_frame(
+    /// Runs or starts call `id` of `object.method`: built-in and
+    /// synchronous methods are answered at once; an asynchronous one is
+    /// spawned into `calls`, and its abort handle returned.
+    fn dispatch(
         &mut self,
-        frame: &[u8],
+        object: &str,
+        method: &str,
+        id: u64,
+        args: &str,
         calls: &mut JoinSet<Done>,
-    ) -> Result<Option<u64>, End> {
-        let payload = match self.opener.open(frame) {
-            Ok(p) => p,
-            Err(e) => {
-                self.log_drop(&format!("sent a bad frame ({e})"));
-                return Err(End::Close(CloseCode::Protocol, "bad frame"));
-            }
-        };
-        if payload.is_empty() {
-            return Ok(None);
-        }
+    ) -> Option<AbortHandle> {
         self.out.clear();
-        let req = match parse_request(payload) {
-            Ok(r) => r,
-            Err(rejected) => {
-                debug!(
-                    "invalid request from {}: {}",
-                    self.peer, rejected.error.message
-                );
-                write_error(&mut self.out, rejected.id, &rejected.error);
-                return Ok(Some(rejected.id));
-            }
-        };
-        let (id, oneway) = (req.id, req.oneway);
         let error = |code, message: String| RpcError::new(code, message);
-        let outcome = match self.shared.registry.lookup(&req.object, &req.method) {
+        let outcome = match self.shared.registry.lookup(object, method) {
             Lookup::NoSuchObject => Err(error(
                 ErrorCode::NoSuchObject,
-                format!("no object named {}", req.object),
+                format!("no object named {object}"),
             )),
             Lookup::NoSuchMethod => Err(error(
                 ErrorCode::NoSuchMethod,
-                format!("object {} has no method {}", req.object, req.method),
+                format!("object {object} has no method {method}"),
             )),
-            Lookup::Ping | Lookup::Objects if req.args.get().trim() != "[]" => Err(error(
+            Lookup::Ping | Lookup::Objects if args.trim() != "[]" => Err(error(
                 ErrorCode::InvalidArguments,
-                format!("sigil.{} takes no arguments", req.method),
+                format!("sigil.{method} takes no arguments"),
             )),
             Lookup::Ping => {
                 self.out
@@ -437,95 +466,46 @@ impl Session {
             }
             Lookup::Handler(Handler::Sync(f)) => {
                 let out = &mut self.out;
-                let args = req.args.get();
                 match std::panic::catch_unwind(AssertUnwindSafe(|| f(id, args, out))) {
                     Ok(()) => Ok(()),
                     Err(_) => {
-                        self.shared.log_panic(&req.object, &req.method);
+                        self.shared.log_panic(&format!("{object}.{method}"), id);
                         Err(internal_error())
                     }
                 }
             }
             Lookup::Handler(Handler::Async(f)) => {
-                if calls.len() >= self.shared.limits.max_inflight {
-                    Err(error(
-                        ErrorCode::Busy,
-                        format!(
-                            "too many calls in flight (max_inflight = {})",
-                            self.shared.limits.max_inflight
-                        ),
-                    ))
-                } else {
-                    let started =
-                        std::panic::catch_unwind(AssertUnwindSafe(|| f(id, req.args.get())));
-                    match started {
-                        Ok(Ok(fut)) => {
-                            let shared = self.shared.clone();
-                            let names = (req.object.to_string(), req.method.to_string());
-                            calls.spawn(async move {
-                                let limit = shared.limits.call_timeout;
-                                let ran = timeout(limit, AssertUnwindSafe(fut).catch_unwind()).await;
-                                let response = match ran {
-                                    Ok(Ok(response)) => response,
-                                    Ok(Err(_)) => {
-                                        shared.log_panic(&names.0, &names.1);
-                                        error_response(id, &internal_error())
-                                    }
-                                    Err(_) => error_response(
-                                        id,
-                                        &RpcError::new(
-                                            ErrorCode::Timeout,
-                                            format!(
-                                                "the call ran past call_timeout_ms ({} ms) and was cancelled",
-                                                limit.as_millis()
-                                            ),
-                                        ),
-                                    ),
-                                };
-                                (!oneway).then_some((id, response))
-                            });
-                            return Ok(None);
-                        }
-                        Ok(Err(e)) => Err(e),
-                        Err(_) => {
-                            self.shared.log_panic(&req.object, &req.method);
-                            Err(internal_error())
-                        }
+                match std::panic::catch_unwind(AssertUnwindSafe(|| f(id, args))) {
+                    // A oneway call's response is dropped by the machine.
+                    Ok(Ok(fut)) => {
+                        return Some(calls.spawn(async move {
+                            (id, AssertUnwindSafe(fut).catch_unwind().await)
+                        }));
+                    }
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => {
+                        self.shared.log_panic(&format!("{object}.{method}"), id);
+                        Err(internal_error())
                     }
                 }
             }
         };
-        if let Err(e) = outcome {
-            self.out.clear();
-            write_error(&mut self.out, id, &e);
+        match outcome {
+            Ok(()) => {
+                let out = std::mem::take(&mut self.out);
+                self.conn.respond(id, &out);
+                self.out = out;
+            }
+            Err(e) => self.conn.respond_error(id, &e),
         }
-        Ok((!oneway).then_some(id))
+        None
     }
 
-    /// Seals `self.out` into a frame and sends it, within `write_timeout`;
-    /// an oversize response is replaced by a `too_large` error.
-    async fn send<S>(&mut self, ws: &mut WebSocketStream<S>, id: u64) -> Result<(), End>
+    /// Sends a sealed frame within `write_timeout`.
+    async fn send<S>(&mut self, ws: &mut WebSocketStream<S>, frame: Vec<u8>) -> Result<(), End>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let max = self.shared.core.limits().max_message_size as usize;
-        if self.out.len() > max {
-            let len = self.out.len();
-            self.out.clear();
-            write_error(
-                &mut self.out,
-                id,
-                &RpcError::new(
-                    ErrorCode::TooLarge,
-                    format!("the response ({len} bytes) is over max_message_size ({max} bytes)"),
-                ),
-            );
-        }
-        let mut frame = Vec::with_capacity(self.out.len() + FRAME_OVERHEAD);
-        if let Err(e) = self.sealer.seal(&self.out, &mut frame) {
-            self.log_drop(&format!("cannot be sealed for any more ({e})"));
-            return Err(End::Close(CloseCode::Normal, "session exhausted"));
-        }
         match timeout(
             self.shared.limits.write_timeout,
             ws.send(Message::Binary(frame.into())),
@@ -546,19 +526,13 @@ impl Session {
 }
 
 impl Shared {
-    fn log_panic(&self, object: &str, method: &str) {
+    fn log_panic(&self, what: &str, id: u64) {
         self.logs.event("panicked calls", Level::Warn, || {
-            format!("{object}.{method} panicked; answered internal_error")
+            format!("{what} panicked in call {id}; answered internal_error")
         });
     }
 }
 
 fn internal_error() -> RpcError {
     RpcError::new(ErrorCode::InternalError, "internal error")
-}
-
-fn error_response(id: u64, e: &RpcError) -> Vec<u8> {
-    let mut out = Vec::new();
-    write_error(&mut out, id, e);
-    out
 }

@@ -62,6 +62,11 @@ pub async fn connect(server: &RunningServer, secret: SecretKey) -> Client {
     .unwrap()
 }
 
+/// The handshake config of a client with `secret` that pins `server_key`.
+pub fn config_for(server_key: PublicKey, secret: &SecretKey) -> ClientConfig {
+    ClientConfig::new(copy_key(secret), server_key).unwrap()
+}
+
 /// A client made of sigil-core and a bare WebSocket: it can send anything.
 pub struct RawClient {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
