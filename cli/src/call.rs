@@ -46,6 +46,9 @@ pub(crate) struct CallArgs {
     /// A handshake payload for the server's handshake hook: one JSON value
     #[arg(long, value_name = "JSON")]
     payload: Option<String>,
+    /// The call's deadline in milliseconds; past it the call is cancelled [default: config call_timeout_ms]
+    #[arg(long, value_name = "MS")]
+    timeout: Option<String>,
 }
 
 /// `sigil call`: connects, calls, prints the result.
@@ -119,6 +122,13 @@ fn resolve(args: &CallArgs) -> Result<Resolved, Failure> {
             key: "client_key",
             value: path,
             flag: "--key",
+        });
+    }
+    if let Some(ms) = &args.timeout {
+        overrides.push(Override {
+            key: "call_timeout_ms",
+            value: ms,
+            flag: "--timeout",
         });
     }
     sources.resolve(&overrides)
@@ -228,6 +238,11 @@ fn connect_failure(err: ClientError, url: &str, timeout_ms: u64) -> Failure {
 /// The call failed: exit 1 (2 if it was refused before it was sent).
 fn call_failure(err: ClientError, object: &str, method: &str) -> Failure {
     match err {
+        ClientError::Remote(e) if e.code == ErrorCode::Timeout => Failure::runtime(format_args!(
+            "{object}.{method} timed out: {}",
+            shown(&e.message)
+        ))
+        .hint("the call was cancelled; give it longer with --timeout MS (call_timeout_ms)"),
         ClientError::Remote(e) => {
             let failure = Failure::runtime(format_args!(
                 "{object}.{method} failed: {}: {}",

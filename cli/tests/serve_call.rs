@@ -446,3 +446,42 @@ fn fail_serve_with_bad_flags_or_config_exits_2() {
     );
     assert!(err.contains("missing.key"), "{err}");
 }
+
+/// `--timeout MS`: past it the call fails at once with exit 1, and the
+/// server logs that it cancelled the call; an out-of-range value is a usage
+/// error.
+#[test]
+fn a_call_past_its_timeout_is_cancelled() {
+    let tmp = dir();
+    let d = tmp.path();
+    keygen(d, "client.key");
+    let serve = Serve::start(d, &["--demo", "--port", "0"]);
+    let started = std::time::Instant::now();
+    let stderr = fails(
+        serve
+            .call(d, &["clock", "sleep", "5000", "--timeout", "500"])
+            .args(["--key", "client.key"]),
+        1,
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "{stderr}"
+    );
+    assert!(stderr.contains("clock.sleep timed out"), "{stderr}");
+    assert!(stderr.contains("--timeout MS"), "{stderr}");
+    let deadline = std::time::Instant::now() + WAIT;
+    while !serve.stderr().contains("cancelled by the client") {
+        assert!(std::time::Instant::now() < deadline, "{}", serve.stderr());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let stderr = fails(
+        serve
+            .call(d, &["clock", "sleep", "5", "--timeout", "0"])
+            .args(["--key", "client.key"]),
+        2,
+    );
+    assert!(
+        stderr.contains("`call_timeout_ms` from --timeout: must be from 10 to 3600000"),
+        "{stderr}"
+    );
+}

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::future::IntoFuture as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -412,5 +413,45 @@ async fn a_cancel_stops_the_call_and_nothing_is_sent_for_it() {
         .await
         .unwrap();
     assert_eq!(reply, br#"{"id":8,"result":"pong"}"#);
+    server.shutdown().await;
+}
+
+/// A call's own deadline: it fails with `timeout` at once and the server
+/// stops it; dropping a call's future cancels it on the server too.
+#[tokio::test]
+async fn the_native_client_times_out_and_cancels_calls() {
+    let client_key = key();
+    let dropped = Arc::new(tokio::sync::Notify::new());
+    let registry = with_slow_object(&dropped);
+    let settings = ServerSettings::new(key(), ClientAuth::Keys(vec![client_key.public_key()]));
+    let server = start(settings, registry).await;
+    let c = connect(&server, client_key).await;
+
+    let notified = dropped.notified();
+    let started = std::time::Instant::now();
+    let timed_out = c
+        .call::<()>("slow", "forever", ())
+        .timeout(Duration::from_millis(300))
+        .await;
+    assert_eq!(
+        rpc_code(timed_out.map(|()| Value::Null)),
+        ErrorCode::Timeout
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    tokio::time::timeout(Duration::from_secs(5), notified)
+        .await
+        .expect("the server stopped the timed-out call");
+
+    let notified = dropped.notified();
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(200),
+        c.call::<()>("slow", "forever", ()).into_future(),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the call was still running");
+    tokio::time::timeout(Duration::from_secs(5), notified)
+        .await
+        .expect("dropping the call's future cancelled it on the server");
+    assert_eq!(c.call::<i64>("calculator", "add", (2, 3)).await.unwrap(), 5);
     server.shutdown().await;
 }

@@ -1,23 +1,24 @@
 //! The client handle: connect, call, close.
 
 use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
+use sigil_core::connection::{CallOptions, ClientConnection, SessionLimits};
 use sigil_core::handshake::ClientConfig;
-use sigil_core::rpc::{ErrorCode, write_request};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::connect::{Target, establish, handshake_error};
-use crate::connection::{Command, Connection};
+use crate::connection::{CallRequest, Command, Connection};
 use crate::error::ClientError;
 use crate::options::ClientOptions;
-
-/// The empty argument list, `[]`.
-const NO_ARGS: [(); 0] = [];
 
 /// Commands waiting for the connection task before callers wait in turn.
 const COMMAND_QUEUE: usize = 64;
@@ -36,10 +37,10 @@ pub struct Client {
 
 struct Inner {
     commands: mpsc::Sender<Command>,
-    next_id: AtomicU64,
+    /// Names calls for cancels (the connection task gives them their ids).
+    next_token: AtomicU64,
     session_hash: [u8; 32],
     server_payload: Option<String>,
-    max_message_size: usize,
 }
 
 impl Client {
@@ -62,6 +63,7 @@ impl Client {
             payload,
             limits,
             handshake_timeout,
+            call_timeout,
             tls,
         } = options;
         let mut config = ClientConfig::new(secret_key, server_key)
@@ -82,17 +84,23 @@ impl Client {
             .map_err(|_| ClientError::Timeout)??;
 
         let session_hash = *established.session.session_hash();
-        let (sealer, opener) = established.session.split();
+        let session_limits = SessionLimits {
+            max_message_size: limits.max_message_size,
+            // The server's to enforce (it answers `busy`).
+            max_inflight: usize::MAX,
+            call_timeout_ms: u64::try_from(call_timeout.as_millis()).unwrap_or(u64::MAX),
+            idle_timeout_ms: None,
+        };
+        let conn = ClientConnection::new(established.session, session_limits);
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
-        let connection = Connection::new(established.ws, sealer, opener, receiver);
+        let connection = Connection::new(established.ws, conn, receiver);
         tokio::spawn(connection.run());
         Ok(Client {
             inner: Arc::new(Inner {
                 commands,
-                next_id: AtomicU64::new(1),
+                next_token: AtomicU64::new(1),
                 session_hash,
                 server_payload: established.server_payload,
-                max_message_size: limits.max_message_size as usize,
             }),
         })
     }
@@ -101,21 +109,40 @@ impl Client {
     ///
     /// `args` must serialize as a JSON array: a tuple (`(1, 2)`), a `Vec`, a
     /// slice or an array; `()` (or anything that serializes as `null`) means
-    /// no arguments. Names and arguments are checked
-    /// before anything is sent ([`ClientError::InvalidArguments`]); a failure
-    /// on the server is [`ClientError::Remote`] with its code.
-    pub async fn call<R: DeserializeOwned>(
+    /// no arguments. Names and arguments are checked before anything is
+    /// sent ([`ClientError::InvalidArguments`]); a failure on the server is
+    /// [`ClientError::Remote`] with its code.
+    ///
+    /// The call has a deadline: the options' call timeout (30 s by
+    /// default), or [`Call::timeout`]. When it passes, the call fails at
+    /// once with the RPC error `timeout` and the server is told to stop it.
+    /// Dropping the call's future cancels it the same way.
+    ///
+    /// ```no_run
+    /// # async fn run(client: sigil_client::Client) -> Result<(), sigil_client::ClientError> {
+    /// use std::time::Duration;
+    /// let sum: i64 = client.call("calculator", "add", (1, 2)).await?;
+    /// let slept: u64 = client
+    ///     .call("clock", "sleep", (100,))
+    ///     .timeout(Duration::from_secs(1))
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn call<R: DeserializeOwned>(
         &self,
         object: &str,
         method: &str,
         args: impl Serialize,
-    ) -> Result<R, ClientError> {
-        let raw = self.call_raw(object, method, args).await?;
-        serde_json::from_str(raw.get()).map_err(|e| {
-            ClientError::InvalidResult(format!(
-                "the result of method {method} of object {object} does not fit the expected type: {e}"
-            ))
-        })
+    ) -> Call<'_, R> {
+        Call {
+            client: self,
+            object: object.to_owned(),
+            method: method.to_owned(),
+            args: args_json(&args),
+            timeout: None,
+            result: PhantomData,
+        }
     }
 
     /// [`call`](Client::call), giving the result as JSON text.
@@ -125,11 +152,8 @@ impl Client {
         method: &str,
         args: impl Serialize,
     ) -> Result<Box<RawValue>, ClientError> {
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let request = self.request(id, object, method, &args, false)?;
-        let (reply, response) = oneshot::channel();
-        self.send(Command::Call { id, request, reply }).await?;
-        response.await.map_err(|_| ClientError::closed())?
+        let args = args_json(&args)?;
+        self.run(object, method, args, None).await
     }
 
     /// Calls `method` of `object` without waiting for, or getting, a
@@ -142,11 +166,49 @@ impl Client {
         method: &str,
         args: impl Serialize,
     ) -> Result<(), ClientError> {
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let request = self.request(id, object, method, &args, true)?;
+        let call = CallRequest {
+            token: self.inner.next_token.fetch_add(1, Ordering::Relaxed),
+            object: object.to_owned(),
+            method: method.to_owned(),
+            args: args_json(&args)?,
+            options: CallOptions {
+                timeout_ms: None,
+                oneway: true,
+            },
+        };
         let (sent, written) = oneshot::channel();
-        self.send(Command::Oneway { request, sent }).await?;
+        self.send(Command::Oneway { call, sent }).await?;
         written.await.map_err(|_| ClientError::closed())?
+    }
+
+    /// Runs a call through the connection task; cancels it if dropped.
+    async fn run(
+        &self,
+        object: &str,
+        method: &str,
+        args: Box<RawValue>,
+        timeout: Option<Duration>,
+    ) -> Result<Box<RawValue>, ClientError> {
+        let token = self.inner.next_token.fetch_add(1, Ordering::Relaxed);
+        let call = CallRequest {
+            token,
+            object: object.to_owned(),
+            method: method.to_owned(),
+            args,
+            options: CallOptions {
+                timeout_ms: timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+                oneway: false,
+            },
+        };
+        let (reply, response) = oneshot::channel();
+        self.send(Command::Call { call, reply }).await?;
+        let mut guard = CancelOnDrop {
+            commands: &self.inner.commands,
+            token: Some(token),
+        };
+        let outcome = response.await.map_err(|_| ClientError::closed());
+        guard.token = None;
+        outcome?
     }
 
     /// The session hash: the same 32 bytes on both ends, unique to this
@@ -176,41 +238,86 @@ impl Client {
         }
     }
 
-    fn request(
-        &self,
-        id: u64,
-        object: &str,
-        method: &str,
-        args: &impl Serialize,
-        oneway: bool,
-    ) -> Result<Vec<u8>, ClientError> {
-        let mut request = Vec::new();
-        if let Err(e) = write_request(&mut request, id, object, method, args, oneway) {
-            // `()` serializes as `null`; take it to mean "no arguments".
-            let none = e.code == ErrorCode::InvalidArguments
-                && serde_json::to_vec(args).is_ok_and(|json| json == b"null");
-            if !none {
-                return Err(ClientError::InvalidArguments(e.message));
-            }
-            write_request(&mut request, id, object, method, &NO_ARGS, oneway)
-                .map_err(|e| ClientError::InvalidArguments(e.message))?;
-        }
-        if request.len() > self.inner.max_message_size {
-            return Err(ClientError::InvalidArguments(format!(
-                "the request is {} bytes, over max_message_size ({} bytes)",
-                request.len(),
-                self.inner.max_message_size
-            )));
-        }
-        Ok(request)
-    }
-
     async fn send(&self, command: Command) -> Result<(), ClientError> {
         self.inner
             .commands
             .send(command)
             .await
             .map_err(|_| ClientError::closed())
+    }
+}
+
+/// The arguments as a JSON array; `null` (from `()`) means none.
+fn args_json(args: &impl Serialize) -> Result<Box<RawValue>, ClientError> {
+    let raw = serde_json::value::to_raw_value(args)
+        .map_err(|e| ClientError::InvalidArguments(e.to_string()))?;
+    match raw.get() {
+        "null" => Ok(RawValue::from_string("[]".to_owned())
+            .map_err(|e| ClientError::InvalidArguments(e.to_string()))?),
+        text if text.starts_with('[') => Ok(raw),
+        _ => Err(ClientError::InvalidArguments(
+            "args must serialize as a JSON array".to_owned(),
+        )),
+    }
+}
+
+/// Tells the connection task that a call's caller gave up, unless disarmed.
+struct CancelOnDrop<'a> {
+    commands: &'a mpsc::Sender<Command>,
+    token: Option<u64>,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(token) = self.token {
+            // Best effort: with the queue full, the call runs on to its
+            // deadline on the server instead.
+            let _ = self.commands.try_send(Command::Cancel { token });
+        }
+    }
+}
+
+/// A call being made: await it (it is an [`IntoFuture`]), after setting its
+/// deadline with [`timeout`](Call::timeout) if the default will not do.
+#[must_use = "a call does nothing unless it is awaited"]
+pub struct Call<'c, R> {
+    client: &'c Client,
+    object: String,
+    method: String,
+    args: Result<Box<RawValue>, ClientError>,
+    timeout: Option<Duration>,
+    result: PhantomData<fn() -> R>,
+}
+
+impl<R> Call<'_, R> {
+    /// Sets this call's deadline, instead of the options' call timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+impl<'c, R: DeserializeOwned + 'c> IntoFuture for Call<'c, R> {
+    type Output = Result<R, ClientError>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'c>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let Call {
+                client,
+                object,
+                method,
+                args,
+                timeout,
+                ..
+            } = self;
+            let raw = client.run(&object, &method, args?, timeout).await?;
+            serde_json::from_str(raw.get()).map_err(|e| {
+                ClientError::InvalidResult(format!(
+                    "the result of method {method} of object {object} does not fit the expected type: {e}"
+                ))
+            })
+        })
     }
 }
 

@@ -1,11 +1,13 @@
-//! The connection task: the one owner of the WebSocket and the session.
+//! The connection task: the one owner of the WebSocket and of the RPC
+//! session, which is sigil-core's [`ClientConnection`]: it numbers the calls,
+//! keeps their deadlines, matches responses and sends cancels. This task only
+//! moves frames between it and the WebSocket, hands callers their outcomes,
+//! and sleeps until the machine's next deadline.
 //!
-//! Callers send it [`Command`]s over a channel. It registers each call in
-//! its pending map by id before sealing and sending the request, reads and
-//! opens the server's frames, and completes the matching call. Any frame
-//! that fails to open, any payload that is not a response, and a text
-//! message close the connection and fail every call in flight. The task ends
-//! when the connection ends, when a client asks it to close, or when every
+//! Callers send it [`Command`]s over a channel. Any frame that fails to open,
+//! any payload that is not a response, and a text message close the
+//! connection and fail every call in flight. The task ends when the
+//! connection ends, when a client asks it to close, or when every
 //! [`Client`](crate::Client) handle is gone.
 
 use std::collections::{HashMap, VecDeque};
@@ -15,9 +17,9 @@ use std::task::{Context, Poll, ready};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::value::RawValue;
-use sigil_core::rpc::parse_response;
-use sigil_core::transport::{FrameError, FrameOpener, FrameSealer};
+use sigil_core::connection::{CallError, CallOptions, ClientConnection, ClientEvent, CloseReason};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -34,16 +36,24 @@ pub(crate) type Ack = oneshot::Sender<Result<(), ClientError>>;
 /// new commands (backpressure on the callers).
 const MAX_OUTBOX: usize = 64;
 
+/// A call as the caller hands it over: names, arguments (a JSON array) and
+/// options. `token` names it for a later [`Command::Cancel`].
+pub(crate) struct CallRequest {
+    pub(crate) token: u64,
+    pub(crate) object: String,
+    pub(crate) method: String,
+    pub(crate) args: Box<RawValue>,
+    pub(crate) options: CallOptions,
+}
+
 /// What callers ask of the connection task.
 pub(crate) enum Command {
-    /// A call: `request` is the JSON request with this `id`.
-    Call {
-        id: u64,
-        request: Vec<u8>,
-        reply: Reply,
-    },
+    /// A call; its outcome goes to `reply`.
+    Call { call: CallRequest, reply: Reply },
     /// A oneway call; `sent` hears once it is written to the socket.
-    Oneway { request: Vec<u8>, sent: Ack },
+    Oneway { call: CallRequest, sent: Ack },
+    /// The caller of call `token` gave up (dropped its future).
+    Cancel { token: u64 },
     /// Close the connection; `done` hears once it is closed.
     Close { done: oneshot::Sender<()> },
 }
@@ -112,18 +122,19 @@ pub(crate) struct Connection {
     writer: Writer,
     stream: SplitStream<Ws>,
     commands: mpsc::Receiver<Command>,
-    sealer: FrameSealer,
-    opener: FrameOpener,
-    pending: HashMap<u64, Reply>,
-    /// Pending-map size at which calls whose caller gave up are pruned.
-    prune_at: usize,
+    conn: ClientConnection,
+    /// The clock `conn` runs on.
+    epoch: Instant,
+    /// Calls waiting, by id: their caller's token and where their outcome goes.
+    replies: HashMap<u64, (u64, Reply)>,
+    /// Call ids by caller token, for cancels.
+    ids: HashMap<u64, u64>,
 }
 
 impl Connection {
     pub(crate) fn new(
         ws: Ws,
-        sealer: FrameSealer,
-        opener: FrameOpener,
+        conn: ClientConnection,
         commands: mpsc::Receiver<Command>,
     ) -> Connection {
         let (sink, stream) = ws.split();
@@ -136,18 +147,29 @@ impl Connection {
             },
             stream,
             commands,
-            sealer,
-            opener,
-            pending: HashMap::new(),
-            prune_at: 64,
+            conn,
+            epoch: Instant::now(),
+            replies: HashMap::new(),
+            ids: HashMap::new(),
         }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Runs the connection until it ends, then closes it.
     pub(crate) async fn run(mut self) {
         let end = loop {
+            if let Err(end) = self.drain_machine() {
+                break end;
+            }
             let take_commands = self.writer.outbox.len() < MAX_OUTBOX;
             let write = self.writer.busy();
+            let timer = self
+                .conn
+                .poll_timeout()
+                .map(|at| self.epoch + std::time::Duration::from_millis(at));
             tokio::select! {
                 incoming = self.stream.next() => {
                     if let Err(end) = self.on_incoming(incoming) {
@@ -167,9 +189,33 @@ impl Connection {
                         break end;
                     }
                 }
+                () = tokio::time::sleep_until(timer.unwrap_or_else(Instant::now)), if timer.is_some() => {
+                    let now = self.now_ms();
+                    self.conn.handle_timeout(now);
+                }
             }
         };
         self.finish(end).await;
+    }
+
+    /// Moves the machine's frames to the outbox and its outcomes to the
+    /// callers.
+    fn drain_machine(&mut self) -> Result<(), End> {
+        while let Some(frame) = self.conn.poll_transmit() {
+            self.writer.outbox.push_back((Message::binary(frame), None));
+        }
+        while let Some(event) = self.conn.poll_event() {
+            match event {
+                ClientEvent::Response { id, outcome } => {
+                    if let Some((token, reply)) = self.replies.remove(&id) {
+                        self.ids.remove(&token);
+                        let _ = reply.send(outcome.map_err(ClientError::Remote));
+                    }
+                }
+                ClientEvent::Close(reason) => return Err(closed_by(&reason)),
+            }
+        }
+        Ok(())
     }
 
     fn on_incoming(
@@ -177,7 +223,10 @@ impl Connection {
         incoming: Option<Result<Message, tungstenite::Error>>,
     ) -> Result<(), End> {
         match incoming {
-            Some(Ok(Message::Binary(frame))) => self.on_frame(&frame),
+            Some(Ok(Message::Binary(frame))) => self
+                .conn
+                .handle_frame(&frame)
+                .map_err(|reason| closed_by(&reason)),
             Some(Ok(Message::Text(_))) => Err(End::protocol(
                 "the server sent a text message (protocol error)",
             )),
@@ -191,76 +240,56 @@ impl Connection {
         }
     }
 
-    fn on_frame(&mut self, frame: &[u8]) -> Result<(), End> {
-        let payload = self
-            .opener
-            .open(frame)
-            .map_err(|e| End::protocol(format!("invalid frame from the server: {e}")))?;
-        if !payload.is_empty() {
-            let response = parse_response(payload)
-                .map_err(|e| End::protocol(format!("invalid response from the server: {e}")))?;
-            match self.pending.remove(&response.id) {
-                Some(reply) => {
-                    let _ = reply.send(response.outcome.map_err(ClientError::Remote));
-                }
-                None => tracing::debug!(id = response.id, "ignored a response to no call"),
-            }
-        }
-        if self.opener.next_seq().is_none() {
-            return Err(End::new(
-                "the session's sequence numbers are exhausted; connect again",
-                CloseCode::Normal,
-            ));
-        }
-        Ok(())
+    fn start(&mut self, call: &CallRequest) -> Result<u64, ClientError> {
+        let now = self.now_ms();
+        self.conn
+            .call(now, &call.object, &call.method, &*call.args, call.options)
+            .map_err(|e| match e {
+                CallError::Invalid(e) => ClientError::InvalidArguments(e.message),
+                CallError::Closed(reason) => ClientError::connection(closed_by(&reason).reason),
+            })
     }
 
     fn on_command(&mut self, command: Command) -> Result<(), End> {
         match command {
-            Command::Call { id, request, reply } => match self.seal(&request) {
-                Ok(message) => {
-                    self.prune();
-                    self.pending.insert(id, reply);
-                    self.writer.outbox.push_back((message, None));
-                    Ok(())
+            Command::Call { call, reply } => match self.start(&call) {
+                Ok(id) => {
+                    self.replies.insert(id, (call.token, reply));
+                    self.ids.insert(call.token, id);
                 }
                 Err(e) => {
-                    let end = seal_failure(e);
-                    let _ = reply.send(Err(ClientError::connection(end.reason.clone())));
-                    Err(end)
+                    let _ = reply.send(Err(e));
                 }
             },
-            Command::Oneway { request, sent } => match self.seal(&request) {
-                Ok(message) => {
-                    self.writer.outbox.push_back((message, Some(sent)));
-                    Ok(())
+            Command::Oneway { call, sent } => match self.start(&call) {
+                Ok(_) => {
+                    // The machine sealed exactly one frame for it.
+                    while let Some(frame) = self.conn.poll_transmit() {
+                        self.writer.outbox.push_back((Message::binary(frame), None));
+                    }
+                    if let Some(last) = self.writer.outbox.back_mut() {
+                        last.1 = Some(sent);
+                    }
                 }
                 Err(e) => {
-                    let end = seal_failure(e);
-                    let _ = sent.send(Err(ClientError::connection(end.reason.clone())));
-                    Err(end)
+                    let _ = sent.send(Err(e));
                 }
             },
-            Command::Close { done } => Err(End {
-                reason: "the connection was closed by the client".into(),
-                code: CloseCode::Normal,
-                done: Some(done),
-            }),
+            Command::Cancel { token } => {
+                if let Some(id) = self.ids.remove(&token) {
+                    self.replies.remove(&id);
+                    self.conn.cancel(id);
+                }
+            }
+            Command::Close { done } => {
+                return Err(End {
+                    reason: "the connection was closed by the client".into(),
+                    code: CloseCode::Normal,
+                    done: Some(done),
+                });
+            }
         }
-    }
-
-    fn seal(&mut self, request: &[u8]) -> Result<Message, FrameError> {
-        let mut frame = Vec::new();
-        self.sealer.seal(request, &mut frame)?;
-        Ok(Message::binary(frame))
-    }
-
-    /// Drops calls whose caller has gone away, once the map has doubled.
-    fn prune(&mut self) {
-        if self.pending.len() >= self.prune_at {
-            self.pending.retain(|_, reply| !reply.is_closed());
-            self.prune_at = (self.pending.len() * 2).max(64);
-        }
+        Ok(())
     }
 
     /// Fails everything still waiting, then closes the WebSocket (bounded by
@@ -268,7 +297,8 @@ impl Connection {
     async fn finish(mut self, end: End) {
         tracing::debug!(reason = %end.reason, "sigil connection ends");
         let error = || ClientError::connection(end.reason.clone());
-        for (_, reply) in self.pending.drain() {
+        self.conn.handle_close(CloseReason::Local);
+        for (_, (_, reply)) in self.replies.drain() {
             let _ = reply.send(Err(error()));
         }
         for (_, ack) in self.writer.outbox.drain(..) {
@@ -290,6 +320,7 @@ impl Connection {
                 Command::Oneway { sent, .. } => {
                     let _ = sent.send(Err(error()));
                 }
+                Command::Cancel { .. } => {}
                 Command::Close { done: d } => done.push(d),
             }
         }
@@ -313,13 +344,17 @@ impl Connection {
     }
 }
 
-fn seal_failure(e: FrameError) -> End {
-    match e {
-        FrameError::Exhausted => End::new(
-            "the session's sequence numbers are exhausted; connect again",
+/// How the connection ends when the machine says it must close.
+fn closed_by(reason: &CloseReason) -> End {
+    match reason {
+        CloseReason::BadFrame(e) => End::protocol(format!("invalid frame from the server: {e}")),
+        CloseReason::Protocol(why) => {
+            End::protocol(format!("invalid response from the server: {why}"))
+        }
+        CloseReason::Exhausted => End::new(
+            "the session's sequence numbers or call ids are exhausted; connect again",
             CloseCode::Normal,
         ),
-        // Requests are checked against max_message_size before they get here.
-        other => End::new(format!("cannot send a request: {other}"), CloseCode::Normal),
+        other => End::new(other.to_string(), CloseCode::Normal),
     }
 }

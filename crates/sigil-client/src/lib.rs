@@ -61,10 +61,10 @@ mod error;
 mod options;
 mod tls;
 
-pub use client::Client;
+pub use client::{Call, Client};
 pub use connect::SUBPROTOCOL;
 pub use error::ClientError;
-pub use options::{ClientOptions, DEFAULT_HANDSHAKE_TIMEOUT};
+pub use options::{ClientOptions, DEFAULT_CALL_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT};
 pub use tls::tls_config;
 
 /// The rustls version this crate uses, for [`ClientOptions::with_tls`].

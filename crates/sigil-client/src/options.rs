@@ -14,6 +14,9 @@ use crate::error::ClientError;
 /// `handshake_timeout_ms` default).
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_millis(10_000);
 
+/// The default deadline of a call (30 s, as the `call_timeout_ms` default).
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_millis(30_000);
+
 /// Everything [`Client::connect`](crate::Client::connect) needs besides the URL.
 ///
 /// Built with [`ClientOptions::new`] and the `with_*` methods, or from a
@@ -27,6 +30,7 @@ pub struct ClientOptions {
     pub(crate) payload: Option<String>,
     pub(crate) limits: Limits,
     pub(crate) handshake_timeout: Duration,
+    pub(crate) call_timeout: Duration,
     pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
 }
 
@@ -45,8 +49,16 @@ impl ClientOptions {
             payload: None,
             limits: Limits::default(),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
             tls: None,
         }
+    }
+
+    /// Sets the deadline of every call that does not set its own (see
+    /// [`Call::timeout`](crate::Call::timeout)).
+    pub fn with_call_timeout(mut self, timeout: Duration) -> ClientOptions {
+        self.call_timeout = timeout;
+        self
     }
 
     /// Binds a pre-shared key into the handshake (the server must use the same).
@@ -104,8 +116,8 @@ impl ClientOptions {
 
     /// Options from a resolved configuration: the secret key from the file
     /// `client_key`, the pinned `server_public_key`, `psk` or the file
-    /// `psk_file`, `prologue`, `max_message_size`, `max_handshake_payload`
-    /// and `handshake_timeout_ms`.
+    /// `psk_file`, `prologue`, `max_message_size`, `max_handshake_payload`,
+    /// `handshake_timeout_ms` and `call_timeout_ms`.
     ///
     /// `client_key` and `server_public_key` are required. On Unix, a secret
     /// file (`client_key`, `psk_file`) that group or others can read is
@@ -147,7 +159,8 @@ impl ClientOptions {
         let mut options = ClientOptions::new(secret_key, server_key)
             .with_prologue(config.prologue.value.as_bytes())
             .with_limits(limits)
-            .with_handshake_timeout(Duration::from_millis(config.handshake_timeout_ms.value));
+            .with_handshake_timeout(Duration::from_millis(config.handshake_timeout_ms.value))
+            .with_call_timeout(Duration::from_millis(config.call_timeout_ms.value));
         options.psk = psk;
         Ok(options)
     }

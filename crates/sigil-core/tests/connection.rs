@@ -94,7 +94,7 @@ impl Pair {
             }
             while let Some(event) = self.server.poll_event() {
                 match event {
-                    ServerEvent::Abort(id) => self.aborted.push(id),
+                    ServerEvent::Abort { id, .. } => self.aborted.push(id),
                     ServerEvent::Close(reason) => self.server_closed = Some(reason),
                 }
             }

@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
-use sigil_core::connection::{CloseReason, ServerConnection, ServerEvent, SessionLimits};
+use sigil_core::connection::{
+    AbortReason, CloseReason, ServerConnection, ServerEvent, SessionLimits,
+};
 use sigil_core::handshake::{BUSY_REASON, Refusal, RefusalCode, accept_hello, claimed_client_key};
 use sigil_core::keys::PublicKey;
 use sigil_core::limit::TokenBucket;
@@ -316,10 +318,23 @@ impl Session {
             }
             while let Some(event) = self.conn.poll_event() {
                 match event {
-                    ServerEvent::Abort(id) => {
+                    ServerEvent::Abort { id, why } => {
                         if let Some(task) = running.remove(&id) {
                             task.abort();
                         }
+                        let (kind, what) = match why {
+                            AbortReason::Cancelled => {
+                                ("cancelled calls", "cancelled by the client")
+                            }
+                            _ => (
+                                "calls past their deadline",
+                                "past call_timeout_ms: cancelled",
+                            ),
+                        };
+                        let peer = self.peer;
+                        self.shared
+                            .logs
+                            .event(kind, Level::Info, || format!("call {id} of {peer} {what}"));
                     }
                     ServerEvent::Close(CloseReason::IdleTimeout) => {
                         debug!("{} idle for {:?}: closing", self.peer, limits.idle_timeout);

@@ -24,7 +24,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 pub use client::{CallError, CallOptions, ClientConnection, ClientEvent};
-pub use server::{IncomingCall, ServerConnection, ServerEvent};
+pub use server::{AbortReason, IncomingCall, ServerConnection, ServerEvent};
 
 use crate::transport::FrameError;
 

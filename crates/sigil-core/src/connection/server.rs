@@ -28,12 +28,26 @@ pub struct IncomingCall<'a> {
 /// What the server's adapter must act on, besides calls.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServerEvent {
-    /// Stop the work of this call: the client cancelled it, or it ran past
+    /// Stop the work of call `id`: the client cancelled it, or it ran past
     /// its deadline (the client has been answered `timeout`). A response
     /// for it, if one still comes, is dropped.
-    Abort(u64),
+    Abort {
+        /// The call.
+        id: u64,
+        /// Why.
+        why: AbortReason,
+    },
     /// Close the connection for this reason (the idle timer).
     Close(CloseReason),
+}
+
+/// Why a call is stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AbortReason {
+    /// The client sent a cancel for it.
+    Cancelled,
+    /// It ran past `call_timeout_ms`.
+    DeadlinePassed,
 }
 
 struct InFlight {
@@ -119,7 +133,10 @@ impl ServerConnection {
             Err(rejected) => {
                 if let Ok(Cancel { cancel }) = serde_json::from_slice::<Cancel>(payload) {
                     if self.calls.remove(&cancel).is_some() {
-                        self.events.push_back(ServerEvent::Abort(cancel));
+                        self.events.push_back(ServerEvent::Abort {
+                            id: cancel,
+                            why: AbortReason::Cancelled,
+                        });
                     }
                     return Ok(None);
                 }
@@ -259,7 +276,10 @@ impl ServerConnection {
                 self.respond_error(id, &e);
             }
             self.calls.remove(&id);
-            self.events.push_back(ServerEvent::Abort(id));
+            self.events.push_back(ServerEvent::Abort {
+                id,
+                why: AbortReason::DeadlinePassed,
+            });
         }
         if let Some(idle) = self.limits.idle_timeout_ms
             && self.calls.is_empty()
