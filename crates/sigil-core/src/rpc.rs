@@ -40,6 +40,9 @@ pub enum ErrorCode {
     /// The handler failed unexpectedly (for example it panicked); the
     /// message reveals nothing of why.
     InternalError,
+    /// The caller cancelled the call (given locally by a client; a server
+    /// sends nothing for a cancelled call).
+    Cancelled,
     /// A code this implementation does not know (received only).
     #[serde(other)]
     Unknown,
@@ -58,6 +61,7 @@ impl ErrorCode {
             ErrorCode::Busy => "busy",
             ErrorCode::Timeout => "timeout",
             ErrorCode::InternalError => "internal_error",
+            ErrorCode::Cancelled => "cancelled",
             ErrorCode::Unknown => "unknown",
         }
     }

@@ -1,10 +1,12 @@
 //! `Client`: one sigil/1 connection over a browser WebSocket.
 //!
 //! The socket's event handlers drive the core's state machines: `open`
-//! sends message 1, the first message finishes the handshake, every later
-//! message is a frame that carries a response, matched to its call by id.
-//! Time is the browser's clock (`Date.now()`); randomness is
-//! `crypto.getRandomValues`.
+//! sends message 1, the first message finishes the handshake, and from then
+//! on every message goes to sigil-core's `ClientConnection`, which numbers
+//! the calls, matches responses, keeps deadlines and sends cancels. This
+//! file only moves bytes, settles promises and keeps one timer for the
+//! machine's next deadline. Time is the browser's clock (`Date.now()`);
+//! randomness is `crypto.getRandomValues`.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -13,16 +15,18 @@ use std::rc::Rc;
 use js_sys::{ArrayBuffer, Function, JSON, Promise, Uint8Array};
 use serde_json::value::RawValue;
 use sigil_core::OsRandom;
+use sigil_core::connection::{
+    CallError, CallOptions, ClientConnection, ClientEvent, CloseReason, SessionLimits,
+};
 use sigil_core::handshake::{ClientHandshake, HandshakeError, Refusal};
-use sigil_core::rpc::{ErrorCode, RpcError, parse_response, write_request};
-use sigil_core::transport::{FrameOpener, FrameSealer};
+use sigil_core::rpc::{ErrorCode, RpcError};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
+use web_sys::{AbortSignal, BinaryType, CloseEvent, MessageEvent, WebSocket};
 
 use crate::error::{self, CONNECTION_CLOSED, HANDSHAKE_FAILED, PROTOCOL_ERROR, TIMEOUT};
-use crate::options::ConnectOptions;
+use crate::options::{self, ConnectOptions};
 
 /// The WebSocket subprotocol of sigil/1.
 const SUBPROTOCOL: &str = "sigil.v1";
@@ -30,8 +34,6 @@ const SUBPROTOCOL: &str = "sigil.v1";
 /// for a protocol error (1002 is reserved to the browser).
 const CLOSE_NORMAL: u16 = 1000;
 const CLOSE_PROTOCOL_ERROR: u16 = 4002;
-/// Call ids stay exact as JavaScript numbers.
-const MAX_ID: u64 = (1 << 53) - 1;
 
 #[wasm_bindgen]
 extern "C" {
@@ -60,12 +62,9 @@ enum Phase {
     /// Waiting for the socket to open.
     Opening(ConnectOptions),
     /// Message 1 sent, waiting for message 2 or a refusal.
-    Handshaking(ClientHandshake),
-    /// The session: frames both ways.
-    Open {
-        sealer: FrameSealer,
-        opener: FrameOpener,
-    },
+    Handshaking(ClientHandshake, u32),
+    /// The session, and its RPC rules.
+    Open(Box<ClientConnection>),
     /// Ended (also while a handler moves the state out).
     Ended,
 }
@@ -83,14 +82,37 @@ struct Inner {
     phase: Phase,
     ended: bool,
     timeout_ms: u32,
+    /// The largest frame payload either way.
+    max_message_size: u32,
     connect: Option<Settle>,
-    pending: HashMap<u64, Settle>,
-    next_id: u64,
+    /// Calls in flight, by id: how to settle their promise, and the abort
+    /// listener to remove when they are over.
+    pending: HashMap<u64, Pending>,
     session_hash: String,
     server_payload: JsValue,
+    /// The handshake timer, then the timer for the machine's next deadline.
     timer: Option<JsValue>,
     handlers: Option<Handlers>,
     on_closed: Option<Function>,
+}
+
+/// A call waiting for its outcome.
+struct Pending {
+    settle: Settle,
+    abort: Option<(AbortSignal, Closure<dyn FnMut()>)>,
+}
+
+impl Pending {
+    fn settle(self, outcome: Result<JsValue, JsValue>) {
+        if let Some((signal, listener)) = &self.abort {
+            let _ = signal
+                .remove_event_listener_with_callback("abort", listener.as_ref().unchecked_ref());
+        }
+        match outcome {
+            Ok(value) => self.settle.resolve(&value),
+            Err(e) => self.settle.reject(&e),
+        }
+    }
 }
 
 /// Why a connection ended.
@@ -149,11 +171,11 @@ impl Client {
         let inner = Rc::new(RefCell::new(Inner {
             ws,
             timeout_ms: options.timeout_ms,
+            max_message_size: options.config.limits().max_message_size,
             phase: Phase::Opening(options),
             ended: false,
             connect: None,
             pending: HashMap::new(),
-            next_id: 1,
             session_hash: String::new(),
             server_payload: JsValue::UNDEFINED,
             timer: None,
@@ -173,28 +195,24 @@ impl Client {
 
     /// Calls `method` of `object` with `args` (an array of JSON values;
     /// `undefined` means none) and resolves to the method's result, or
-    /// rejects with a `SigilRpcError` (the RPC error code) or a
+    /// rejects with a `SigilRpcError` (the RPC error code: `timeout` past
+    /// the call's deadline, `cancelled` when its `signal` aborts) or a
     /// `SigilConnectionError` (`connection_closed`, `protocol_error`).
+    /// `options`: `{ timeoutMs?, signal? }`; the deadline defaults to the
+    /// connection's `callTimeoutMs`. A call that times out or is cancelled
+    /// is stopped on the server too.
     #[wasm_bindgen(unchecked_return_type = "Promise<any>")]
     pub fn call(
         &self,
         object: &str,
         method: &str,
         #[wasm_bindgen(unchecked_param_type = "unknown[]")] args: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "CallOptions")] options: JsValue,
     ) -> Promise {
-        Promise::new(
-            &mut |resolve, reject| match self.send_request(object, method, &args, false) {
-                Ok(id) => {
-                    self.inner
-                        .borrow_mut()
-                        .pending
-                        .insert(id, Settle { resolve, reject });
-                }
-                Err(e) => {
-                    let _ = reject.call1(&JsValue::UNDEFINED, &e);
-                }
-            },
-        )
+        Promise::new(&mut |resolve, reject| {
+            // On error `start_call` has rejected the promise already.
+            let _ = self.start_call(object, method, &args, &options, Settle { resolve, reject });
+        })
     }
 
     /// Sends a oneway call: no response, not even an error, comes back.
@@ -205,7 +223,15 @@ impl Client {
         method: &str,
         #[wasm_bindgen(unchecked_param_type = "unknown[]")] args: JsValue,
     ) -> Result<(), JsValue> {
-        self.send_request(object, method, &args, true).map(|_| ())
+        let args = args_json(&args)?;
+        let options = CallOptions {
+            timeout_ms: None,
+            oneway: true,
+        };
+        self.with_conn(|conn| {
+            conn.call(js_sys::Date::now() as u64, object, method, &*args, options)
+        })
+        .map(|_| ())
     }
 
     /// The session hash (hex, 64 characters): the same on both ends and
@@ -242,40 +268,173 @@ impl Client {
 }
 
 impl Client {
-    /// Writes, seals and sends one request; returns its id.
-    fn send_request(
+    /// Starts a call with the machine, or rejects at once.
+    fn start_call(
         &self,
         object: &str,
         method: &str,
         args: &JsValue,
-        oneway: bool,
-    ) -> Result<u64, JsValue> {
-        let args = args_json(args)?;
-        let mut guard = self.inner.borrow_mut();
-        let s = &mut *guard;
-        let Phase::Open { sealer, .. } = &mut s.phase else {
-            return Err(error::connection(
-                CONNECTION_CLOSED,
-                "the connection is closed",
-            ));
+        options: &JsValue,
+        settle: Settle,
+    ) -> Result<(), JsValue> {
+        let started = args_json(args).and_then(|args| {
+            let timeout_ms = if options.is_undefined() || options.is_null() {
+                None
+            } else {
+                options::millis(options, "timeoutMs")?.map(u64::from)
+            };
+            let signal = if options.is_undefined() || options.is_null() {
+                None
+            } else {
+                js_sys::Reflect::get(options, &JsValue::from_str("signal"))
+                    .ok()
+                    .and_then(|s| s.dyn_into::<AbortSignal>().ok())
+            };
+            if signal.as_ref().is_some_and(AbortSignal::aborted) {
+                return Err(error::rpc(&cancelled()));
+            }
+            let options = CallOptions {
+                timeout_ms,
+                oneway: false,
+            };
+            let id = self.with_conn(|conn| {
+                conn.call(js_sys::Date::now() as u64, object, method, &*args, options)
+            })?;
+            Ok((id, signal))
+        });
+        let (id, signal) = match started {
+            Ok(started) => started,
+            Err(e) => {
+                settle.reject(&e);
+                return Err(e);
+            }
         };
-        if s.next_id > MAX_ID {
-            return Err(error::connection(
-                CONNECTION_CLOSED,
-                "this connection has used up its call ids; connect again",
+        let abort = signal.map(|signal| {
+            let weak = Rc::downgrade(&self.inner);
+            let listener = Closure::<dyn FnMut()>::new(move || {
+                if let Some(rc) = weak.upgrade() {
+                    cancel_call(&rc, id);
+                }
+            });
+            let _ =
+                signal.add_event_listener_with_callback("abort", listener.as_ref().unchecked_ref());
+            (signal, listener)
+        });
+        self.inner
+            .borrow_mut()
+            .pending
+            .insert(id, Pending { settle, abort });
+        Ok(())
+    }
+
+    /// Runs `f` on the open session's machine, then sends what it sealed
+    /// and re-arms the deadline timer.
+    fn with_conn(
+        &self,
+        f: impl FnOnce(&mut ClientConnection) -> Result<u64, CallError>,
+    ) -> Result<u64, JsValue> {
+        let id = {
+            let mut s = self.inner.borrow_mut();
+            let Phase::Open(conn) = &mut s.phase else {
+                return Err(error::connection(
+                    CONNECTION_CLOSED,
+                    "the connection is closed",
+                ));
+            };
+            f(conn).map_err(|e| match e {
+                CallError::Invalid(e) => error::rpc(&e),
+                CallError::Closed(reason) => error::connection(
+                    CONNECTION_CLOSED,
+                    &format!("the connection is closed ({reason})"),
+                ),
+            })?
+        };
+        pump(&self.inner);
+        Ok(id)
+    }
+}
+
+/// The `cancelled` error of a call whose signal aborted.
+fn cancelled() -> RpcError {
+    RpcError::new(
+        ErrorCode::Cancelled,
+        "the call was cancelled (its AbortSignal aborted)",
+    )
+}
+
+/// A call's signal aborted: stop it here and on the server.
+fn cancel_call(rc: &Rc<RefCell<Inner>>, id: u64) {
+    let pending = {
+        let mut s = rc.borrow_mut();
+        if let Phase::Open(conn) = &mut s.phase {
+            conn.cancel(id);
+        }
+        s.pending.remove(&id)
+    };
+    pump(rc);
+    if let Some(p) = pending {
+        p.settle(Err(error::rpc(&cancelled())));
+    }
+}
+
+/// Sends what the machine sealed, settles what it decided, and sets the
+/// timer for its next deadline.
+fn pump(rc: &Rc<RefCell<Inner>>) {
+    let mut settled = Vec::new();
+    let mut closed = None;
+    {
+        let mut guard = rc.borrow_mut();
+        let s = &mut *guard;
+        let Phase::Open(conn) = &mut s.phase else {
+            return;
+        };
+        while let Some(frame) = conn.poll_transmit() {
+            if s.ws.send_with_u8_array(&frame).is_err() {
+                closed = Some(CloseReason::ConnectionLost);
+                break;
+            }
+        }
+        while let Some(event) = conn.poll_event() {
+            match event {
+                ClientEvent::Response { id, outcome } => {
+                    if let Some(p) = s.pending.remove(&id) {
+                        settled.push((p, outcome));
+                    }
+                }
+                ClientEvent::Close(reason) => closed = Some(reason),
+            }
+        }
+        if let Some(timer) = s.timer.take() {
+            clear_timeout(&timer);
+        }
+        if let (Some(at), Some(handlers)) = (conn.poll_timeout(), &s.handlers) {
+            let wait = at.saturating_sub(js_sys::Date::now() as u64);
+            let wait = u32::try_from(wait)
+                .unwrap_or(i32::MAX as u32)
+                .min(i32::MAX as u32);
+            s.timer = Some(set_timeout(
+                handlers._timeout.as_ref().unchecked_ref(),
+                wait,
             ));
         }
-        let id = s.next_id;
-        let mut request = Vec::new();
-        write_request(&mut request, id, object, method, &*args, oneway)
-            .map_err(|e| error::rpc(&e))?;
-        let frame = sealer
-            .seal_to_vec(&request)
-            .map_err(|e| error::rpc(&RpcError::new(ErrorCode::TooLarge, e.to_string())))?;
-        s.ws.send_with_u8_array(&frame)
-            .map_err(|_| error::connection(CONNECTION_CLOSED, "the connection is closed"))?;
-        s.next_id += 1;
-        Ok(id)
+    }
+    for (p, outcome) in settled {
+        p.settle(match outcome {
+            Ok(result) => Ok(JSON::parse(result.get()).unwrap_or(JsValue::UNDEFINED)),
+            Err(e) => Err(error::rpc(&e)),
+        });
+    }
+    if let Some(reason) = closed {
+        let end = match reason {
+            CloseReason::BadFrame(_) | CloseReason::Protocol(_) => {
+                End::Error(PROTOCOL_ERROR, reason.to_string())
+            }
+            other => End::Error(
+                CONNECTION_CLOSED,
+                format!("the connection closed ({other})"),
+            ),
+        };
+        shut(rc, end);
     }
 }
 
@@ -372,7 +531,7 @@ fn on_open(rc: &Rc<RefCell<Inner>>) {
     );
     match started {
         Ok((handshake, hello)) if s.ws.send_with_u8_array(&hello).is_ok() => {
-            s.phase = Phase::Handshaking(handshake);
+            s.phase = Phase::Handshaking(handshake, options.call_timeout_ms);
         }
         Ok(_) => {
             drop(s);
@@ -406,14 +565,20 @@ fn on_message(rc: &Rc<RefCell<Inner>>, data: &JsValue) {
     let bytes = Uint8Array::new(buffer).to_vec();
     let mut s = rc.borrow_mut();
     match std::mem::replace(&mut s.phase, Phase::Ended) {
-        Phase::Handshaking(handshake) => match handshake.finish(&bytes) {
+        Phase::Handshaking(handshake, call_timeout_ms) => match handshake.finish(&bytes) {
             Ok((session, payload)) => {
                 s.session_hash = hex(session.session_hash());
                 s.server_payload = payload
                     .and_then(|p| JSON::parse(&p).ok())
                     .unwrap_or(JsValue::UNDEFINED);
-                let (sealer, opener) = session.split();
-                s.phase = Phase::Open { sealer, opener };
+                let limits = SessionLimits {
+                    max_message_size: s.max_message_size,
+                    // The server's to enforce (it answers `busy`).
+                    max_inflight: usize::MAX,
+                    call_timeout_ms: u64::from(call_timeout_ms),
+                    idle_timeout_ms: None,
+                };
+                s.phase = Phase::Open(Box::new(ClientConnection::new(session, limits)));
                 let timer = s.timer.take();
                 let connect = s.connect.take();
                 drop(s);
@@ -440,39 +605,13 @@ fn on_message(rc: &Rc<RefCell<Inner>>, data: &JsValue) {
                 );
             }
         },
-        Phase::Open { sealer, mut opener } => {
-            let outcome = opener
-                .open(&bytes)
-                .map_err(|e| e.to_string())
-                .and_then(|payload| {
-                    if payload.is_empty() {
-                        return Ok(None);
-                    }
-                    parse_response(payload)
-                        .map(Some)
-                        .map_err(|e| format!("the server sent an invalid response: {e}"))
-                });
-            s.phase = Phase::Open { sealer, opener };
-            match outcome {
-                Ok(None) => {}
-                Ok(Some(response)) => {
-                    // A response to no call in flight is ignored.
-                    let Some(settle) = s.pending.remove(&response.id) else {
-                        return;
-                    };
-                    drop(s);
-                    match response.outcome {
-                        Ok(result) => {
-                            settle.resolve(&JSON::parse(result.get()).unwrap_or(JsValue::UNDEFINED))
-                        }
-                        Err(e) => settle.reject(&error::rpc(&e)),
-                    }
-                }
-                Err(why) => {
-                    drop(s);
-                    shut(rc, End::Error(PROTOCOL_ERROR, why));
-                }
-            }
+        Phase::Open(mut conn) => {
+            // A failure is also a close event of the machine: `pump` ends
+            // the connection.
+            let _ = conn.handle_frame(&bytes);
+            s.phase = Phase::Open(conn);
+            drop(s);
+            pump(rc);
         }
         other => s.phase = other,
     }
@@ -487,7 +626,7 @@ fn on_close(rc: &Rc<RefCell<Inner>>, ev: &CloseEvent) {
                 rc.borrow().ws.url()
             ),
         ),
-        Phase::Handshaking(_) => closed_early(),
+        Phase::Handshaking(..) => closed_early(),
         _ => {
             let reason = ev.reason();
             let code = ev.code();
@@ -509,8 +648,11 @@ fn on_timeout(rc: &Rc<RefCell<Inner>>) {
     let ms = {
         let mut s = rc.borrow_mut();
         s.timer = None;
-        if matches!(s.phase, Phase::Open { .. }) {
-            return;
+        if let Phase::Open(conn) = &mut s.phase {
+            // A call's deadline.
+            conn.handle_timeout(js_sys::Date::now() as u64);
+            drop(s);
+            return pump(rc);
         }
         s.timeout_ms
     };
@@ -557,8 +699,8 @@ fn shut(rc: &Rc<RefCell<Inner>>, end: End) {
     if let Some(connect) = connect {
         connect.reject(&end.to_js());
     }
-    for settle in pending.into_values() {
-        settle.reject(&end.to_js());
+    for p in pending.into_values() {
+        p.settle(Err(end.to_js()));
     }
     if let Some(resolve) = on_closed {
         let why = match end {

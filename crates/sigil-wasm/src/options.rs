@@ -11,12 +11,17 @@ use crate::keys::{parse_public, parse_secret};
 /// The handshake timeout when `timeoutMs` is not given (the server's default
 /// `handshake_timeout_ms`).
 pub(crate) const DEFAULT_TIMEOUT_MS: u32 = 10_000;
+/// A call's deadline when neither it nor `callTimeoutMs` gives one (the
+/// server's default `call_timeout_ms`).
+pub(crate) const DEFAULT_CALL_TIMEOUT_MS: u32 = 30_000;
 
 /// Everything a connection needs, checked before the socket is opened.
 pub(crate) struct ConnectOptions {
     pub(crate) config: ClientConfig,
     pub(crate) payload: Option<String>,
     pub(crate) timeout_ms: u32,
+    /// The deadline of a call that does not set its own.
+    pub(crate) call_timeout_ms: u32,
 }
 
 fn get(options: &JsValue, name: &str) -> Result<Option<JsValue>, JsValue> {
@@ -36,11 +41,11 @@ fn required_string(options: &JsValue, name: &str) -> Result<String, JsValue> {
 }
 
 impl ConnectOptions {
-    /// Reads and checks `{ serverKey, secretKey, psk?, prologue?, payload?, timeoutMs? }`.
+    /// Reads and checks `{ serverKey, secretKey, psk?, prologue?, payload?, timeoutMs?, callTimeoutMs? }`.
     pub(crate) fn from_js(options: &JsValue) -> Result<ConnectOptions, JsValue> {
         if !options.is_object() {
             return Err(invalid(
-                "options must be an object: { serverKey, secretKey, psk?, prologue?, payload?, timeoutMs? }",
+                "options must be an object: { serverKey, secretKey, psk?, prologue?, payload?, timeoutMs?, callTimeoutMs? }",
             ));
         }
         let server = parse_public(&required_string(options, "serverKey")?, "serverKey")?;
@@ -84,18 +89,27 @@ impl ConnectOptions {
                 Some(text)
             }
         };
-        let timeout_ms = match get(options, "timeoutMs")? {
-            None => DEFAULT_TIMEOUT_MS,
-            Some(v) => match v.as_f64() {
-                // setTimeout takes at most 2^31 - 1 ms.
-                Some(ms) if (1.0..=2_147_483_647.0).contains(&ms) => ms as u32,
-                _ => return Err(invalid("timeoutMs must be a number of milliseconds ≥ 1")),
-            },
-        };
+        let timeout_ms = millis(options, "timeoutMs")?.unwrap_or(DEFAULT_TIMEOUT_MS);
+        let call_timeout_ms = millis(options, "callTimeoutMs")?.unwrap_or(DEFAULT_CALL_TIMEOUT_MS);
         Ok(ConnectOptions {
             config,
             payload,
             timeout_ms,
+            call_timeout_ms,
         })
+    }
+}
+
+/// A number of milliseconds from `options[key]`, if present: 1 to 2^31 − 1
+/// (what `setTimeout` takes).
+pub(crate) fn millis(options: &JsValue, key: &str) -> Result<Option<u32>, JsValue> {
+    match get(options, key)? {
+        None => Ok(None),
+        Some(v) => match v.as_f64() {
+            Some(ms) if (1.0..=2_147_483_647.0).contains(&ms) => Ok(Some(ms as u32)),
+            _ => Err(invalid(&format!(
+                "{key} must be a number of milliseconds from 1 to 2147483647"
+            ))),
+        },
     }
 }

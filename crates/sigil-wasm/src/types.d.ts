@@ -21,6 +21,16 @@ export interface ConnectOptions {
   payload?: unknown;
   /** How long to wait for the connection and handshake, in milliseconds (default 10000). */
   timeoutMs?: number;
+  /** The deadline of a call that sets none, in milliseconds (default 30000). */
+  callTimeoutMs?: number;
+}
+
+/** Options of one call. */
+export interface CallOptions {
+  /** This call's deadline in milliseconds: past it the call rejects with `timeout` and the server stops it. */
+  timeoutMs?: number;
+  /** Aborting it rejects the call with `cancelled` at once and stops it on the server. */
+  signal?: AbortSignal;
 }
 
 /** Refusal codes: 1 handshake failed, 2 rejected by the application, 3 busy, 4 unsupported version, 5 stale or replayed (others may come from newer servers). */
@@ -37,6 +47,7 @@ export type RpcErrorCode =
   | "busy"
   | "timeout"
   | "internal_error"
+  | "cancelled"
   | "unknown";
 
 /**

@@ -196,34 +196,51 @@ async fn calls_errors_and_many_in_flight_against_the_demo_server() {
     assert_eq!(client.session_hash().len(), 64);
     assert!(client.is_open());
 
-    let three = settle(client.call("calculator", "add", args(&[1.into(), 2.into()])))
-        .await
-        .unwrap();
+    let three = settle(client.call(
+        "calculator",
+        "add",
+        args(&[1.into(), 2.into()]),
+        JsValue::UNDEFINED,
+    ))
+    .await
+    .unwrap();
     assert_eq!(three.as_f64(), Some(3.0));
 
-    let err = settle(client.call("calculator", "div", args(&[1.into(), 0.into()])))
-        .await
-        .unwrap_err();
+    let err = settle(client.call(
+        "calculator",
+        "div",
+        args(&[1.into(), 0.into()]),
+        JsValue::UNDEFINED,
+    ))
+    .await
+    .unwrap_err();
     assert_eq!(
         name_and_code(&err),
         ("SigilRpcError".into(), JsValue::from("application_error"))
     );
     assert!(text(&err, "message").contains("division by zero"));
 
-    let err = settle(client.call("calculator", "pow", args(&[])))
+    let err = settle(client.call("calculator", "pow", args(&[]), JsValue::UNDEFINED))
         .await
         .unwrap_err();
     assert_eq!(name_and_code(&err).1, JsValue::from("no_such_method"));
 
     // A dotted name is refused before anything is sent.
-    let err = settle(client.call("os.path", "x", JsValue::UNDEFINED))
+    let err = settle(client.call("os.path", "x", JsValue::UNDEFINED, JsValue::UNDEFINED))
         .await
         .unwrap_err();
     assert_eq!(name_and_code(&err).1, JsValue::from("invalid_request"));
 
     // Fifty calls in flight at once on the one socket, answered by id.
     let calls: Vec<Promise> = (0..50)
-        .map(|i| client.call("echo", "echo", args(&[JsValue::from(i)])))
+        .map(|i| {
+            client.call(
+                "echo",
+                "echo",
+                args(&[JsValue::from(i)]),
+                JsValue::UNDEFINED,
+            )
+        })
         .collect();
     let all = settle(Promise::all(&calls.into_iter().collect::<Array>()))
         .await
@@ -236,12 +253,12 @@ async fn calls_errors_and_many_in_flight_against_the_demo_server() {
     client
         .oneway("kv", "set", args(&["k".into(), "v".into()]))
         .unwrap();
-    let v = settle(client.call("kv", "get", args(&["k".into()])))
+    let v = settle(client.call("kv", "get", args(&["k".into()]), JsValue::UNDEFINED))
         .await
         .unwrap();
     assert_eq!(v.as_string().as_deref(), Some("v"));
 
-    let pending = client.call("echo", "echo", args(&[1.into()]));
+    let pending = client.call("echo", "echo", args(&[1.into()]), JsValue::UNDEFINED);
     client.close();
     assert!(!client.is_open());
     let err = settle(pending).await.unwrap_err();
@@ -285,4 +302,56 @@ async fn payload_is_sent_and_psk_or_prologue_mismatch_is_refused() {
             "{name}"
         );
     }
+}
+
+/// `{ timeoutMs }` fails a slow call with `timeout`; `{ signal }` with
+/// `cancelled` when the signal aborts; either way the connection goes on.
+#[wasm_bindgen_test]
+async fn call_deadlines_and_abort_signals() {
+    let (url, server_key) = server();
+    let me = generate_key_pair().unwrap();
+    let client = Client::connect(url.into(), options(server_key, &text(&me, "secretKey")))
+        .await
+        .unwrap();
+    let call_options = js_sys::Object::new();
+    Reflect::set(&call_options, &"timeoutMs".into(), &JsValue::from(200)).unwrap();
+    let err = settle(client.call(
+        "clock",
+        "sleep",
+        args(&[JsValue::from(5000)]),
+        call_options.into(),
+    ))
+    .await
+    .unwrap_err();
+    assert_eq!(
+        name_and_code(&err),
+        ("SigilRpcError".into(), JsValue::from("timeout"))
+    );
+
+    let controller = web_sys::AbortController::new().unwrap();
+    let call_options = js_sys::Object::new();
+    Reflect::set(&call_options, &"signal".into(), &controller.signal()).unwrap();
+    let pending = client.call(
+        "clock",
+        "sleep",
+        args(&[JsValue::from(5000)]),
+        call_options.into(),
+    );
+    controller.abort();
+    let err = settle(pending).await.unwrap_err();
+    assert_eq!(name_and_code(&err).1, JsValue::from("cancelled"));
+
+    // An already aborted signal refuses the call before it is sent.
+    let call_options = js_sys::Object::new();
+    Reflect::set(&call_options, &"signal".into(), &controller.signal()).unwrap();
+    let err = settle(client.call("sigil", "ping", JsValue::UNDEFINED, call_options.into()))
+        .await
+        .unwrap_err();
+    assert_eq!(name_and_code(&err).1, JsValue::from("cancelled"));
+
+    let pong = settle(client.call("sigil", "ping", JsValue::UNDEFINED, JsValue::UNDEFINED))
+        .await
+        .unwrap();
+    assert_eq!(pong.as_string().as_deref(), Some("pong"));
+    client.close();
 }
