@@ -28,6 +28,9 @@ the handshake:
         send a request and wait for its response; "oneway": true sends it
         with "oneway": true and does not wait; "wait": false does not wait
         (the response is printed when it arrives); "id" overrides the id.
+    {"op": "cancel", "id": N}  send {"cancel": N}: the call is no longer
+                              in flight (a response to it would print with
+                              "expected": false)
     {"op": "wait"}            wait until every call sent is answered
     {"op": "silence", "ms": N}  read for N ms; every frame read is printed
     {"op": "raw", "text": T}  send T (UTF-8) as the payload of a frame;
@@ -54,6 +57,7 @@ Output: one JSON object per line on stdout, each with an "event":
     handshake  {"payload": JSON|null, "session_hash": HEX}
     refused    {"code": N, "reason": TEXT}       (the script is not run)
     sent       {"id": N, "oneway": BOOL}
+    cancelled  {"id": N}
     response   {"id": N, "result": ...} or {"id": N, "error": {...}},
                with "expected": whether the id was a call in flight
     pong       {}
@@ -780,6 +784,14 @@ class Client:
                 self.receive_one(deadline)
         except WsTimeout:
             pass
+
+    def op_cancel(self, op):
+        # Chapter "Server processing": {"cancel": ID} stops call ID; the
+        # server then sends nothing for it, now or later.
+        rid = op["id"]
+        self.in_flight.discard(rid)
+        self.send_payload(json.dumps({"cancel": rid}, separators=(",", ":")).encode("utf-8"))
+        emit("cancelled", id=rid)
 
     def op_raw(self, op):
         self.send_payload(op["text"].encode("utf-8"))

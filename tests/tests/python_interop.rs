@@ -18,7 +18,9 @@ use serde_json::{Value, json};
 use sigil_core::handshake::ClientAuth;
 use sigil_core::keys::{KeyFormat, PublicKey, SecretKey, SymmetricKey};
 use sigil_core::rand::OsRandom;
-use sigil_server::{HookDecision, Registry, RunningServer, Server, ServerSettings, demo};
+use sigil_server::{
+    HookDecision, Registry, RunningServer, Server, ServerLimits, ServerSettings, demo,
+};
 
 /// The longest a client run may take before it is killed.
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -501,6 +503,40 @@ async fn oneway_calls_get_no_response() {
     run.assert_done();
     assert_eq!(run.result(4), "done", "{run}");
     assert_eq!(run.all("response").len(), 1, "{run}");
+    server.shutdown().await;
+}
+
+/// The chapter's cancel message: the server stops the call and never
+/// answers it; a call past the server's deadline is answered `timeout`.
+#[tokio::test(flavor = "multi_thread")]
+async fn cancelled_calls_get_no_response_and_slow_ones_time_out() {
+    let client_key = key();
+    let settings = ServerSettings::new(key(), ClientAuth::Keys(vec![client_key.public_key()]))
+        .with_server_limits(ServerLimits {
+            call_timeout: Duration::from_millis(300),
+            ..ServerLimits::default()
+        });
+    let mut registry = Registry::new();
+    demo::register(&mut registry);
+    let server = Server::new(settings, registry)
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let run = Client::new(&server, &client_key)
+        .run(json!([
+            {"op": "call", "object": "clock", "method": "sleep", "args": [200], "wait": false},
+            {"op": "cancel", "id": 1},
+            {"op": "silence", "ms": 400},
+            {"op": "call", "object": "clock", "method": "sleep", "args": [5000]},
+            call("sigil", "ping", json!([])),
+        ]))
+        .await;
+    run.assert_done();
+    assert_eq!(run.all("cancelled").len(), 1, "{run}");
+    // Nothing ever came for call 1, though it would have ended in 200 ms.
+    assert!(run.all("response").iter().all(|r| r["id"] != 1), "{run}");
+    assert_eq!(run.error(2).0, "timeout", "{run}");
+    assert_eq!(run.result(3), "pong", "{run}");
     server.shutdown().await;
 }
 
