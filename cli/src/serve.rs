@@ -57,7 +57,9 @@ const WEB_FILES: &[&str] = &[
 ];
 
 /// Where the demo page is: `--web DIR`, or with `--demo` the first built
-/// `web/` of the current folder and of the source tree this binary came from.
+/// `web/` of the current folder and (in a debug build) of the source tree
+/// this binary came from. A release build holds no path of the machine that
+/// built it, so that it can be rebuilt byte for byte elsewhere.
 fn web_root(args: &ServeArgs) -> Option<PathBuf> {
     if let Some(dir) = &args.web {
         return Some(dir.clone());
@@ -65,8 +67,10 @@ fn web_root(args: &ServeArgs) -> Option<PathBuf> {
     if !args.demo {
         return None;
     }
-    let source_tree = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../web");
-    [PathBuf::from("web"), source_tree]
+    let mut candidates = vec![PathBuf::from("web")];
+    #[cfg(debug_assertions)]
+    candidates.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../web"));
+    candidates
         .into_iter()
         .find(|dir| WEB_FILES.iter().all(|f| dir.join(f).is_file()))
 }

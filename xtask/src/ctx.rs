@@ -140,12 +140,17 @@ impl Ctx {
     }
 }
 
+/// `$CARGO_HOME`, or `~/.cargo`: where cargo keeps the registry's sources.
+pub(crate) fn cargo_home() -> Option<PathBuf> {
+    env::var_os("CARGO_HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))
+}
+
 /// `$CARGO_HOME/bin`, or `~/.cargo/bin`: where `cargo install` puts binaries.
 fn cargo_bin_dir() -> Option<PathBuf> {
-    let home = env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))?;
-    Some(home.join("bin"))
+    Some(cargo_home()?.join("bin"))
 }
 
 fn is_executable(path: &Path) -> bool {

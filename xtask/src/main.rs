@@ -12,17 +12,28 @@
 //! web build in `web.rs` and the browser tests in `browser.rs`; `results.rs`
 //! reads test runners' summary lines; `demo.rs`, `bench.rs` and `fuzz.rs`
 //! are the other commands (`fuzz.rs` also gives `test` its fuzz step).
+//! The supply-chain commands, each also a step of `test`: `deny.rs` (the
+//! cargo-deny policy), `buildtime.rs` (the list of build-time code),
+//! `release.rs` (reproducible release artefacts) and `sbom.rs`; they share
+//! `workspace.rs` (the shipped crates, `cargo metadata`, copies of the
+//! sources) and `json.rs` (a small JSON reader).
 
 mod bench;
 mod browser;
+mod buildtime;
 mod child;
 mod ctx;
 mod demo;
+mod deny;
 mod fuzz;
+mod json;
+mod release;
 mod results;
+mod sbom;
 mod setup;
 mod test;
 mod web;
+mod workspace;
 
 use std::process::ExitCode;
 
@@ -32,16 +43,26 @@ cargo xtask: sigil's developer tasks
 usage: cargo xtask <command> [options]
 
 commands:
-  test    install what is missing, then check everything (fmt, clippy, doc,
-          wasm build, web build and size, book, audit, a short fuzz pass,
-          browser tests, end-to-end test, tests); see `cargo xtask test --help`
-  demo    build the browser demo and serve it on http://127.0.0.1:7070/
-          (Ctrl-C stops); see `cargo xtask demo --help`
-  bench   build in release mode and measure handshakes, frames and RPC calls/s
-          (ratios against baselines in the same run)
-  fuzz    run the fuzz targets of fuzz/ (cargo-fuzz, nightly), each for 60 s
-          or --seconds N; see `cargo xtask fuzz --help`
-  help    print this help
+  test       install what is missing, then check everything (fmt, clippy,
+             doc, wasm build, web build and size, book, audit, supply-chain
+             policy, build-time code list, reproducible wasm, a short fuzz
+             pass, browser tests, end-to-end test, tests); see
+             `cargo xtask test --help`
+  demo       build the browser demo and serve it on http://127.0.0.1:7070/
+             (Ctrl-C stops); see `cargo xtask demo --help`
+  bench      build in release mode and measure handshakes, frames and RPC
+             calls/s (ratios against baselines in the same run)
+  fuzz       run the fuzz targets of fuzz/ (cargo-fuzz, nightly), each for
+             60 s or --seconds N; see `cargo xtask fuzz --help`
+  deny       check the dependency graph against deny.toml (cargo-deny,
+             offline); see `cargo xtask deny --help`
+  buildtime  write supply-chain/build-time.txt, the build scripts and proc
+             macros of the shipped crates; see `cargo xtask buildtime --help`
+  sbom       write CycloneDX SBOMs of the `sigil` binary and the wasm package
+             to target/sbom/; see `cargo xtask sbom --help`
+  release    build the `sigil` binary and the web package reproducibly and
+             print their SHA-256; see `cargo xtask release --help`
+  help       print this help
 ";
 
 fn main() -> ExitCode {
@@ -55,6 +76,10 @@ fn main() -> ExitCode {
         "demo" => demo::main(rest),
         "bench" => bench::main(rest),
         "fuzz" => fuzz::main(rest),
+        "deny" => deny::main(rest),
+        "buildtime" => buildtime::main(rest),
+        "sbom" => sbom::main(rest),
+        "release" => release::main(rest),
         "help" | "-h" | "--help" => {
             print!("{HELP}");
             ExitCode::SUCCESS

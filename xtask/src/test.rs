@@ -4,8 +4,10 @@
 //! run last. The output ends with one line per step and then
 //! `summary: N passed, M failed`, summed over every `test result:` line (of
 //! cargo test and of the browser tests), node's TAP summary (of the
-//! end-to-end test) and the fuzz targets (one each: passed, or failed if it
-//! crashed).
+//! end-to-end test), the fuzz targets (one each: passed, or failed if it
+//! crashed), the cargo-deny fixtures (one each: passed if cargo-deny judged
+//! it as expected) and the files of the reproducibility check (one each:
+//! passed if both builds made the same bytes).
 
 use std::io::{self, IsTerminal};
 use std::path::PathBuf;
@@ -13,9 +15,12 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use crate::browser;
+use crate::buildtime;
 use crate::child::run_counted;
 use crate::ctx::{Ctx, fmt_duration, header};
+use crate::deny;
 use crate::fuzz;
+use crate::release;
 use crate::results::{self, Counts};
 use crate::setup::{self, APT_PACKAGES, CargoTool, Locked, Need, Setup, Version};
 use crate::web;
@@ -28,24 +33,36 @@ usage: cargo xtask test [--no-install]
 Installs (only when missing): rustup components rustfmt and clippy, the
 wasm32-unknown-unknown target, the Debian packages the tests use (apt-get, as
 root: wireguard-tools, openssl, chromium, chromium-driver), web/'s npm
-packages (npm ci; node and npm must be there), mdbook 0.5, cargo-audit, the
-wasm-bindgen CLI at the version in Cargo.lock, the nightly toolchain (minimal
-profile) and cargo-fuzz. Then runs, stopping at the first failure:
+packages (npm ci; node and npm must be there), mdbook 0.5, cargo-audit,
+cargo-deny 0.20.2, the wasm-bindgen CLI at the version in Cargo.lock, the
+nightly toolchain (minimal profile) and cargo-fuzz. Then runs, stopping at the
+first failure:
 
-  fmt      cargo fmt --check
-  clippy   cargo clippy, warnings denied
-  doc      cargo doc, warnings denied
-  wasm     sigil-core built for wasm32-unknown-unknown
-  web      the browser client built into web/pkg; fails if the gzipped module
-           is over its budget (150 KiB)
-  book     mdbook build
-  audit    cargo audit against ../shared/advisory-db
-  fuzz     every fuzz target of fuzz/ for 5 s from its seed corpus (cargo
-           +nightly fuzz; each target counts as one test); see `cargo xtask
-           fuzz --help`
-  browser  sigil-wasm's tests in headless Chromium, against a demo server
-  e2e      web/tests/e2e.mjs: the demo page as `sigil serve --demo` serves it
-  test     cargo test --workspace
+  fmt        cargo fmt --check
+  clippy     cargo clippy, warnings denied
+  doc        cargo doc, warnings denied
+  wasm       sigil-core built for wasm32-unknown-unknown
+  web        the browser client built into web/pkg; fails if the gzipped
+             module is over its budget (150 KiB)
+  book       mdbook build
+  audit      cargo audit against ../shared/advisory-db
+  deny       cargo deny --offline check against deny.toml (crates.io only,
+             allowed licences, one version of each crypto crate, advisories);
+             every package of Cargo.lock from crates.io; and cargo-deny must
+             refuse each fixture of xtask/tests/fixtures/deny/ for the rule it
+             breaks (each counts as one test); see `cargo xtask deny --help`
+  buildtime  supply-chain/build-time.txt (build scripts and proc macros of
+             the shipped crates) matches the dependency graph; see
+             `cargo xtask buildtime --help`
+  repro      the release build of the web package, here and from a copy of
+             the sources in another folder, gives the same bytes (each file
+             counts as one test); see `cargo xtask release --help`
+  fuzz       every fuzz target of fuzz/ for 5 s from its seed corpus (cargo
+             +nightly fuzz; each target counts as one test); see `cargo xtask
+             fuzz --help`
+  browser    sigil-wasm's tests in headless Chromium, against a demo server
+  e2e        web/tests/e2e.mjs: the demo page as `sigil serve --demo` serves it
+  test       cargo test --workspace
 
 (web/BUILD.md has the same steps as commands to run by hand.)
 
@@ -78,6 +95,7 @@ fn needs(ctx: &Ctx) -> Result<Vec<Need>, String> {
             // Without --locked, the install picks a crate that needs a newer rustc.
             locked: Locked::Yes,
         }),
+        deny::need(),
         setup::wasm_bindgen_cli(ctx)?,
     ]
     .into_iter()
@@ -162,6 +180,18 @@ const STEPS: &[Step] = &[
         run: audit,
     },
     Step {
+        name: "deny",
+        run: deny::step,
+    },
+    Step {
+        name: "buildtime",
+        run: buildtime::step,
+    },
+    Step {
+        name: "repro",
+        run: release::step,
+    },
+    Step {
         name: "fuzz",
         run: fuzz::step,
     },
@@ -190,7 +220,7 @@ fn audit(ctx: &Ctx, _: &mut Counts) -> Result<(), String> {
 }
 
 /// `../shared/advisory-db` from the workspace root.
-fn advisory_db(ctx: &Ctx) -> Result<PathBuf, String> {
+pub(crate) fn advisory_db(ctx: &Ctx) -> Result<PathBuf, String> {
     let db = ctx.root.join("..").join("shared").join("advisory-db");
     db.canonicalize().map_err(|e| {
         format!(
@@ -268,9 +298,9 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
     println!("==> summary");
     for (name, outcome) in &report {
         match outcome {
-            Outcome::Ok(d) => println!("  {name:<8} ok       {:>7}", fmt_duration(*d)),
-            Outcome::Failed(d) => println!("  {name:<8} FAILED   {:>7}", fmt_duration(*d)),
-            Outcome::Skipped => println!("  {name:<8} skipped"),
+            Outcome::Ok(d) => println!("  {name:<9} ok       {:>7}", fmt_duration(*d)),
+            Outcome::Failed(d) => println!("  {name:<9} FAILED   {:>7}", fmt_duration(*d)),
+            Outcome::Skipped => println!("  {name:<9} skipped"),
         }
     }
     if counts.ignored > 0 {

@@ -1,9 +1,11 @@
 //! Building the browser client into `web/pkg`, as `web/BUILD.md` step 1 does
 //! by hand: the `wasm-release` build of sigil-wasm, wasm-bindgen, then npm's
 //! wasm-opt (binaryen 132; Debian's older binaryen makes modules Chromium
-//! refuses). Used by the `web` step of `cargo xtask test` and by
-//! `cargo xtask demo`.
+//! refuses). Used by the `web` step of `cargo xtask test`, by
+//! `cargo xtask demo`, and (into another folder, with the release flags) by
+//! `cargo xtask release` and the `repro` step.
 
+use std::ffi::OsString;
 use std::fs;
 use std::path::Path;
 
@@ -40,7 +42,38 @@ impl WasmSize {
 /// and measures the module. Needs the wasm target, the wasm-bindgen CLI and
 /// `web/node_modules`.
 pub(crate) fn build(ctx: &Ctx) -> Result<WasmSize, String> {
-    ctx.run_live(header(ctx.cargo([
+    let out_dir = ctx.root.join(PKG);
+    build_pkg(
+        ctx,
+        &PkgBuild {
+            root: &ctx.root,
+            target_dir: None,
+            out_dir: &out_dir,
+            env: &[],
+            locked: false,
+        },
+    )?;
+    measure(ctx, &out_dir.join("sigil_wasm_bg.wasm"))
+}
+
+/// How to build the browser package: from which workspace, into which folder.
+pub(crate) struct PkgBuild<'a> {
+    /// The workspace to build: the checkout, or a copy of it elsewhere.
+    pub(crate) root: &'a Path,
+    /// cargo's target folder (`CARGO_TARGET_DIR`); `None` for the default.
+    pub(crate) target_dir: Option<&'a Path>,
+    /// Where wasm-bindgen and wasm-opt write the package.
+    pub(crate) out_dir: &'a Path,
+    /// More environment for the cargo build (`CARGO_ENCODED_RUSTFLAGS`, …).
+    pub(crate) env: &'a [(&'a str, OsString)],
+    /// Build with `--locked`.
+    pub(crate) locked: bool,
+}
+
+/// The `wasm-release` build of sigil-wasm, then wasm-bindgen and npm's
+/// wasm-opt (always the checkout's `web/node_modules`), into `out_dir`.
+pub(crate) fn build_pkg(ctx: &Ctx, b: &PkgBuild) -> Result<(), String> {
+    let mut cmd = ctx.cargo([
         "build",
         "--target",
         "wasm32-unknown-unknown",
@@ -48,10 +81,24 @@ pub(crate) fn build(ctx: &Ctx) -> Result<WasmSize, String> {
         "wasm-release",
         "-p",
         "sigil-wasm",
-    ])))?;
+    ]);
+    if b.locked {
+        cmd.arg("--locked");
+    }
+    cmd.current_dir(b.root);
+    if let Some(dir) = b.target_dir {
+        cmd.env("CARGO_TARGET_DIR", dir);
+    }
+    for (key, value) in b.env {
+        cmd.env(key, value);
+    }
+    ctx.run_live(header(cmd))?;
 
-    let module = ctx
-        .target_dir()
+    let target_dir = b
+        .target_dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| ctx.target_dir());
+    let module = target_dir
         .join("wasm32-unknown-unknown")
         .join("wasm-release")
         .join("sigil_wasm.wasm");
@@ -59,15 +106,15 @@ pub(crate) fn build(ctx: &Ctx) -> Result<WasmSize, String> {
     cmd.args([
         "--target",
         "web",
-        "--out-dir",
-        PKG,
         "--remove-name-section",
         "--remove-producers-section",
+        "--out-dir",
     ])
+    .arg(b.out_dir)
     .arg(&module);
     ctx.run_live(header(cmd))?;
 
-    let wasm = format!("{PKG}/sigil_wasm_bg.wasm");
+    let wasm = b.out_dir.join("sigil_wasm_bg.wasm");
     let wasm_opt = ctx.root.join("web/node_modules/.bin/wasm-opt");
     if !wasm_opt.is_file() {
         return Err(format!(
@@ -76,10 +123,8 @@ pub(crate) fn build(ctx: &Ctx) -> Result<WasmSize, String> {
         ));
     }
     let mut cmd = ctx.cmd(&wasm_opt);
-    cmd.args(["-Oz", &wasm, "-o", &wasm]);
-    ctx.run_live(header(cmd))?;
-
-    measure(ctx, &ctx.root.join(&wasm))
+    cmd.arg("-Oz").arg(&wasm).arg("-o").arg(&wasm);
+    ctx.run_live(header(cmd))
 }
 
 /// The size of `wasm`, plain and as `gzip -9` makes it.

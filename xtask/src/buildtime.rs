@@ -1,0 +1,327 @@
+//! The list of code that runs at build time, `supply-chain/build-time.txt`:
+//! written by `cargo xtask buildtime`, checked by the `buildtime` step of
+//! `cargo xtask test` (which fails when the list no longer matches
+//! `Cargo.lock`, so a new build script or proc macro shows up in review).
+//!
+//! The crates are those built for the shipped crates (see
+//! [`workspace::SHIPPED`]) with their normal and build dependencies, for
+//! every target: `cargo tree -e normal,build --target all`, one shipped
+//! crate at a time, so features are resolved as each build resolves them.
+//! Which of them have a build script or are proc macros comes from
+//! `cargo metadata`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::process::ExitCode;
+
+use crate::ctx::{Ctx, describe};
+use crate::workspace::{self, SHIPPED};
+
+const HELP: &str = "\
+cargo xtask buildtime: write the list of code that runs at build time
+
+usage: cargo xtask buildtime [--check]
+
+Writes supply-chain/build-time.txt: every crate that runs code while the
+shipped crates (sigil-core, sigil-server, sigil-client, sigil-wasm, sigil-cli)
+are built, for any target: build scripts, proc macros, and the libraries
+compiled only into them. Commit the result with the change that caused it.
+
+options:
+  --check      do not write; fail if the file is out of date (what
+               `cargo xtask test` does)
+  -h, --help   print this help
+";
+
+/// The list, from the workspace root.
+pub(crate) const FILE: &str = "supply-chain/build-time.txt";
+
+/// Entry point of `cargo xtask buildtime ARGS`.
+pub(crate) fn main(args: &[String]) -> ExitCode {
+    let mut check = false;
+    for arg in args {
+        match arg.as_str() {
+            "--check" => check = true,
+            "-h" | "--help" => {
+                print!("{HELP}");
+                return ExitCode::SUCCESS;
+            }
+            other => {
+                eprintln!("error: unknown option `{other}`\n\n{HELP}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let result = Ctx::new().and_then(|ctx| {
+        if check {
+            return compare(&ctx);
+        }
+        let text = generate(&ctx)?;
+        let path = ctx.root.join(FILE);
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        fs::write(&path, &text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        let entries = text.lines().filter(|l| !l.starts_with('#')).count();
+        println!("wrote {FILE} ({entries} crates)");
+        Ok(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The `buildtime` step of `cargo xtask test`.
+pub(crate) fn step(ctx: &Ctx, _: &mut crate::results::Counts) -> Result<(), String> {
+    compare(ctx)
+}
+
+/// Fails, with the difference, if the committed list is not what
+/// [`generate`] makes now.
+fn compare(ctx: &Ctx) -> Result<(), String> {
+    let now = generate(ctx)?;
+    let path = ctx.root.join(FILE);
+    let committed = fs::read_to_string(&path).unwrap_or_default();
+    if committed == now {
+        let entries = now.lines().filter(|l| !l.starts_with('#')).count();
+        println!("{FILE} is up to date ({entries} crates)");
+        return Ok(());
+    }
+    Err(format!(
+        "{FILE} does not match the dependency graph (- committed, + now):\n{}\n\
+         run `cargo xtask buildtime` and commit the result; the commit message says \
+         why each new entry is needed and what it runs at build time",
+        diff(&committed, &now)
+    ))
+}
+
+/// What runs code at build time, per crate.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Kinds {
+    build_script: bool,
+    proc_macro: bool,
+    /// Compiled only for build scripts and proc macros, never into an artefact.
+    build_only: bool,
+}
+
+impl Kinds {
+    fn any(self) -> bool {
+        self.build_script || self.proc_macro || self.build_only
+    }
+
+    fn describe(self) -> String {
+        let mut parts = Vec::new();
+        if self.build_script {
+            parts.push("build script");
+        }
+        if self.proc_macro {
+            parts.push("proc macro");
+        }
+        if self.build_only {
+            parts.push("build only");
+        }
+        parts.join(", ")
+    }
+}
+
+const HEADER: &str = "\
+# Code that runs at build time when sigil's shipped crates are built
+# (sigil-core, sigil-server, sigil-client, sigil-wasm, sigil-cli; normal and
+# build dependencies, every target, wasm32 included).
+#
+#   build script  the crate has a build script (build.rs), run before it compiles
+#   proc macro    the crate is a procedural macro, run inside the compiler
+#   build only    a library compiled only into build scripts and proc macros
+#
+# Generated by `cargo xtask buildtime`; `cargo xtask test` fails when it no
+# longer matches Cargo.lock. A commit that changes it says why.
+";
+
+/// The list as it should be now.
+fn generate(ctx: &Ctx) -> Result<String, String> {
+    let metadata = workspace::metadata(ctx, &ctx.root, false)?;
+    let packages = workspace::packages(&metadata)?;
+    let mut built: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut linked: BTreeSet<(String, String)> = BTreeSet::new();
+    for krate in SHIPPED {
+        // Everything compiled: the crate, its normal and build dependencies.
+        built.extend(tree(ctx, krate, "normal,build")?);
+        // What can end up in an artefact: no build dependencies, no proc macros.
+        linked.extend(tree(ctx, krate, "normal,no-proc-macro")?);
+    }
+    let mut kinds: BTreeMap<(String, String), Kinds> = BTreeMap::new();
+    for id in &built {
+        let package = packages
+            .iter()
+            .find(|p| p.name == id.0 && p.version == id.1)
+            .ok_or_else(|| {
+                format!(
+                    "cargo tree lists {} {}, cargo metadata does not",
+                    id.0, id.1
+                )
+            })?;
+        let k = Kinds {
+            build_script: package.build_script,
+            proc_macro: package.proc_macro,
+            build_only: !package.proc_macro && !linked.contains(id),
+        };
+        if k.any() {
+            kinds.insert(id.clone(), k);
+        }
+    }
+    Ok(render(&kinds))
+}
+
+/// The column of the kinds: fixed, so a new long name changes one line only.
+const ID_WIDTH: usize = 36;
+
+fn render(kinds: &BTreeMap<(String, String), Kinds>) -> String {
+    let mut out = String::from(HEADER);
+    for ((name, version), k) in kinds {
+        let id = format!("{name}@{version}");
+        out.push_str(&format!("{id:<ID_WIDTH$}  {}\n", k.describe()));
+    }
+    out
+}
+
+/// The `(name, version)` of every package of `cargo tree -p KRATE -e EDGES
+/// --target all`.
+fn tree(ctx: &Ctx, krate: &str, edges: &str) -> Result<BTreeSet<(String, String)>, String> {
+    let mut cmd = ctx.cargo(["tree", "--locked", "--target", "all", "--prefix", "none"]);
+    cmd.args(["-f", "{p}", "-e", edges, "-p", krate]);
+    let line = describe(&cmd);
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot start {line}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{line}` failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    parse_tree(&String::from_utf8_lossy(&out.stdout)).map_err(|e| format!("`{line}`: {e}"))
+}
+
+/// Packages from `cargo tree --prefix none -f {p}` lines:
+/// `serde_derive v1.0.229 (proc-macro) (*)`.
+fn parse_tree(text: &str) -> Result<BTreeSet<(String, String)>, String> {
+    let mut out = BTreeSet::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let mut words = line.split_whitespace();
+        let (Some(name), Some(version)) = (words.next(), words.next()) else {
+            return Err(format!("unexpected line {line:?}"));
+        };
+        let version = version
+            .strip_prefix('v')
+            .ok_or_else(|| format!("no version in {line:?}"))?;
+        out.insert((name.to_string(), version.to_string()));
+    }
+    if out.is_empty() {
+        return Err("no packages".to_string());
+    }
+    Ok(out)
+}
+
+/// Lines only in `old` (`-`) and only in `new` (`+`), in order; both are
+/// sorted lists, so this is their whole difference.
+fn diff(old: &str, new: &str) -> String {
+    let old_lines: BTreeSet<&str> = old.lines().collect();
+    let new_lines: BTreeSet<&str> = new.lines().collect();
+    let mut out: Vec<String> = Vec::new();
+    for line in old.lines().filter(|l| !new_lines.contains(l)) {
+        out.push(format!("  - {line}"));
+    }
+    for line in new.lines().filter(|l| !old_lines.contains(l)) {
+        out.push(format!("  + {line}"));
+    }
+    if out.is_empty() {
+        // Same lines, other order or blank lines: show the new file.
+        out.push("  (the lines differ in order or spacing)".to_string());
+    }
+    out.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tree_lines() {
+        let text = "\
+sigil-wasm v0.1.0 (/w/crates/sigil-wasm)
+serde_derive v1.0.229 (proc-macro)
+proc-macro2 v1.0.107 (*)
+toml v1.2.1+spec-1.1.0
+
+";
+        let set = parse_tree(text).expect("parses");
+        let ids: Vec<String> = set.iter().map(|(n, v)| format!("{n}@{v}")).collect();
+        assert_eq!(
+            ids,
+            [
+                "proc-macro2@1.0.107",
+                "serde_derive@1.0.229",
+                "sigil-wasm@0.1.0",
+                "toml@1.2.1+spec-1.1.0",
+            ]
+        );
+    }
+
+    #[test]
+    fn fail_tree_without_versions() {
+        assert!(parse_tree("error: something\n").is_err());
+        assert!(parse_tree("").is_err());
+    }
+
+    #[test]
+    fn rendering() {
+        let mut kinds = BTreeMap::new();
+        kinds.insert(
+            ("syn".to_string(), "2.0.119".to_string()),
+            Kinds {
+                build_only: true,
+                ..Kinds::default()
+            },
+        );
+        kinds.insert(
+            ("proc-macro2".to_string(), "1.0.107".to_string()),
+            Kinds {
+                build_script: true,
+                build_only: true,
+                ..Kinds::default()
+            },
+        );
+        kinds.insert(
+            ("serde_derive".to_string(), "1.0.229".to_string()),
+            Kinds {
+                proc_macro: true,
+                ..Kinds::default()
+            },
+        );
+        let text = render(&kinds);
+        let body: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            body,
+            [
+                "proc-macro2@1.0.107                   build script, build only",
+                "serde_derive@1.0.229                  proc macro",
+                "syn@2.0.119                           build only",
+            ]
+        );
+    }
+
+    #[test]
+    fn differences() {
+        let old = "# h\na@1  build script\nb@1  proc macro\n";
+        let new = "# h\nb@1  proc macro\nc@2  build script\n";
+        assert_eq!(
+            diff(old, new),
+            "  - a@1  build script\n  + c@2  build script"
+        );
+    }
+}
