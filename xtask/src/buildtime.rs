@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::process::ExitCode;
 
+use crate::args::Args;
 use crate::ctx::{Ctx, describe};
 use crate::workspace::{self, SHIPPED};
 
@@ -38,20 +39,11 @@ pub(crate) const FILE: &str = "supply-chain/build-time.txt";
 
 /// Entry point of `cargo xtask buildtime ARGS`.
 pub(crate) fn main(args: &[String]) -> ExitCode {
-    let mut check = false;
-    for arg in args {
-        match arg.as_str() {
-            "--check" => check = true,
-            "-h" | "--help" => {
-                print!("{HELP}");
-                return ExitCode::SUCCESS;
-            }
-            other => {
-                eprintln!("error: unknown option `{other}`\n\n{HELP}");
-                return ExitCode::from(2);
-            }
-        }
-    }
+    let args = match Args::parse(args, HELP, &["--check"], &[]) {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
+    let check = args.has("--check");
     let result = Ctx::new().and_then(|ctx| {
         if check {
             return compare(&ctx);

@@ -18,6 +18,7 @@ use std::fs;
 use std::path::Path;
 use std::process::{Command, ExitCode};
 
+use crate::args::Args;
 use crate::ctx::{Ctx, describe, header};
 use crate::results::Counts;
 use crate::setup::{CargoTool, Locked, Need, Setup, Version};
@@ -112,20 +113,11 @@ const FIXTURES: &[Fixture] = &[
 
 /// Entry point of `cargo xtask deny ARGS`.
 pub(crate) fn main(args: &[String]) -> ExitCode {
-    let mut install = true;
-    for arg in args {
-        match arg.as_str() {
-            "--no-install" => install = false,
-            "-h" | "--help" => {
-                print!("{HELP}");
-                return ExitCode::SUCCESS;
-            }
-            other => {
-                eprintln!("error: unknown option `{other}`\n\n{HELP}");
-                return ExitCode::from(2);
-            }
-        }
-    }
+    let args = match Args::parse(args, HELP, &["--no-install"], &[]) {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
+    let install = !args.has("--no-install");
     let result = Ctx::new().and_then(|ctx| {
         Setup::new(&ctx, install).ensure(&[need()])?;
         let mut counts = Counts::default();

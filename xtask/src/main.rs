@@ -18,6 +18,7 @@
 //! `workspace.rs` (the shipped crates, `cargo metadata`, copies of the
 //! sources) and `json.rs` (a small JSON reader).
 
+mod args;
 mod bench;
 mod browser;
 mod buildtime;

@@ -17,6 +17,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::args::Args;
 use crate::ctx::{self, Ctx, describe, header};
 use crate::results::Counts;
 use crate::sbom;
@@ -77,22 +78,11 @@ pub(crate) fn needs(ctx: &Ctx) -> Result<Vec<Need>, String> {
 
 /// Entry point of `cargo xtask release ARGS`.
 pub(crate) fn main(args: &[String]) -> ExitCode {
-    let mut install = true;
-    let mut twice = false;
-    for arg in args {
-        match arg.as_str() {
-            "--no-install" => install = false,
-            "--twice" => twice = true,
-            "-h" | "--help" => {
-                print!("{HELP}");
-                return ExitCode::SUCCESS;
-            }
-            other => {
-                eprintln!("error: unknown option `{other}`\n\n{HELP}");
-                return ExitCode::from(2);
-            }
-        }
-    }
+    let args = match Args::parse(args, HELP, &["--no-install", "--twice"], &[]) {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
+    let (install, twice) = (!args.has("--no-install"), args.has("--twice"));
     let result = Ctx::new().and_then(|ctx| {
         let mut all = needs(&ctx)?;
         all.push(sbom::need());

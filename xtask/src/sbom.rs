@@ -12,6 +12,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::args::Args;
 use crate::ctx::{Ctx, header};
 use crate::json::Json;
 use crate::release;
@@ -75,29 +76,12 @@ const BOMS: &[Bom] = &[
 
 /// Entry point of `cargo xtask sbom ARGS`.
 pub(crate) fn main(args: &[String]) -> ExitCode {
-    let mut install = true;
-    let mut out: Option<PathBuf> = None;
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--no-install" => install = false,
-            "--out" => match args.next() {
-                Some(dir) => out = Some(PathBuf::from(dir)),
-                None => {
-                    eprintln!("error: --out needs a folder\n\n{HELP}");
-                    return ExitCode::from(2);
-                }
-            },
-            "-h" | "--help" => {
-                print!("{HELP}");
-                return ExitCode::SUCCESS;
-            }
-            other => {
-                eprintln!("error: unknown option `{other}`\n\n{HELP}");
-                return ExitCode::from(2);
-            }
-        }
-    }
+    let args = match Args::parse(args, HELP, &["--no-install"], &["--out"]) {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
+    let install = !args.has("--no-install");
+    let out = args.value("--out").map(PathBuf::from);
     let result = Ctx::new().and_then(|ctx| {
         Setup::new(&ctx, install).ensure(&[need()])?;
         // Relative to where the command was started, as a user expects.

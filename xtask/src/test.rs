@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use crate::args::Args;
 use crate::browser;
 use crate::buildtime;
 use crate::child::run_counted;
@@ -253,20 +254,11 @@ enum Outcome {
 
 /// Entry point of `cargo xtask test ARGS`.
 pub(crate) fn main(args: &[String]) -> ExitCode {
-    let mut install = true;
-    for arg in args {
-        match arg.as_str() {
-            "--no-install" => install = false,
-            "-h" | "--help" => {
-                print!("{HELP}");
-                return ExitCode::SUCCESS;
-            }
-            other => {
-                eprintln!("error: unknown option `{other}`\n\n{HELP}");
-                return ExitCode::from(2);
-            }
-        }
-    }
+    let args = match Args::parse(args, HELP, &["--no-install"], &[]) {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
+    let install = !args.has("--no-install");
     let ctx = match Ctx::new() {
         Ok(ctx) => ctx,
         Err(e) => {
