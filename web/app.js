@@ -198,6 +198,11 @@ async function connect(event) {
     setStatus("connected", `Connected to ${url} (handshake in ${ms.toFixed(1)} ms).`);
     $("connection-status").dataset.handshakeMs = ms.toFixed(1);
     log("info", "connect", `connected; session hash ${c.sessionHash.slice(0, 16)}…`);
+    // Who the server thinks this browser is (session.whoami of the demo).
+    c.call("session", "whoami", [], { timeoutMs: 5000 }).then(
+      (who) => { $("whoami").textContent = `${who.fingerprint} from ${who.address}`; },
+      (err) => { $("whoami").textContent = `unknown (${err.code ?? err.name})`; },
+    );
     c.closed.then((why) => {
       if (client !== c) return;
       client = null;

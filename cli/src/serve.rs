@@ -67,12 +67,22 @@ fn web_root(args: &ServeArgs) -> Option<PathBuf> {
     if !args.demo {
         return None;
     }
-    let mut candidates = vec![PathBuf::from("web")];
-    #[cfg(debug_assertions)]
-    candidates.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../web"));
-    candidates
+    [Some(PathBuf::from("web")), source_tree_web()]
         .into_iter()
+        .flatten()
         .find(|dir| WEB_FILES.iter().all(|f| dir.join(f).is_file()))
+}
+
+/// The `web/` of the source tree this binary was built from: debug builds only.
+#[cfg(debug_assertions)]
+fn source_tree_web() -> Option<PathBuf> {
+    Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../web"))
+}
+
+/// Release builds hold no path of the machine that built them.
+#[cfg(not(debug_assertions))]
+fn source_tree_web() -> Option<PathBuf> {
+    None
 }
 
 /// `sigil serve`: runs a server until interrupted.

@@ -78,6 +78,7 @@ fn demo_server_answers_every_demo_method_and_stops_on_sigint() {
             "clock": ["sleep"],
             "echo": ["echo"],
             "kv": ["delete", "get", "set"],
+            "session": ["whoami"],
             "sigil": ["objects", "ping"],
         })
     );
@@ -307,6 +308,13 @@ fn authorized_keys_admit_listed_clients_only_and_config_files_work_for_both() {
 
     let mut alice_call = serve.call(d, &["calculator", "add", "1", "2", "--key", "alice.key"]);
     assert_eq!(result(&mut alice_call), "3");
+    // The server knows who calls: her key's fingerprint and her name from
+    // the comment of her authorized_keys line.
+    let whoami = result(&mut serve.call(d, &["session", "whoami", "--key", "alice.key"]));
+    let whoami: serde_json::Value = serde_json::from_str(&whoami).expect("JSON");
+    let fingerprint = ok(sigil().args(["fingerprint", &alice]));
+    assert_eq!(whoami["fingerprint"], fingerprint.trim(), "{whoami}");
+    assert_eq!(whoami["name"], "alice", "{whoami}");
     let err = fails(
         &mut serve.call(d, &["calculator", "add", "1", "2", "--key", "mallory.key"]),
         1,

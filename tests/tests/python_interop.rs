@@ -393,6 +393,7 @@ async fn calculator_and_builtin_object() {
             "clock": ["sleep"],
             "echo": ["echo"],
             "kv": ["delete", "get", "set"],
+            "session": ["whoami"],
             "sigil": ["objects", "ping"],
         }),
         "{run}"

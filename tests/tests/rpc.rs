@@ -50,7 +50,8 @@ async fn demo_methods() {
     assert_eq!(
         objects,
         json!({"calculator": ["add", "div", "mul", "sub"], "clock": ["sleep"], "echo": ["echo"],
-               "kv": ["delete", "get", "set"], "sigil": ["objects", "ping"]})
+               "kv": ["delete", "get", "set"], "session": ["whoami"],
+               "sigil": ["objects", "ping"]})
     );
     c.close().await;
     server.shutdown().await;
@@ -453,5 +454,49 @@ async fn the_native_client_times_out_and_cancels_calls() {
         .await
         .expect("dropping the call's future cancelled it on the server");
     assert_eq!(c.call::<i64>("calculator", "add", (2, 3)).await.unwrap(), 5);
+    server.shutdown().await;
+}
+
+/// Handlers know who calls: the demo's `session.whoami`, and a method that
+/// authorises by the caller's name (its authorized_keys comment).
+#[tokio::test]
+async fn handlers_see_the_call_context() {
+    let (alice, bob) = (key(), key());
+    let mut registry = demo_registry();
+    registry.object("admin").method_with_context(
+        "reset",
+        |cx: &sigil_server::CallContext, _: NoArgs| match cx.client_name.as_deref() {
+            Some("alice") => Ok("reset"),
+            _ => Err(RpcError::application(format!(
+                "{} may not reset",
+                cx.fingerprint()
+            ))),
+        },
+    );
+    let settings = ServerSettings::new(
+        key(),
+        ClientAuth::Keys(vec![alice.public_key(), bob.public_key()]),
+    )
+    .with_client_names([(alice.public_key(), "alice".to_owned())]);
+    let server = start(settings, registry).await;
+    let alice_fp = alice.public_key().fingerprint();
+    let bob_fp = bob.public_key().fingerprint();
+    let a = connect(&server, alice).await;
+    let b = connect(&server, bob).await;
+    let me: Value = a.call("session", "whoami", ()).await.unwrap();
+    assert_eq!(me["fingerprint"], alice_fp.as_str());
+    assert_eq!(me["name"], "alice");
+    assert!(me["address"].as_str().unwrap().starts_with("127.0.0.1:"));
+    let them: Value = b.call("session", "whoami", ()).await.unwrap();
+    assert_eq!(them["fingerprint"], bob_fp.as_str());
+    assert_eq!(them["name"], Value::Null);
+    assert_eq!(
+        a.call::<String>("admin", "reset", ()).await.unwrap(),
+        "reset"
+    );
+    match b.call::<String>("admin", "reset", ()).await {
+        Err(ClientError::Remote(e)) => assert!(e.message.contains(&bob_fp), "{e}"),
+        other => panic!("{other:?}"),
+    }
     server.shutdown().await;
 }

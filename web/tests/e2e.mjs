@@ -228,6 +228,10 @@ test("connects with the right key and calls calculator, echo and kv", async () =
   await page.fill("#server-key", serverKey);
   await page.click("#connect");
   await page.waitForSelector("#connection-status[data-state=connected]", { timeout: 15_000 });
+  // The server says who it thinks this browser is: its own key's fingerprint.
+  const mine = await page.textContent("#my-fingerprint");
+  await page.waitForFunction(() => document.querySelector("#whoami").textContent.startsWith("SHA256:"));
+  assert.ok((await page.textContent("#whoami")).startsWith(`${mine} from 127.0.0.1:`));
   assert.ok(await page.isHidden("#refusal"));
   const ms = await page.getAttribute("#connection-status", "data-handshake-ms");
   console.log(`handshake in headless Chromium (WebSocket open + sigil/1 handshake): ${ms} ms`);

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
-use crate::config::{ConfigError, parse_authorized_keys};
+use crate::config::{
+    AuthorizedKey, ConfigError, parse_authorized_key_entries, parse_authorized_keys,
+};
 use crate::keys::{KeyError, PublicKey, SecretKey, SymmetricKey};
 
 /// The most that is read from a key file; any key is far shorter.
@@ -103,6 +105,15 @@ pub fn read_psk(path: &Path) -> Result<SymmetricKey, KeyFileError> {
 pub fn read_authorized_keys(path: &Path) -> Result<Vec<PublicKey>, KeyFileError> {
     let text = read_text(path, MAX_AUTHORIZED_KEYS_FILE, false)?;
     Ok(parse_authorized_keys(&path.display().to_string(), &text)?)
+}
+
+/// [`read_authorized_keys`], keeping each key's comment as its name.
+pub fn read_authorized_key_entries(path: &Path) -> Result<Vec<AuthorizedKey>, KeyFileError> {
+    let text = read_text(path, MAX_AUTHORIZED_KEYS_FILE, false)?;
+    Ok(parse_authorized_key_entries(
+        &path.display().to_string(),
+        &text,
+    )?)
 }
 
 /// Reads at most `max` bytes of UTF-8 text into a zeroizing buffer.

@@ -821,3 +821,13 @@ fn every_key_is_in_the_book() {
         );
     }
 }
+
+#[test]
+fn authorized_keys_keep_their_comments_as_names() {
+    use sigil_core::config::parse_authorized_key_entries;
+    let text = format!("{ALICE_PK} alice@laptop (work)\n{BOB_PK}\n{ALICE_PK}\t  \n");
+    let entries = parse_authorized_key_entries("k", &text).unwrap();
+    let names: Vec<Option<&str>> = entries.iter().map(|e| e.name.as_deref()).collect();
+    assert_eq!(names, [Some("alice@laptop (work)"), None, None]);
+    assert_eq!(entries[1].key.to_string(), BOB_PK);
+}

@@ -33,12 +33,12 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tracing::debug;
+use tracing::{debug, info};
 
 use crate::budget::AddrBucket;
 use crate::logs::Level;
 use crate::preauth::ReadBudget;
-use crate::registry::{Handler, Lookup};
+use crate::registry::{CallContext, Handler, Lookup};
 use crate::server::{Conn, Shared};
 use crate::settings::{HandshakeInfo, HookDecision};
 use crate::tls::PeerCertificate;
@@ -141,6 +141,7 @@ pub(crate) async fn run<S>(
             certificate: cert.as_ref(),
         }),
     };
+    let client_payload = client_hello.payload().map(str::to_owned);
     let payload = match decision {
         HookDecision::Refuse(reason) => {
             let refusal = client_hello.refuse(&reason);
@@ -173,9 +174,21 @@ pub(crate) async fn run<S>(
     // A session now: no longer pending, no longer on a stranger's budget.
     drop(pending);
     budget.lift();
-    debug!(
-        "session with {peer} ({}) established",
-        client_key.fingerprint()
+    let cx = Arc::new(CallContext {
+        client_key,
+        client_name: shared.client_names.get(&client_key).cloned(),
+        peer_addr: peer,
+        session_hash: *session.session_hash(),
+        certificate: cert,
+        payload: client_payload,
+    });
+    info!(
+        "session with {peer}: client {}{}",
+        cx.fingerprint(),
+        cx.client_name
+            .as_deref()
+            .map(|n| format!(" ({n:?})"))
+            .unwrap_or_default()
     );
     let limits = shared.limits;
     let session_limits = SessionLimits {
@@ -187,6 +200,7 @@ pub(crate) async fn run<S>(
     Session {
         shared,
         peer,
+        cx,
         conn: ServerConnection::new(session, session_limits, 0),
         epoch: Instant::now(),
         out: Vec::new(),
@@ -264,6 +278,8 @@ async fn close<S>(
 struct Session {
     shared: Arc<Shared>,
     peer: SocketAddr,
+    /// Who is calling, for every handler.
+    cx: Arc<CallContext>,
     /// The RPC session's rules: ids, calls in flight, deadlines, limits.
     conn: ServerConnection,
     /// The clock `conn` runs on.
@@ -453,6 +469,11 @@ impl Session {
         args: &str,
         calls: &mut JoinSet<Done>,
     ) -> Option<AbortHandle> {
+        debug!(
+            "call {id} of {}: {object}.{method} by {}",
+            self.peer,
+            self.cx.fingerprint()
+        );
         self.out.clear();
         let error = |code, message: String| RpcError::new(code, message);
         let outcome = match self.shared.registry.lookup(object, method) {
@@ -481,7 +502,8 @@ impl Session {
             }
             Lookup::Handler(Handler::Sync(f)) => {
                 let out = &mut self.out;
-                match std::panic::catch_unwind(AssertUnwindSafe(|| f(id, args, out))) {
+                let cx = &self.cx;
+                match std::panic::catch_unwind(AssertUnwindSafe(|| f(cx, id, args, out))) {
                     Ok(()) => Ok(()),
                     Err(_) => {
                         self.shared.log_panic(&format!("{object}.{method}"), id);
@@ -490,7 +512,7 @@ impl Session {
                 }
             }
             Lookup::Handler(Handler::Async(f)) => {
-                match std::panic::catch_unwind(AssertUnwindSafe(|| f(id, args))) {
+                match std::panic::catch_unwind(AssertUnwindSafe(|| f(&self.cx, id, args))) {
                     // A oneway call's response is dropped by the machine.
                     Ok(Ok(fut)) => {
                         return Some(calls.spawn(async move {

@@ -1,12 +1,12 @@
-//! The demo objects of `sigil serve --demo`: `calculator`, `echo`, `kv` and
-//! `clock`.
+//! The demo objects of `sigil serve --demo`: `calculator`, `echo`, `kv`,
+//! `clock` and `session`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Number, Value};
 
-use crate::registry::Registry;
+use crate::registry::{CallContext, NoArgs, Registry};
 use crate::{ErrorCode, RpcError};
 
 /// Most entries the demo `kv` store holds.
@@ -23,8 +23,19 @@ pub const CLOCK_MAX_SLEEP_MS: u64 = 60_000;
 /// `kv` (`get`, `set`, `delete`; a bounded in-memory map of strings shared
 /// by all connections) and `clock` (`sleep(ms)`: an asynchronous method
 /// that returns `ms` after sleeping that long, at most a minute — a slow
-/// call, to see deadlines at work).
+/// call, to see deadlines at work) and `session` (`whoami`: the caller's key
+/// fingerprint, its name from `authorized_keys`, and its address, as the
+/// server sees them).
 pub fn register(registry: &mut Registry) {
+    registry
+        .object("session")
+        .method_with_context("whoami", |cx: &CallContext, _: NoArgs| {
+            Ok::<_, RpcError>(serde_json::json!({
+                "fingerprint": cx.fingerprint(),
+                "name": cx.client_name,
+                "address": cx.peer_addr.to_string(),
+            }))
+        });
     registry
         .object("clock")
         .async_method("sleep", |(ms,): (u64,)| async move {

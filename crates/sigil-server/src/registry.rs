@@ -22,9 +22,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use std::net::SocketAddr;
+
 use serde::de::{DeserializeOwned, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
+use sigil_core::keys::PublicKey;
 use sigil_core::rpc::{ErrorCode, RpcError, check_name, write_error, write_result};
+
+use crate::tls::PeerCertificate;
 
 /// The name of the built-in object every server exposes.
 pub const BUILTIN_OBJECT: &str = "sigil";
@@ -54,8 +59,48 @@ impl<'de> Deserialize<'de> for NoArgs {
 
 /// A boxed future answering an asynchronous call: the whole response JSON.
 type ResponseFuture = Pin<Box<dyn Future<Output = Vec<u8>> + Send>>;
-type SyncFn = dyn Fn(u64, &str, &mut Vec<u8>) + Send + Sync;
-type AsyncFn = dyn Fn(u64, &str) -> Result<ResponseFuture, RpcError> + Send + Sync;
+type SyncFn = dyn Fn(&Arc<CallContext>, u64, &str, &mut Vec<u8>) + Send + Sync;
+type AsyncFn =
+    dyn Fn(&Arc<CallContext>, u64, &str) -> Result<ResponseFuture, RpcError> + Send + Sync;
+
+/// Who is calling: what the handshake established about the client, the
+/// same for every call of one session.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CallContext {
+    /// The client's public key (authenticated by the handshake).
+    pub client_key: PublicKey,
+    /// The client's name: the comment after its key in `authorized_keys`.
+    pub client_name: Option<String>,
+    /// The client's address.
+    pub peer_addr: SocketAddr,
+    /// The session hash, the same on both ends (channel binding).
+    pub session_hash: [u8; 32],
+    /// Under TLS with client certificates: the client's certificate.
+    pub certificate: Option<PeerCertificate>,
+    /// The handshake payload the client sent (JSON text), as the hook saw it.
+    pub payload: Option<String>,
+}
+
+impl CallContext {
+    /// The client key's fingerprint, `SHA256:…`.
+    pub fn fingerprint(&self) -> String {
+        self.client_key.fingerprint()
+    }
+
+    /// A context for calling a registry in process (tests, tools): no
+    /// address of note, no certificate, no payload.
+    pub fn for_key(client_key: PublicKey) -> CallContext {
+        CallContext {
+            client_key,
+            client_name: None,
+            peer_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            session_hash: [0; 32],
+            certificate: None,
+            payload: None,
+        }
+    }
+}
 
 /// How a method runs.
 pub(crate) enum Handler {
@@ -156,11 +201,26 @@ impl ObjectBuilder<'_> {
         R: Serialize,
         F: Fn(A) -> Result<R, RpcError> + Send + Sync + 'static,
     {
-        let handler = move |id: u64, args: &str, out: &mut Vec<u8>| match parse_args::<A>(args)
-            .and_then(&f)
-        {
-            Ok(result) => respond(out, id, &result),
-            Err(e) => write_error(out, id, &e),
+        self.method_with_context(name, move |_: &CallContext, args: A| f(args))
+    }
+
+    /// [`method`](Self::method), with the caller's [`CallContext`]: who is
+    /// calling, for per-method authorisation and audit logs.
+    ///
+    /// # Panics
+    ///
+    /// If `name` is not a valid method name.
+    pub fn method_with_context<A, R, F>(self, name: &str, f: F) -> Self
+    where
+        A: DeserializeOwned,
+        R: Serialize,
+        F: Fn(&CallContext, A) -> Result<R, RpcError> + Send + Sync + 'static,
+    {
+        let handler = move |cx: &Arc<CallContext>, id: u64, args: &str, out: &mut Vec<u8>| {
+            match parse_args::<A>(args).and_then(|args| f(cx, args)) {
+                Ok(result) => respond(out, id, &result),
+                Err(e) => write_error(out, id, &e),
+            }
         };
         self.insert(name, Handler::Sync(Box::new(handler)))
     }
@@ -179,19 +239,36 @@ impl ObjectBuilder<'_> {
         F: Fn(A) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<R, RpcError>> + Send + 'static,
     {
+        self.async_method_with_context(name, move |_: Arc<CallContext>, args: A| f(args))
+    }
+
+    /// [`async_method`](Self::async_method), with the caller's
+    /// [`CallContext`] (shared, so the future may keep it).
+    ///
+    /// # Panics
+    ///
+    /// If `name` is not a valid method name.
+    pub fn async_method_with_context<A, R, F, Fut>(self, name: &str, f: F) -> Self
+    where
+        A: DeserializeOwned,
+        R: Serialize,
+        F: Fn(Arc<CallContext>, A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, RpcError>> + Send + 'static,
+    {
         let f = Arc::new(f);
-        let handler = move |id: u64, args: &str| -> Result<ResponseFuture, RpcError> {
-            let args = parse_args::<A>(args)?;
-            let fut = f(args);
-            Ok(Box::pin(async move {
-                let mut out = Vec::new();
-                match fut.await {
-                    Ok(result) => respond(&mut out, id, &result),
-                    Err(e) => write_error(&mut out, id, &e),
-                }
-                out
-            }))
-        };
+        let handler =
+            move |cx: &Arc<CallContext>, id: u64, args: &str| -> Result<ResponseFuture, RpcError> {
+                let args = parse_args::<A>(args)?;
+                let fut = f(cx.clone(), args);
+                Ok(Box::pin(async move {
+                    let mut out = Vec::new();
+                    match fut.await {
+                        Ok(result) => respond(&mut out, id, &result),
+                        Err(e) => write_error(&mut out, id, &e),
+                    }
+                    out
+                }))
+            };
         self.insert(name, Handler::Async(Box::new(handler)))
     }
 

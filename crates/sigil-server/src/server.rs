@@ -1,5 +1,6 @@
 //! Listening, TLS, the HTTP upgrade to WebSocket, and shutdown.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -48,6 +49,8 @@ pub(crate) struct Shared {
     pub(crate) replay: Mutex<ReplayCache>,
     /// Under allow_any_client the replay cache's principal is the address.
     pub(crate) allow_any: bool,
+    /// Clients' names: the comments of their authorized_keys lines.
+    pub(crate) client_names: HashMap<PublicKey, String>,
     pub(crate) hook: Option<Hook>,
     pub(crate) limits: ServerLimits,
     pub(crate) ws_config: WebSocketConfig,
@@ -153,6 +156,7 @@ impl Server {
                     .with_rate(limits.handshake_rate_per_key),
             ),
             allow_any,
+            client_names: s.client_names,
             hook: s.hook,
             limits,
             ws_config,

@@ -1,5 +1,6 @@
 //! What a server is built from: keys, client policy, limits, TLS, the hook.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -135,6 +136,7 @@ pub struct ServerSettings {
     pub(crate) static_files: Option<StaticFiles>,
     pub(crate) allowed_hosts: Option<Vec<String>>,
     pub(crate) allowed_origins: Option<Vec<String>>,
+    pub(crate) client_names: HashMap<PublicKey, String>,
 }
 
 impl ServerSettings {
@@ -153,6 +155,7 @@ impl ServerSettings {
             static_files: None,
             allowed_hosts: None,
             allowed_origins: None,
+            client_names: HashMap::new(),
         }
     }
 
@@ -171,9 +174,15 @@ impl ServerSettings {
                 true,
             ),
         };
+        let mut client_names = HashMap::new();
         let auth = match (&config.authorized_keys.value, config.allow_any_client.value) {
             (_, true) => ClientAuth::AllowAny,
-            (Some(path), false) => ClientAuth::Keys(keyfile::read_authorized_keys(path)?),
+            (Some(path), false) => {
+                let entries = keyfile::read_authorized_key_entries(path)?;
+                let keys = entries.iter().map(|e| e.key).collect();
+                client_names.extend(entries.into_iter().filter_map(|e| Some((e.key, e.name?))));
+                ClientAuth::Keys(keys)
+            }
             (None, false) => {
                 return Err(SetupError::Config(
                     "no client could connect: set `authorized_keys` to a file of client public keys, or `allow_any_client = true`".into(),
@@ -238,6 +247,7 @@ impl ServerSettings {
             static_files: None,
             allowed_hosts: config.allowed_hosts.value.clone(),
             allowed_origins: config.allowed_origins.value.clone(),
+            client_names,
         })
     }
 
@@ -302,6 +312,17 @@ impl ServerSettings {
     /// header; `"*"`: any). Without it: the server's own origin only.
     pub fn with_allowed_origins(mut self, origins: Vec<String>) -> Self {
         self.allowed_origins = Some(origins);
+        self
+    }
+
+    /// Names clients, as the comments of an authorized_keys file do: a
+    /// handler sees the name in its [`CallContext`](crate::CallContext), and
+    /// the log shows it with each session.
+    pub fn with_client_names(
+        mut self,
+        names: impl IntoIterator<Item = (PublicKey, String)>,
+    ) -> Self {
+        self.client_names.extend(names);
         self
     }
 

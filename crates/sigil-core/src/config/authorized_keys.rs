@@ -21,6 +21,27 @@ use crate::keys::PublicKey;
 /// [`ConfigError::AuthorizedKey`], naming the first line that holds no
 /// valid public key.
 pub fn parse_authorized_keys(path: &str, contents: &str) -> Result<Vec<PublicKey>, ConfigError> {
+    Ok(parse_authorized_key_entries(path, contents)?
+        .into_iter()
+        .map(|entry| entry.key)
+        .collect())
+}
+
+/// One line of an authorized_keys file: the key, and the comment after it
+/// (the client's name in logs and in a handler's call context), if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizedKey {
+    /// The client's public key.
+    pub key: PublicKey,
+    /// The rest of the line after the key, trimmed; `None` when empty.
+    pub name: Option<String>,
+}
+
+/// [`parse_authorized_keys`], keeping each key's comment as its name.
+pub fn parse_authorized_key_entries(
+    path: &str,
+    contents: &str,
+) -> Result<Vec<AuthorizedKey>, ConfigError> {
     let mut keys = Vec::new();
     let contents = contents.strip_prefix('\u{feff}').unwrap_or(contents);
     for (index, line) in contents.lines().enumerate() {
@@ -28,13 +49,17 @@ pub fn parse_authorized_keys(path: &str, contents: &str) -> Result<Vec<PublicKey
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let text = line.split_whitespace().next().unwrap_or_default();
+        let (text, comment) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
         let key = PublicKey::parse(text).map_err(|reason| ConfigError::AuthorizedKey {
             path: path.to_owned(),
             line: index + 1,
             reason,
         })?;
-        keys.push(key);
+        let comment = comment.trim();
+        keys.push(AuthorizedKey {
+            key,
+            name: (!comment.is_empty()).then(|| comment.to_owned()),
+        });
     }
     Ok(keys)
 }

@@ -51,7 +51,7 @@ mod value;
 use std::fmt;
 use std::path::PathBuf;
 
-pub use authorized_keys::parse_authorized_keys;
+pub use authorized_keys::{AuthorizedKey, parse_authorized_key_entries, parse_authorized_keys};
 pub use builder::{ConfigBuilder, Resolved};
 pub use error::ConfigError;
 pub use origin::{IgnoreReason, IgnoredEnv, Origin};
