@@ -78,7 +78,7 @@ fn demo_server_answers_every_demo_method_and_stops_on_sigint() {
             "clock": ["sleep"],
             "echo": ["echo"],
             "kv": ["delete", "get", "set"],
-            "session": ["whoami"],
+            "session": ["count", "whoami"],
             "sigil": ["objects", "ping"],
         })
     );

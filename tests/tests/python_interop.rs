@@ -393,7 +393,7 @@ async fn calculator_and_builtin_object() {
             "clock": ["sleep"],
             "echo": ["echo"],
             "kv": ["delete", "get", "set"],
-            "session": ["whoami"],
+            "session": ["count", "whoami"],
             "sigil": ["objects", "ping"],
         }),
         "{run}"

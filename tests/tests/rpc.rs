@@ -50,7 +50,7 @@ async fn demo_methods() {
     assert_eq!(
         objects,
         json!({"calculator": ["add", "div", "mul", "sub"], "clock": ["sleep"], "echo": ["echo"],
-               "kv": ["delete", "get", "set"], "session": ["whoami"],
+               "kv": ["delete", "get", "set"], "session": ["count", "whoami"],
                "sigil": ["objects", "ping"]})
     );
     c.close().await;
@@ -498,5 +498,93 @@ async fn handlers_see_the_call_context() {
         Err(ClientError::Remote(e)) => assert!(e.message.contains(&bob_fp), "{e}"),
         other => panic!("{other:?}"),
     }
+    server.shutdown().await;
+}
+
+/// Pyro's three instance modes: one instance for every session, one per
+/// session (made at its first call, dropped when the session ends), and
+/// one per call.
+#[tokio::test]
+async fn objects_with_state_single_per_session_and_per_call() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let client_key = key();
+    let made = Arc::new(AtomicU64::new(0));
+    let dropped = Arc::new(tokio::sync::Notify::new());
+
+    /// A counter that notifies when it is dropped.
+    struct Tally {
+        count: AtomicU64,
+        _dropped: NotifyOnDrop,
+    }
+    let mut registry = demo_registry();
+    registry
+        .object_with_state("shared", AtomicU64::new(0))
+        .method(
+            "next",
+            |n: &AtomicU64, _: &sigil_server::CallContext, _: NoArgs| {
+                Ok::<_, RpcError>(n.fetch_add(1, Ordering::Relaxed) + 1)
+            },
+        );
+    let (made2, dropped2) = (made.clone(), dropped.clone());
+    registry
+        .object_per_session("mine", move |_: &sigil_server::CallContext| {
+            made2.fetch_add(1, Ordering::Relaxed);
+            Tally {
+                count: AtomicU64::new(0),
+                _dropped: NotifyOnDrop(dropped2.clone()),
+            }
+        })
+        .method(
+            "next",
+            |t: &Tally, _: &sigil_server::CallContext, _: NoArgs| {
+                Ok::<_, RpcError>(t.count.fetch_add(1, Ordering::Relaxed) + 1)
+            },
+        )
+        .async_method(
+            "later",
+            |t: Arc<Tally>, _: Arc<sigil_server::CallContext>, _: NoArgs| async move {
+                tokio::task::yield_now().await;
+                Ok::<_, RpcError>(t.count.load(Ordering::Relaxed))
+            },
+        );
+    registry
+        .object_per_call("fresh", |cx: &sigil_server::CallContext| cx.fingerprint())
+        .method(
+            "fingerprint",
+            |fp: &String, _: &sigil_server::CallContext, _: NoArgs| Ok::<_, RpcError>(fp.clone()),
+        );
+    let settings = ServerSettings::new(key(), ClientAuth::Keys(vec![client_key.public_key()]));
+    let server = start(settings, registry).await;
+
+    let one = connect(&server, copy_key(&client_key)).await;
+    let two = connect(&server, copy_key(&client_key)).await;
+    for (c, want) in [(&one, 1), (&one, 2), (&two, 1), (&one, 3)] {
+        assert_eq!(c.call::<u64>("mine", "next", ()).await.unwrap(), want);
+    }
+    assert_eq!(one.call::<u64>("mine", "later", ()).await.unwrap(), 3);
+    assert_eq!(made.load(Ordering::Relaxed), 2, "one instance per session");
+    for want in 1..=3 {
+        let c = if want % 2 == 0 { &two } else { &one };
+        assert_eq!(c.call::<u64>("shared", "next", ()).await.unwrap(), want);
+    }
+    assert_eq!(
+        one.call::<String>("fresh", "fingerprint", ())
+            .await
+            .unwrap(),
+        client_key.public_key().fingerprint()
+    );
+    // The demo's per-session counter starts again in a new session.
+    for want in [1, 2] {
+        assert_eq!(one.call::<u64>("session", "count", ()).await.unwrap(), want);
+    }
+    assert_eq!(two.call::<u64>("session", "count", ()).await.unwrap(), 1);
+
+    // Closing a session drops its instance.
+    let notified = dropped.notified();
+    one.close().await;
+    tokio::time::timeout(Duration::from_secs(5), notified)
+        .await
+        .expect("the closed session's instance was dropped");
+    two.close().await;
     server.shutdown().await;
 }

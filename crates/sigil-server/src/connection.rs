@@ -181,6 +181,7 @@ pub(crate) async fn run<S>(
         session_hash: *session.session_hash(),
         certificate: cert,
         payload: client_payload,
+        instances: Default::default(),
     });
     info!(
         "session with {peer}: client {}{}",

@@ -2,6 +2,7 @@
 //! `clock` and `session`.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Number, Value};
@@ -23,13 +24,17 @@ pub const CLOCK_MAX_SLEEP_MS: u64 = 60_000;
 /// `kv` (`get`, `set`, `delete`; a bounded in-memory map of strings shared
 /// by all connections) and `clock` (`sleep(ms)`: an asynchronous method
 /// that returns `ms` after sleeping that long, at most a minute — a slow
-/// call, to see deadlines at work) and `session` (`whoami`: the caller's key
-/// fingerprint, its name from `authorized_keys`, and its address, as the
-/// server sees them).
+/// call, to see deadlines at work) and `session`, one instance per session
+/// (`whoami`: the caller's key fingerprint, its name from `authorized_keys`,
+/// and its address, as the server sees them; `count`: 1, 2, 3… within a
+/// session, from 1 again in a new one).
 pub fn register(registry: &mut Registry) {
     registry
-        .object("session")
-        .method_with_context("whoami", |cx: &CallContext, _: NoArgs| {
+        .object_per_session("session", |_: &CallContext| AtomicU64::new(0))
+        .method("count", |calls: &AtomicU64, _: &CallContext, _: NoArgs| {
+            Ok::<_, RpcError>(calls.fetch_add(1, Ordering::Relaxed) + 1)
+        })
+        .method("whoami", |_: &AtomicU64, cx: &CallContext, _: NoArgs| {
             Ok::<_, RpcError>(serde_json::json!({
                 "fingerprint": cx.fingerprint(),
                 "name": cx.client_name,

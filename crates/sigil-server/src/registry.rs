@@ -17,10 +17,12 @@
 //! through serde is ever deserialized, and only methods registered here can
 //! be called.
 
+use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use std::net::SocketAddr;
 
@@ -80,7 +82,45 @@ pub struct CallContext {
     pub certificate: Option<PeerCertificate>,
     /// The handshake payload the client sent (JSON text), as the hook saw it.
     pub payload: Option<String>,
+    /// The session's instances of per-session objects.
+    pub(crate) instances: Instances,
 }
+
+/// The instances of per-session objects of one session, by object; they
+/// are dropped with the session's last [`CallContext`].
+#[derive(Clone, Default)]
+pub(crate) struct Instances(Arc<Mutex<HashMap<usize, Arc<dyn Any + Send + Sync>>>>);
+
+impl std::fmt::Debug for Instances {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Instances")
+    }
+}
+
+impl Instances {
+    /// The session's instance of object `key`, made by `make` on first
+    /// use. `None` only if `key` held another type (it cannot: each key
+    /// belongs to one object).
+    fn get_or_make<T: Send + Sync + 'static>(
+        &self,
+        key: usize,
+        make: impl FnOnce() -> T,
+    ) -> Option<Arc<T>> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let any = map
+            .entry(key)
+            .or_insert_with(|| Arc::new(make()) as Arc<dyn Any + Send + Sync>)
+            .clone();
+        drop(map);
+        any.downcast::<T>().ok()
+    }
+}
+
+/// Keys of per-session objects (unique in the process).
+static NEXT_SESSION_OBJECT: AtomicUsize = AtomicUsize::new(0);
+
+/// How an object with state finds the instance for a call.
+type Instance<T> = Arc<dyn Fn(&CallContext) -> Option<Arc<T>> + Send + Sync>;
 
 impl CallContext {
     /// The client key's fingerprint, `SHA256:…`.
@@ -98,6 +138,7 @@ impl CallContext {
             session_hash: [0; 32],
             certificate: None,
             payload: None,
+            instances: Instances::default(),
         }
     }
 }
@@ -147,6 +188,65 @@ impl Registry {
         );
         ObjectBuilder {
             methods: self.objects.entry(name.to_owned()).or_default(),
+        }
+    }
+
+    /// An object whose methods share one instance of `state` across every
+    /// session (Pyro's instance mode "single"). The state is shared by
+    /// concurrent calls: give it interior mutability (a `Mutex`, atomics).
+    ///
+    /// # Panics
+    ///
+    /// As [`object`](Self::object).
+    pub fn object_with_state<T: Send + Sync + 'static>(
+        &mut self,
+        name: &str,
+        state: T,
+    ) -> StateBuilder<'_, T> {
+        let state = Arc::new(state);
+        self.stateful(name, Arc::new(move |_: &CallContext| Some(state.clone())))
+    }
+
+    /// An object with one instance per session (Pyro's "session"): `make`
+    /// builds it from the caller's context at the session's first call to
+    /// the object, and it is dropped when the session ends.
+    ///
+    /// # Panics
+    ///
+    /// As [`object`](Self::object).
+    pub fn object_per_session<T, F>(&mut self, name: &str, make: F) -> StateBuilder<'_, T>
+    where
+        T: Send + Sync + 'static,
+        F: Fn(&CallContext) -> T + Send + Sync + 'static,
+    {
+        let key = NEXT_SESSION_OBJECT.fetch_add(1, Ordering::Relaxed);
+        self.stateful(
+            name,
+            Arc::new(move |cx: &CallContext| cx.instances.get_or_make(key, || make(cx))),
+        )
+    }
+
+    /// An object with a fresh instance for every call (Pyro's "percall"),
+    /// built by `make` from the caller's context.
+    ///
+    /// # Panics
+    ///
+    /// As [`object`](Self::object).
+    pub fn object_per_call<T, F>(&mut self, name: &str, make: F) -> StateBuilder<'_, T>
+    where
+        T: Send + Sync + 'static,
+        F: Fn(&CallContext) -> T + Send + Sync + 'static,
+    {
+        self.stateful(
+            name,
+            Arc::new(move |cx: &CallContext| Some(Arc::new(make(cx)))),
+        )
+    }
+
+    fn stateful<T>(&mut self, name: &str, instance: Instance<T>) -> StateBuilder<'_, T> {
+        StateBuilder {
+            object: self.object(name),
+            instance,
         }
     }
 
@@ -279,6 +379,77 @@ impl ObjectBuilder<'_> {
         self.methods.insert(name.to_owned(), handler);
         self
     }
+}
+
+/// Registers the methods of an object with state; see
+/// [`Registry::object_with_state`], [`Registry::object_per_session`] and
+/// [`Registry::object_per_call`]. Its methods get the instance and the
+/// caller's [`CallContext`].
+pub struct StateBuilder<'a, T> {
+    object: ObjectBuilder<'a>,
+    instance: Instance<T>,
+}
+
+impl<T: Send + Sync + 'static> StateBuilder<'_, T> {
+    /// A method that runs inline (see [`ObjectBuilder::method`]).
+    ///
+    /// # Panics
+    ///
+    /// If `name` is not a valid method name.
+    pub fn method<A, R, F>(self, name: &str, f: F) -> Self
+    where
+        A: DeserializeOwned,
+        R: Serialize,
+        F: Fn(&T, &CallContext, A) -> Result<R, RpcError> + Send + Sync + 'static,
+    {
+        let instance = self.instance.clone();
+        let object = self
+            .object
+            .method_with_context(name, move |cx: &CallContext, args: A| {
+                let this = instance(cx).ok_or_else(lost_instance)?;
+                f(&this, cx, args)
+            });
+        StateBuilder {
+            object,
+            instance: self.instance,
+        }
+    }
+
+    /// An asynchronous method (see [`ObjectBuilder::async_method`]); the
+    /// future owns its instance and context.
+    ///
+    /// # Panics
+    ///
+    /// If `name` is not a valid method name.
+    pub fn async_method<A, R, F, Fut>(self, name: &str, f: F) -> Self
+    where
+        A: DeserializeOwned + Send + 'static,
+        R: Serialize,
+        F: Fn(Arc<T>, Arc<CallContext>, A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, RpcError>> + Send + 'static,
+    {
+        let instance = self.instance.clone();
+        let f = Arc::new(f);
+        let object =
+            self.object
+                .async_method_with_context(name, move |cx: Arc<CallContext>, args: A| {
+                    let this = instance(&cx);
+                    let f = f.clone();
+                    async move {
+                        let this = this.ok_or_else(lost_instance)?;
+                        f(this, cx, args).await
+                    }
+                });
+        StateBuilder {
+            object,
+            instance: self.instance,
+        }
+    }
+}
+
+/// The error of a call whose instance could not be found (it cannot happen).
+fn lost_instance() -> RpcError {
+    RpcError::new(ErrorCode::InternalError, "internal error")
 }
 
 fn parse_args<A: DeserializeOwned>(args: &str) -> Result<A, RpcError> {
