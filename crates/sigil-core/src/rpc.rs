@@ -102,6 +102,41 @@ impl RpcError {
     pub fn invalid_arguments(message: impl Into<String>) -> RpcError {
         RpcError::new(ErrorCode::InvalidArguments, message)
     }
+
+    /// An `internal_error` that says nothing of why: for failures whose
+    /// text must not reach the caller (`.map_err(|_| RpcError::internal())`).
+    pub fn internal() -> RpcError {
+        RpcError::new(ErrorCode::InternalError, "internal error")
+    }
+}
+
+/// `?` in a handler: an I/O error becomes an `application_error` with its
+/// text. Use [`RpcError::internal`] where the text must stay private.
+impl From<std::io::Error> for RpcError {
+    fn from(e: std::io::Error) -> RpcError {
+        RpcError::application(e.to_string())
+    }
+}
+
+/// `?` in a handler: a JSON error becomes an `application_error` with its text.
+impl From<serde_json::Error> for RpcError {
+    fn from(e: serde_json::Error) -> RpcError {
+        RpcError::application(e.to_string())
+    }
+}
+
+/// `Err("why")?` in a handler: an `application_error` with that text.
+impl From<&str> for RpcError {
+    fn from(message: &str) -> RpcError {
+        RpcError::application(message)
+    }
+}
+
+/// `Err(text)?` in a handler: an `application_error` with that text.
+impl From<String> for RpcError {
+    fn from(message: String) -> RpcError {
+        RpcError::application(message)
+    }
 }
 
 /// Checks an object or method name: `^[A-Za-z][A-Za-z0-9_]{0,63}$`.

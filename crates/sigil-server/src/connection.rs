@@ -425,7 +425,7 @@ impl Session {
                             Ok(response) => self.conn.respond(id, &response),
                             Err(_) => {
                                 self.shared.log_panic("an asynchronous method", id);
-                                self.conn.respond_error(id, &internal_error());
+                                self.conn.respond_error(id, &RpcError::internal());
                             }
                         }
                     }
@@ -508,7 +508,7 @@ impl Session {
                     Ok(()) => Ok(()),
                     Err(_) => {
                         self.shared.log_panic(&format!("{object}.{method}"), id);
-                        Err(internal_error())
+                        Err(RpcError::internal())
                     }
                 }
             }
@@ -523,7 +523,7 @@ impl Session {
                     Ok(Err(e)) => Err(e),
                     Err(_) => {
                         self.shared.log_panic(&format!("{object}.{method}"), id);
-                        Err(internal_error())
+                        Err(RpcError::internal())
                     }
                 }
             }
@@ -569,8 +569,4 @@ impl Shared {
             format!("{what} panicked in call {id}; answered internal_error")
         });
     }
-}
-
-fn internal_error() -> RpcError {
-    RpcError::new(ErrorCode::InternalError, "internal error")
 }

@@ -32,10 +32,10 @@ pub fn register(registry: &mut Registry) {
     registry
         .object_per_session("session", |_: &CallContext| AtomicU64::new(0))
         .method("count", |calls: &AtomicU64, _: &CallContext, _: NoArgs| {
-            Ok::<_, RpcError>(calls.fetch_add(1, Ordering::Relaxed) + 1)
+            Ok(calls.fetch_add(1, Ordering::Relaxed) + 1)
         })
         .method("whoami", |_: &AtomicU64, cx: &CallContext, _: NoArgs| {
-            Ok::<_, RpcError>(serde_json::json!({
+            Ok(serde_json::json!({
                 "fingerprint": cx.fingerprint(),
                 "name": cx.client_name,
                 "address": cx.peer_addr.to_string(),
@@ -73,14 +73,14 @@ pub fn register(registry: &mut Registry) {
         });
     registry
         .object("echo")
-        .method("echo", |(v,): (Value,)| Ok::<_, RpcError>(v));
+        .method("echo", |(v,): (Value,)| Ok(v));
 
     let store: Arc<Mutex<HashMap<String, String>>> = Arc::default();
     let (s1, s2, s3) = (store.clone(), store.clone(), store);
     registry
         .object("kv")
         .method("get", move |(key,): (String,)| {
-            Ok::<_, RpcError>(lock(&s1).get(&key).cloned())
+            Ok(lock(&s1).get(&key).cloned())
         })
         .method("set", move |(key, value): (String, String)| {
             if key.len() > KV_MAX_KEY || value.len() > KV_MAX_VALUE {
@@ -99,7 +99,7 @@ pub fn register(registry: &mut Registry) {
             Ok(Value::Null)
         })
         .method("delete", move |(key,): (String,)| {
-            Ok::<_, RpcError>(lock(&s3).remove(&key).is_some())
+            Ok(lock(&s3).remove(&key).is_some())
         });
 }
 

@@ -18,7 +18,7 @@
 //! let mut registry = Registry::new();
 //! registry
 //!     .object("calculator")
-//!     .method("add", |(a, b): (i64, i64)| Ok::<_, RpcError>(a + b));
+//!     .method("add", |(a, b): (i64, i64)| Ok(a + b));
 //! let key = SecretKey::generate(&mut OsRandom)?;
 //! let settings = ServerSettings::new(key, ClientAuth::AllowAny);
 //! let server = Server::new(settings, registry).bind("127.0.0.1:7070").await?;

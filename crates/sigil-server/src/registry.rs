@@ -6,8 +6,8 @@
 //! let mut registry = Registry::new();
 //! registry
 //!     .object("greeter")
-//!     .method("hello", |(name,): (String,)| Ok::<_, RpcError>(format!("hello, {name}")))
-//!     .method("version", |_: NoArgs| Ok::<_, RpcError>("1.0"));
+//!     .method("hello", |(name,): (String,)| Ok(format!("hello, {name}")))
+//!     .method("version", |_: NoArgs| Ok("1.0"));
 //! ```
 //!
 //! A method takes its positional arguments as one type that deserializes
@@ -28,8 +28,9 @@ use std::net::SocketAddr;
 
 use serde::de::{DeserializeOwned, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
 use sigil_core::keys::PublicKey;
-use sigil_core::rpc::{ErrorCode, RpcError, check_name, write_error, write_result};
+use sigil_core::rpc::{RpcError, check_name, write_error, write_result};
 
 use crate::tls::PeerCertificate;
 
@@ -187,6 +188,7 @@ impl Registry {
             "cannot register object {name:?}: the name is reserved for the built-in object"
         );
         ObjectBuilder {
+            name: name.to_owned(),
             methods: self.objects.entry(name.to_owned()).or_default(),
         }
     }
@@ -284,6 +286,7 @@ impl Registry {
 
 /// Registers the methods of one object; see [`Registry::object`].
 pub struct ObjectBuilder<'a> {
+    name: String,
     methods: &'a mut BTreeMap<String, Handler>,
 }
 
@@ -316,8 +319,9 @@ impl ObjectBuilder<'_> {
         R: Serialize,
         F: Fn(&CallContext, A) -> Result<R, RpcError> + Send + Sync + 'static,
     {
+        let label = format!("{}.{name}", self.name);
         let handler = move |cx: &Arc<CallContext>, id: u64, args: &str, out: &mut Vec<u8>| {
-            match parse_args::<A>(args).and_then(|args| f(cx, args)) {
+            match parse_args::<A>(&label, args).and_then(|args| f(cx, args)) {
                 Ok(result) => respond(out, id, &result),
                 Err(e) => write_error(out, id, &e),
             }
@@ -356,9 +360,10 @@ impl ObjectBuilder<'_> {
         Fut: Future<Output = Result<R, RpcError>> + Send + 'static,
     {
         let f = Arc::new(f);
+        let label = format!("{}.{name}", self.name);
         let handler =
             move |cx: &Arc<CallContext>, id: u64, args: &str| -> Result<ResponseFuture, RpcError> {
-                let args = parse_args::<A>(args)?;
+                let args = parse_args::<A>(&label, args)?;
                 let fut = f(cx.clone(), args);
                 Ok(Box::pin(async move {
                     let mut out = Vec::new();
@@ -449,16 +454,51 @@ impl<T: Send + Sync + 'static> StateBuilder<'_, T> {
 
 /// The error of a call whose instance could not be found (it cannot happen).
 fn lost_instance() -> RpcError {
-    RpcError::new(ErrorCode::InternalError, "internal error")
+    RpcError::internal()
 }
 
-fn parse_args<A: DeserializeOwned>(args: &str) -> Result<A, RpcError> {
-    serde_json::from_str(args).map_err(|e| {
-        RpcError::new(
-            ErrorCode::InvalidArguments,
-            format!("invalid arguments: {e}"),
-        )
-    })
+/// The arguments of `label` (`object.method`), or an `invalid_arguments`
+/// error in the method's words: "calculator.add takes 2 arguments, got 1".
+fn parse_args<A: DeserializeOwned>(label: &str, args: &str) -> Result<A, RpcError> {
+    serde_json::from_str(args)
+        .map_err(|e| RpcError::invalid_arguments(args_error::<A>(label, args, &e)))
+}
+
+/// Says why `args` do not fit: a wrong count of arguments in the method's
+/// words, or serde's explanation.
+fn args_error<A: DeserializeOwned>(label: &str, args: &str, e: &serde_json::Error) -> String {
+    let arguments = |n: usize| {
+        if n == 1 {
+            "1 argument".to_owned()
+        } else {
+            format!("{n} arguments")
+        }
+    };
+    let given: Option<Vec<&RawValue>> = serde_json::from_str(args).ok();
+    if let Some(given) = given {
+        // Too few: serde names the tuple's size.
+        let text = e.to_string();
+        let wanted = text
+            .split("expected a tuple of size ")
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse::<usize>().ok());
+        if let Some(wanted) = wanted {
+            return format!("{label} takes {}, got {}", arguments(wanted), given.len());
+        }
+        // Too many: the longest first part that fits tells the count (tried
+        // for short lists only).
+        if text.starts_with("trailing characters") && given.len() <= 16 {
+            let fits = (0..given.len()).rev().find(|&k| {
+                let prefix: Vec<&str> = given[..k].iter().map(|v| v.get()).collect();
+                serde_json::from_str::<A>(&format!("[{}]", prefix.join(","))).is_ok()
+            });
+            if let Some(k) = fits {
+                return format!("{label} takes {}, got {}", arguments(k), given.len());
+            }
+        }
+    }
+    format!("invalid arguments for {label}: {e}")
 }
 
 /// Writes a result, or an `application_error` if it cannot be serialized
@@ -478,6 +518,34 @@ fn respond<R: Serialize>(out: &mut Vec<u8>, id: u64, result: &R) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn argument_errors_speak_the_methods_words() {
+        let err = |args: &str| parse_args::<(i64, i64)>("calculator.add", args).unwrap_err();
+        assert_eq!(
+            err("[1]").message,
+            "calculator.add takes 2 arguments, got 1"
+        );
+        assert_eq!(err("[]").message, "calculator.add takes 2 arguments, got 0");
+        assert_eq!(
+            err("[1,2,3]").message,
+            "calculator.add takes 2 arguments, got 3"
+        );
+        let e = err(r#"["x",2]"#);
+        assert_eq!(e.code, sigil_core::rpc::ErrorCode::InvalidArguments);
+        assert!(
+            e.message
+                .starts_with("invalid arguments for calculator.add: invalid type")
+        );
+        let one = parse_args::<(String,)>("echo.echo", "[1, 2]").unwrap_err();
+        assert!(
+            one.message.starts_with("invalid arguments for echo.echo"),
+            "{}",
+            one.message
+        );
+        let none = parse_args::<NoArgs>("sigil.x", "[1]").unwrap_err();
+        assert!(none.message.contains("sigil.x"), "{}", none.message);
+    }
 
     #[test]
     fn no_args_only_from_empty_array() {
