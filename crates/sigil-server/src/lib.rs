@@ -39,7 +39,9 @@ mod settings;
 mod static_files;
 mod tls;
 
-pub use registry::{BUILTIN_OBJECT, CallContext, NoArgs, ObjectBuilder, Registry, StateBuilder};
+pub use registry::{
+    BUILTIN_OBJECT, CallContext, NoArgs, ObjectBuilder, Registry, RegistryError, StateBuilder,
+};
 pub use server::{ENDPOINT, RunningServer, SUBPROTOCOL, Server};
 pub use settings::{HandshakeInfo, Hook, HookDecision, ServerLimits, ServerSettings, SetupError};
 pub use sigil_core::rpc::{ErrorCode, RpcError};

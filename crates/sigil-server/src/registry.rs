@@ -30,7 +30,7 @@ use serde::de::{DeserializeOwned, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 use sigil_core::keys::PublicKey;
-use sigil_core::rpc::{RpcError, check_name, write_error, write_result};
+use sigil_core::rpc::{ErrorCode, RpcError, check_name, parse_response, write_error, write_result};
 
 use crate::tls::PeerCertificate;
 
@@ -156,6 +156,40 @@ pub(crate) enum Handler {
 #[derive(Default)]
 pub struct Registry {
     objects: HashMap<String, BTreeMap<String, Handler>>,
+    /// What could not be registered, in order (see [`Registry::check`]).
+    errors: Vec<RegistryError>,
+    /// Where the methods of an object that could not be registered go.
+    discarded: BTreeMap<String, Handler>,
+}
+
+/// Why an object or a method could not be registered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// The name is not `^[A-Za-z][A-Za-z0-9_]{0,63}$` (a dotted name, say).
+    #[error("cannot register {kind} {name:?}: {reason}")]
+    BadName {
+        /// `object` or `method`.
+        kind: &'static str,
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The name of the built-in object, `sigil`.
+    #[error("cannot register object {0:?}: the name is reserved for the built-in object")]
+    Reserved(String),
+    /// An object of that name is registered already.
+    #[error("object {0:?} is registered twice")]
+    DuplicateObject(String),
+    /// The object has a method of that name already.
+    #[error("method {method:?} of object {object:?} is registered twice")]
+    DuplicateMethod {
+        /// The object.
+        object: String,
+        /// The method.
+        method: String,
+    },
 }
 
 /// What a call names, found in the registry.
@@ -173,33 +207,100 @@ impl Registry {
         Registry::default()
     }
 
-    /// Starts (or continues) registering methods of the object `name`.
+    /// Starts registering the methods of the object `name`.
     ///
-    /// # Panics
-    ///
-    /// If `name` is not a valid name (`^[A-Za-z][A-Za-z0-9_]{0,63}$`) or is
-    /// the built-in `sigil`: a programming error, caught at startup.
+    /// A name that is not valid (`^[A-Za-z][A-Za-z0-9_]{0,63}$`), the
+    /// built-in `sigil`, or an object registered already is an error that
+    /// [`check`](Self::check) reports and [`Server::bind`](crate::Server::bind)
+    /// refuses to start with; its methods are not registered.
     pub fn object(&mut self, name: &str) -> ObjectBuilder<'_> {
-        if let Err(e) = check_name("object", name) {
-            panic!("cannot register object {name:?}: {}", e.message);
-        }
-        assert!(
-            name != BUILTIN_OBJECT,
-            "cannot register object {name:?}: the name is reserved for the built-in object"
-        );
+        let error = if let Err(e) = check_name("object", name) {
+            Some(RegistryError::BadName {
+                kind: "object",
+                name: name.to_owned(),
+                reason: e.message,
+            })
+        } else if name == BUILTIN_OBJECT {
+            Some(RegistryError::Reserved(name.to_owned()))
+        } else if self.objects.contains_key(name) {
+            Some(RegistryError::DuplicateObject(name.to_owned()))
+        } else {
+            None
+        };
+        let methods = match error {
+            Some(e) => {
+                self.errors.push(e);
+                &mut self.discarded
+            }
+            None => self.objects.entry(name.to_owned()).or_default(),
+        };
         ObjectBuilder {
             name: name.to_owned(),
-            methods: self.objects.entry(name.to_owned()).or_default(),
+            methods,
+            errors: &mut self.errors,
         }
+    }
+
+    /// Calls `object.method` in process, as a session with context `cx`
+    /// would, without sockets or a handshake: for unit tests of objects.
+    /// `args` is the JSON array of arguments.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use std::sync::Arc;
+    /// use sigil_server::{CallContext, Registry};
+    /// # use sigil_core::{keys::SecretKey, rand::OsRandom};
+    ///
+    /// let mut registry = Registry::new();
+    /// registry.object("calculator").method("add", |(a, b): (i64, i64)| Ok(a + b));
+    /// # let key = SecretKey::generate(&mut OsRandom).unwrap().public_key();
+    /// let cx = Arc::new(CallContext::for_key(key));
+    /// let sum = registry.call(&cx, "calculator", "add", "[1, 2]").await;
+    /// assert_eq!(sum.unwrap().get(), "3");
+    /// let err = registry.call(&cx, "calculator", "add", "[1]").await.unwrap_err();
+    /// assert_eq!(err.message, "calculator.add takes 2 arguments, got 1");
+    /// # });
+    /// ```
+    pub async fn call(
+        &self,
+        cx: &Arc<CallContext>,
+        object: &str,
+        method: &str,
+        args: &str,
+    ) -> Result<Box<RawValue>, RpcError> {
+        let mut out = Vec::new();
+        match self.lookup(object, method) {
+            Lookup::NoSuchObject => {
+                return Err(RpcError::new(
+                    ErrorCode::NoSuchObject,
+                    format!("no object named {object}"),
+                ));
+            }
+            Lookup::NoSuchMethod => {
+                return Err(RpcError::new(
+                    ErrorCode::NoSuchMethod,
+                    format!("object {object} has no method {method}"),
+                ));
+            }
+            Lookup::Ping => return raw("\"pong\"".to_owned()),
+            Lookup::Objects => return raw(serde_json::to_string(&self.describe())?),
+            Lookup::Handler(Handler::Sync(f)) => f(cx, 0, args, &mut out),
+            Lookup::Handler(Handler::Async(f)) => out = f(cx, 0, args)?.await,
+        }
+        let response = parse_response(&out).map_err(|_| RpcError::internal())?;
+        response.outcome
+    }
+
+    /// The first thing that could not be registered, if any.
+    pub fn check(&self) -> Result<(), RegistryError> {
+        self.errors.first().map_or(Ok(()), |e| Err(e.clone()))
     }
 
     /// An object whose methods share one instance of `state` across every
     /// session (Pyro's instance mode "single"). The state is shared by
     /// concurrent calls: give it interior mutability (a `Mutex`, atomics).
     ///
-    /// # Panics
-    ///
-    /// As [`object`](Self::object).
+    /// A bad or duplicate name is an error, as for [`object`](Self::object).
     pub fn object_with_state<T: Send + Sync + 'static>(
         &mut self,
         name: &str,
@@ -213,9 +314,7 @@ impl Registry {
     /// builds it from the caller's context at the session's first call to
     /// the object, and it is dropped when the session ends.
     ///
-    /// # Panics
-    ///
-    /// As [`object`](Self::object).
+    /// A bad or duplicate name is an error, as for [`object`](Self::object).
     pub fn object_per_session<T, F>(&mut self, name: &str, make: F) -> StateBuilder<'_, T>
     where
         T: Send + Sync + 'static,
@@ -231,9 +330,7 @@ impl Registry {
     /// An object with a fresh instance for every call (Pyro's "percall"),
     /// built by `make` from the caller's context.
     ///
-    /// # Panics
-    ///
-    /// As [`object`](Self::object).
+    /// A bad or duplicate name is an error, as for [`object`](Self::object).
     pub fn object_per_call<T, F>(&mut self, name: &str, make: F) -> StateBuilder<'_, T>
     where
         T: Send + Sync + 'static,
@@ -288,6 +385,7 @@ impl Registry {
 pub struct ObjectBuilder<'a> {
     name: String,
     methods: &'a mut BTreeMap<String, Handler>,
+    errors: &'a mut Vec<RegistryError>,
 }
 
 impl ObjectBuilder<'_> {
@@ -295,9 +393,8 @@ impl ObjectBuilder<'_> {
     /// be quick and must not block; use [`async_method`](Self::async_method)
     /// for anything that waits.
     ///
-    /// # Panics
-    ///
-    /// If `name` is not a valid method name.
+    /// A bad or duplicate method name is an error that
+    /// [`Registry::check`] reports.
     pub fn method<A, R, F>(self, name: &str, f: F) -> Self
     where
         A: DeserializeOwned,
@@ -310,9 +407,8 @@ impl ObjectBuilder<'_> {
     /// [`method`](Self::method), with the caller's [`CallContext`]: who is
     /// calling, for per-method authorisation and audit logs.
     ///
-    /// # Panics
-    ///
-    /// If `name` is not a valid method name.
+    /// A bad or duplicate method name is an error that
+    /// [`Registry::check`] reports.
     pub fn method_with_context<A, R, F>(self, name: &str, f: F) -> Self
     where
         A: DeserializeOwned,
@@ -333,9 +429,8 @@ impl ObjectBuilder<'_> {
     /// many can be in flight on one connection (up to `max_inflight`) and
     /// they are answered in the order they finish.
     ///
-    /// # Panics
-    ///
-    /// If `name` is not a valid method name.
+    /// A bad or duplicate method name is an error that
+    /// [`Registry::check`] reports.
     pub fn async_method<A, R, F, Fut>(self, name: &str, f: F) -> Self
     where
         A: DeserializeOwned,
@@ -349,9 +444,8 @@ impl ObjectBuilder<'_> {
     /// [`async_method`](Self::async_method), with the caller's
     /// [`CallContext`] (shared, so the future may keep it).
     ///
-    /// # Panics
-    ///
-    /// If `name` is not a valid method name.
+    /// A bad or duplicate method name is an error that
+    /// [`Registry::check`] reports.
     pub fn async_method_with_context<A, R, F, Fut>(self, name: &str, f: F) -> Self
     where
         A: DeserializeOwned,
@@ -379,9 +473,19 @@ impl ObjectBuilder<'_> {
 
     fn insert(self, name: &str, handler: Handler) -> Self {
         if let Err(e) = check_name("method", name) {
-            panic!("cannot register method {name:?}: {}", e.message);
+            self.errors.push(RegistryError::BadName {
+                kind: "method",
+                name: name.to_owned(),
+                reason: e.message,
+            });
+        } else if self.methods.contains_key(name) {
+            self.errors.push(RegistryError::DuplicateMethod {
+                object: self.name.clone(),
+                method: name.to_owned(),
+            });
+        } else {
+            self.methods.insert(name.to_owned(), handler);
         }
-        self.methods.insert(name.to_owned(), handler);
         self
     }
 }
@@ -398,9 +502,8 @@ pub struct StateBuilder<'a, T> {
 impl<T: Send + Sync + 'static> StateBuilder<'_, T> {
     /// A method that runs inline (see [`ObjectBuilder::method`]).
     ///
-    /// # Panics
-    ///
-    /// If `name` is not a valid method name.
+    /// A bad or duplicate method name is an error that
+    /// [`Registry::check`] reports.
     pub fn method<A, R, F>(self, name: &str, f: F) -> Self
     where
         A: DeserializeOwned,
@@ -423,9 +526,8 @@ impl<T: Send + Sync + 'static> StateBuilder<'_, T> {
     /// An asynchronous method (see [`ObjectBuilder::async_method`]); the
     /// future owns its instance and context.
     ///
-    /// # Panics
-    ///
-    /// If `name` is not a valid method name.
+    /// A bad or duplicate method name is an error that
+    /// [`Registry::check`] reports.
     pub fn async_method<A, R, F, Fut>(self, name: &str, f: F) -> Self
     where
         A: DeserializeOwned + Send + 'static,
@@ -455,6 +557,11 @@ impl<T: Send + Sync + 'static> StateBuilder<'_, T> {
 /// The error of a call whose instance could not be found (it cannot happen).
 fn lost_instance() -> RpcError {
     RpcError::internal()
+}
+
+/// A JSON text as a `RawValue` (an `internal_error` if it is not JSON).
+fn raw(json: String) -> Result<Box<RawValue>, RpcError> {
+    RawValue::from_string(json).map_err(|_| RpcError::internal())
 }
 
 /// The arguments of `label` (`object.method`), or an `invalid_arguments`
@@ -566,8 +673,41 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "dotted names are not allowed")]
-    fn dotted_object_names_cannot_be_registered() {
-        Registry::new().object("a.b");
+    fn bad_and_duplicate_names_are_errors_not_panics_or_overwrites() {
+        let mut r = Registry::new();
+        r.object("a.b").method("m", |_: NoArgs| Ok(1));
+        match r.check() {
+            Err(RegistryError::BadName { reason, .. }) => {
+                assert!(reason.contains("dotted names are not allowed"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut r = Registry::new();
+        r.object("x")
+            .method("m", |_: NoArgs| Ok(1))
+            .method("m", |_: NoArgs| Ok(2))
+            .method("bad-name", |_: NoArgs| Ok(3));
+        r.object("x");
+        r.object("sigil");
+        let mut errors = r.errors.clone().into_iter();
+        assert_eq!(
+            errors.next(),
+            Some(RegistryError::DuplicateMethod {
+                object: "x".into(),
+                method: "m".into()
+            })
+        );
+        assert!(matches!(
+            errors.next(),
+            Some(RegistryError::BadName { kind: "method", .. })
+        ));
+        assert_eq!(
+            errors.next(),
+            Some(RegistryError::DuplicateObject("x".into()))
+        );
+        assert_eq!(errors.next(), Some(RegistryError::Reserved("sigil".into())));
+        // The first registration stands.
+        assert_eq!(r.describe()["x"], ["m"]);
+        assert!(Registry::new().check().is_ok());
     }
 }

@@ -89,7 +89,10 @@ impl Server {
 
     /// Binds `addr` (for example `127.0.0.1:7070`, or port 0 for any free
     /// port) and starts serving in the background.
+    /// A registry with a bad or duplicate name is refused
+    /// ([`SetupError::Registry`]), before anything listens.
     pub async fn bind(self, addr: &str) -> Result<RunningServer, SetupError> {
+        self.registry.check()?;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| SetupError::Bind {

@@ -38,6 +38,9 @@ pub enum SetupError {
     /// The random source failed.
     #[error("the system random number generator failed")]
     Random,
+    /// An object or method could not be registered.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
 }
 
 /// What the application's handshake hook sees of a client.
