@@ -35,7 +35,7 @@
 //! # }
 //! ```
 //!
-//! From a resolved [`Config`](sigil_core::config::Config), which reads the
+//! From a resolved [`Config`], which reads the
 //! client's key file (refused if group or others can read it), the pinned
 //! server key, the psk, the prologue, the limits and the handshake timeout:
 //!
@@ -69,6 +69,7 @@ pub use tls::tls_config;
 
 /// The rustls version this crate uses, for [`ClientOptions::with_tls`].
 pub use rustls;
+pub use sigil_core::config::Config;
 pub use sigil_core::handshake::{Limits, RefusalCode};
 pub use sigil_core::rpc::{ErrorCode, RpcError};
 pub use sigil_core::{PublicKey, SecretKey, SymmetricKey};

@@ -10,10 +10,7 @@
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use sigil_core::handshake::ClientAuth;
-//! use sigil_core::keys::SecretKey;
-//! use sigil_core::rand::OsRandom;
-//! use sigil_server::{Registry, RpcError, Server, ServerSettings};
+//! use sigil_server::{ClientAuth, OsRandom, Registry, SecretKey, Server, ServerSettings};
 //!
 //! let mut registry = Registry::new();
 //! registry
@@ -46,4 +43,11 @@ pub use server::{ENDPOINT, RunningServer, SUBPROTOCOL, Server};
 pub use settings::{HandshakeInfo, Hook, HookDecision, ServerLimits, ServerSettings, SetupError};
 pub use sigil_core::rpc::{ErrorCode, RpcError};
 pub use static_files::StaticFiles;
+
+// What a server program needs besides this crate's own types, so that it
+// imports from one crate: keys, the client policy, the random source for
+// keys, the configuration and the handshake limits.
+pub use sigil_core::config::Config;
+pub use sigil_core::handshake::{ClientAuth, Limits};
+pub use sigil_core::{OsRandom, PublicKey, SecretKey, SymmetricKey};
 pub use tls::{PeerCertificate, TlsSettings};
