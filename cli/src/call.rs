@@ -194,16 +194,16 @@ fn json_args(args: &[String]) -> Result<Vec<Box<RawValue>>, Failure> {
 fn connect_failure(err: ClientError, url: &str, timeout_ms: u64) -> Failure {
     match err {
         ClientError::Refused { code, reason } => {
-            let code = code.as_u16();
             let reason = if reason.is_empty() {
-                refusal_name(code).to_owned()
+                code.description().to_owned()
             } else {
                 shown(&reason)
             };
             let failure = Failure::runtime(format_args!(
-                "the server refused the handshake (code {code}): {reason}"
+                "the server refused the handshake (code {}): {reason}",
+                code.as_u16()
             ));
-            match refusal_hint(code) {
+            match code.hint() {
                 Some(hint) => failure.hint(hint),
                 None => failure,
             }
@@ -268,30 +268,6 @@ fn call_failure(err: ClientError, object: &str, method: &str) -> Failure {
             "{object}.{method}: {}",
             shown(&other.to_string())
         )),
-    }
-}
-
-fn refusal_name(code: u16) -> &'static str {
-    match code {
-        1 => "handshake failed",
-        2 => "rejected by the application",
-        3 => "busy",
-        4 => "unsupported version",
-        5 => "stale or replayed",
-        _ => "unknown code",
-    }
-}
-
-fn refusal_hint(code: u16) -> Option<&'static str> {
-    match code {
-        1 => Some(
-            "check --server-key (the `public key:` line of `sigil serve`), and that the server's \
-             authorized_keys lists your public key (`sigil pubkey KEYFILE` prints it)",
-        ),
-        3 => Some("the server is busy: try again later"),
-        4 => Some("the server speaks another version of the protocol"),
-        5 => Some("check this machine's clock: it may be too far from the server's"),
-        _ => None,
     }
 }
 

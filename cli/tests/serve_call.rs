@@ -146,7 +146,7 @@ fn fail_wrong_server_key_is_refused_with_code_1() {
         Some("sigil: the server refused the handshake (code 1): handshake failed"),
         "{err}"
     );
-    assert!(err.contains("--server-key"), "{err}");
+    assert!(err.contains("check the pinned server key"), "{err}");
     // The server key may also be given as a file.
     std::fs::write(d.join("server.pub"), format!("{}\n", serve.public_key)).expect("write");
     let out = ok(sigil().current_dir(d).timeout(WAIT).args([

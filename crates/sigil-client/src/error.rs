@@ -16,7 +16,7 @@ pub enum ClientError {
     /// The code and reason are the server's word: a refusal is not
     /// authenticated, so it proves nothing about the server.
     #[error("the server refused the handshake with code {} ({}): {reason}{}",
-        code.as_u16(), refusal_name(*code), refusal_hint(*code))]
+        code.as_u16(), code.description(), code.hint().map(|h| format!(" ({h})")).unwrap_or_default())]
     Refused {
         /// The refusal code (1 handshake failed, 2 rejected by the
         /// application, 3 busy, 4 unsupported version, 5 stale or replayed).
@@ -85,29 +85,6 @@ impl ClientError {
     /// The error of a call made on a connection that is gone.
     pub(crate) fn closed() -> ClientError {
         ClientError::connection("the connection is closed")
-    }
-}
-
-fn refusal_name(code: RefusalCode) -> &'static str {
-    match code {
-        RefusalCode::HandshakeFailed => "handshake failed",
-        RefusalCode::Rejected => "rejected by the application",
-        RefusalCode::Busy => "busy",
-        RefusalCode::UnsupportedVersion => "unsupported version",
-        RefusalCode::StaleOrReplayed => "stale or replayed",
-        _ => "unknown code",
-    }
-}
-
-fn refusal_hint(code: RefusalCode) -> &'static str {
-    match code {
-        RefusalCode::HandshakeFailed => {
-            " (check the server's public key, that the server authorises this client's key, \
-             the psk and the prologue)"
-        }
-        RefusalCode::Busy => " (try again later)",
-        RefusalCode::StaleOrReplayed => " (check this machine's clock)",
-        _ => "",
     }
 }
 

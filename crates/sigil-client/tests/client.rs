@@ -171,7 +171,7 @@ async fn fail_wrong_pinned_key_is_refused_generically() {
     .expect_err("wrong key");
     assert_eq!(err.refusal_code(), Some(1), "{err}");
     assert!(
-        err.to_string().contains("check the server's public key"),
+        err.to_string().contains("check the pinned server key"),
         "{err}"
     );
 }

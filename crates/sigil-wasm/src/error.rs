@@ -65,15 +65,9 @@ pub(crate) fn rpc(err: &RpcError) -> JsValue {
 /// A `SigilRefused` from a received refusal: numeric `code` and the `reason`.
 pub(crate) fn refused(refusal: &Refusal) -> JsValue {
     let code = refusal.code().as_u16();
-    let what = match code {
-        1 => {
-            "handshake failed: check the pinned server key, that the server accepts this client key, and the psk and prologue"
-        }
-        2 => "rejected by the application",
-        3 => "the server is busy",
-        4 => "unsupported protocol version",
-        5 => "stale or replayed hello: check this computer's clock",
-        _ => "unknown refusal code",
+    let what = match refusal.code().hint() {
+        Some(hint) => format!("{}: {hint}", refusal.code().description()),
+        None => refusal.code().description().to_owned(),
     };
     let message = format!(
         "the server refused the handshake (code {code}, {what}); its reason: {}",

@@ -53,6 +53,38 @@ impl RefusalCode {
             c => RefusalCode::Other(c),
         }
     }
+
+    /// What the code means, in a few words: "handshake failed".
+    pub fn description(self) -> &'static str {
+        match self {
+            RefusalCode::HandshakeFailed => "handshake failed",
+            RefusalCode::Rejected => "rejected by the application",
+            RefusalCode::Busy => "busy",
+            RefusalCode::UnsupportedVersion => "unsupported version",
+            RefusalCode::StaleOrReplayed => "stale or replayed",
+            RefusalCode::Other(_) => "unknown code",
+        }
+    }
+
+    /// What a client's user can do about it, if anything. Every client
+    /// (native, browser, the `sigil` command) shows these same words.
+    pub fn hint(self) -> Option<&'static str> {
+        match self {
+            RefusalCode::HandshakeFailed => Some(
+                "check the pinned server key (the `public key:` line of `sigil serve`), that the \
+                 server's authorized_keys lists this client's public key (`sigil pubkey KEYFILE` \
+                 prints it), and the psk and prologue",
+            ),
+            RefusalCode::Busy => Some("the server is busy: try again later"),
+            RefusalCode::UnsupportedVersion => {
+                Some("the server speaks another version of the protocol")
+            }
+            RefusalCode::StaleOrReplayed => {
+                Some("check this machine's clock: it may be too far from the server's")
+            }
+            RefusalCode::Rejected | RefusalCode::Other(_) => None,
+        }
+    }
 }
 
 /// What really went wrong, for the server's own log. Never sent: the peer
