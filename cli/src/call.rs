@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use serde_json::value::RawValue;
-use sigil_client::{Client, ClientError, ClientOptions, ErrorCode};
+use sigil_client::{Client, ClientError, ClientOptions, ConnectError, ErrorCode};
 use sigil_core::config::Resolved;
 use sigil_core::rpc::check_name;
 
@@ -219,15 +219,32 @@ fn connect_failure(err: ClientError, url: &str, timeout_ms: u64) -> Failure {
             shown(url)
         ))
         .hint("check the URL, or raise handshake_timeout_ms"),
-        ClientError::Connection(text) => {
-            let text = shown(&without_os_error(&text));
-            if text.starts_with("cannot connect to ") {
-                Failure::runtime(text)
-            } else {
-                Failure::runtime(format_args!("cannot connect to {}: {text}", shown(url)))
+        ClientError::Connect { url, cause } => {
+            let failure = Failure::runtime(format_args!(
+                "cannot connect to {}: {}",
+                shown(&url),
+                shown(&without_os_error(&cause.to_string()))
+            ));
+            match cause {
+                ConnectError::UpgradeRefused { status: 503, .. } => {
+                    failure.hint("the server is busy: try again in a moment")
+                }
+                ConnectError::UpgradeRefused { status: 403, .. } => failure.hint(
+                    "use the host name the server expects (its allowed_hosts), e.g. the one `sigil serve` printed",
+                ),
+                ConnectError::NotTls => failure,
+                ConnectError::Tls(_) => {
+                    failure.hint("check the server's certificate and the name in the URL")
+                }
+                _ => failure.hint("check the URL, and that `sigil serve` is running there"),
             }
-            .hint("check the URL, and that `sigil serve` is running there")
         }
+        ClientError::Connection(text) => Failure::runtime(format_args!(
+            "cannot connect to {}: {}",
+            shown(url),
+            shown(&without_os_error(&text))
+        ))
+        .hint("check the URL, and that `sigil serve` is running there"),
         ClientError::Config(text) | ClientError::InvalidArguments(text) => {
             Failure::usage(shown(&text))
         }

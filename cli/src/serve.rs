@@ -321,8 +321,8 @@ impl Signals {
 /// failing random source (exit 1).
 fn setup_failure(err: SetupError) -> Failure {
     match err {
-        SetupError::Config(text) if text.starts_with("no client could connect") => {
-            Failure::usage(text).hint("or run `sigil serve --demo` to try sigil out")
+        SetupError::NoClientPolicy => {
+            Failure::usage(err).hint("or run `sigil serve --demo` to try sigil out")
         }
         SetupError::Random | SetupError::Bind { .. } => Failure::runtime(err),
         other => Failure::usage(other),

@@ -493,3 +493,53 @@ fn a_call_past_its_timeout_is_cancelled() {
         "{stderr}"
     );
 }
+
+/// `wss://` against a plain server, and a server that answers 403: each
+/// says what is wrong in words.
+#[test]
+fn fail_wss_to_a_plain_server_and_a_foreign_host_say_why() {
+    let tmp = dir();
+    let d = tmp.path();
+    keygen(d, "client.key");
+    let serve = Serve::start(d, &["--demo", "--port", "0"]);
+    let port = serve
+        .url
+        .rsplit(':')
+        .next()
+        .expect("port")
+        .trim_end_matches("/sigil");
+    let wss = format!("wss://127.0.0.1:{port}/sigil");
+    let err = fails(
+        sigil().current_dir(d).timeout(WAIT).args([
+            "call",
+            &wss,
+            "sigil",
+            "ping",
+            "--server-key",
+            &serve.public_key,
+            "--key",
+            "client.key",
+        ]),
+        1,
+    );
+    assert!(err.contains("does not speak TLS there"), "{err}");
+    assert!(err.contains("use a ws:// URL"), "{err}");
+    // A host the server was not told about (as a DNS-rebinding page would
+    // name it): the same address written another way.
+    let foreign = format!("ws://[::ffff:127.0.0.1]:{port}/sigil");
+    let err = fails(
+        sigil().current_dir(d).timeout(WAIT).args([
+            "call",
+            &foreign,
+            "sigil",
+            "ping",
+            "--server-key",
+            &serve.public_key,
+            "--key",
+            "client.key",
+        ]),
+        1,
+    );
+    assert!(err.contains("HTTP 403"), "{err}");
+    assert!(err.contains("allowed_hosts"), "{err}");
+}

@@ -19,7 +19,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
-use crate::error::ClientError;
+use crate::error::{ClientError, ConnectError};
 use crate::tls::default_tls_config;
 
 /// The WebSocket subprotocol of sigil/1.
@@ -87,13 +87,19 @@ pub(crate) async fn establish(
         Some(connector),
     )
     .await
-    .map_err(|e| ClientError::connection(format!("cannot connect to {url}: {}", describe(&e))))?;
+    .map_err(|e| ClientError::Connect {
+        url: url.to_owned(),
+        cause: connect_error(e, tls),
+    })?;
     // tungstenite checks this too; the protocol requires it, so say it here.
     if response.headers().get(SEC_WEBSOCKET_PROTOCOL)
         != Some(&HeaderValue::from_static(SUBPROTOCOL))
     {
         close_in_background(ws, CloseCode::Protocol);
-        return Err(no_subprotocol());
+        return Err(ClientError::Connect {
+            url: url.to_owned(),
+            cause: ConnectError::NoSubprotocol,
+        });
     }
 
     let (handshake, hello) =
@@ -153,11 +159,35 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-fn no_subprotocol() -> ClientError {
-    ClientError::connection(format!(
-        "the server did not select the WebSocket subprotocol {SUBPROTOCOL}: \
-         it is not a sigil/1 endpoint (sigil servers use the path /sigil)"
-    ))
+/// Why connecting failed, from tungstenite's error (`tls`: a `wss://` URL).
+fn connect_error(e: tungstenite::Error, tls: bool) -> ConnectError {
+    use tungstenite::Error;
+    match e {
+        Error::Http(response) => ConnectError::UpgradeRefused {
+            status: response.status().as_u16(),
+            retry_after_s: response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse().ok()),
+        },
+        Error::Protocol(ProtocolError::SecWebSocketSubProtocolError(_)) => {
+            ConnectError::NoSubprotocol
+        }
+        Error::Tls(e) => ConnectError::Tls(e.to_string()),
+        Error::Io(e) => match e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            // A plain server answers the ClientHello with HTTP text (or
+            // closes on it).
+            Some(rustls::Error::InvalidMessage(_)) => ConnectError::NotTls,
+            Some(other) => ConnectError::Tls(other.to_string()),
+            None if tls && e.kind() == std::io::ErrorKind::UnexpectedEof => ConnectError::NotTls,
+            None => ConnectError::Tcp(e),
+        },
+        other => ConnectError::Protocol(describe(&other)),
+    }
 }
 
 pub(crate) fn handshake_error(e: HandshakeError) -> ClientError {
@@ -180,28 +210,13 @@ pub(crate) fn handshake_error(e: HandshakeError) -> ClientError {
 pub(crate) fn describe(e: &tungstenite::Error) -> String {
     use tungstenite::Error;
     match e {
-        Error::Http(response) => match response.status().as_u16() {
-            503 => {
-                let after = response
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("1");
-                format!(
-                    "the server is busy (HTTP 503: too many connections waiting for their \
-                     handshake); try again after {after} s"
-                )
-            }
-            403 => "the server refused the request (HTTP 403): the URL's host is not in its \
-                    allowed_hosts, or the request's origin is not in its allowed_origins"
-                .to_owned(),
-            _ => format!(
-                "the server answered the WebSocket upgrade with HTTP {} (sigil servers use the path /sigil)",
-                response.status()
-            ),
-        },
+        Error::Http(response) => ConnectError::UpgradeRefused {
+            status: response.status().as_u16(),
+            retry_after_s: None,
+        }
+        .to_string(),
         Error::Protocol(ProtocolError::SecWebSocketSubProtocolError(_)) => {
-            no_subprotocol().to_string()
+            ConnectError::NoSubprotocol.to_string()
         }
         Error::Capacity(e) => format!("a message from the server is over the size limit ({e})"),
         Error::Tls(e) => format!("TLS: {e}"),

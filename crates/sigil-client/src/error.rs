@@ -35,8 +35,16 @@ pub enum ClientError {
     /// The call reached the server and failed there.
     #[error("the call failed on the server: {0}")]
     Remote(RpcError),
-    /// The connection could not be made, broke, or is closed. Calls in
-    /// flight when it broke have failed; a new connection is needed.
+    /// The connection could not be made: before the sigil/1 handshake.
+    #[error("cannot connect to {url}: {cause}")]
+    Connect {
+        /// The URL given.
+        url: String,
+        /// What failed.
+        cause: ConnectError,
+    },
+    /// The connection broke, or is closed. Calls in flight when it broke
+    /// have failed; a new connection is needed.
     #[error("connection error: {0}")]
     Connection(String),
     /// Connecting and the handshake did not complete within the handshake
@@ -58,6 +66,60 @@ pub enum ClientError {
     /// A local I/O failure (reading a key file, the system's random source).
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Why a connection could not be made, before the handshake.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The TCP connection failed (nothing listens there, no route, …).
+    #[error("{0}")]
+    Tcp(std::io::Error),
+    /// The server does not speak TLS on that port (it answered the TLS
+    /// handshake with something else, or closed): a `wss://` URL for a plain
+    /// `ws://` server.
+    #[error(
+        "the server does not speak TLS there (it answered the TLS handshake with something else, \
+         or closed): use a ws:// URL, or give the server tls.cert and tls.key"
+    )]
+    NotTls,
+    /// The TLS handshake failed (certificate not trusted, name mismatch, …).
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The server answered the WebSocket upgrade with this HTTP status
+    /// instead of 101.
+    #[error("{}", upgrade_refused(*status, *retry_after_s))]
+    UpgradeRefused {
+        /// The HTTP status (403, 404, 426, 503, …).
+        status: u16,
+        /// With 503: the seconds the server asked to wait.
+        retry_after_s: Option<u64>,
+    },
+    /// The server did not select the `sigil.v1` subprotocol.
+    #[error(
+        "the server did not select the WebSocket subprotocol sigil.v1: \
+         it is not a sigil/1 endpoint (sigil servers use the path /sigil)"
+    )]
+    NoSubprotocol,
+    /// The server broke the WebSocket protocol, or closed early.
+    #[error("{0}")]
+    Protocol(String),
+}
+
+fn upgrade_refused(status: u16, retry_after_s: Option<u64>) -> String {
+    match status {
+        503 => format!(
+            "the server is busy (HTTP 503: too many connections waiting for their handshake); \
+             try again after {} s",
+            retry_after_s.unwrap_or(1)
+        ),
+        403 => "the server refused the request (HTTP 403): the URL's host is not in its \
+                allowed_hosts, or the request's origin is not in its allowed_origins"
+            .to_owned(),
+        other => format!(
+            "the server answered the WebSocket upgrade with HTTP {other} (sigil servers use the path /sigil)"
+        ),
+    }
 }
 
 impl ClientError {

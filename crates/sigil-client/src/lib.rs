@@ -63,7 +63,7 @@ mod tls;
 
 pub use client::{Call, Client};
 pub use connect::SUBPROTOCOL;
-pub use error::ClientError;
+pub use error::{ClientError, ConnectError};
 pub use options::{ClientOptions, DEFAULT_CALL_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT};
 pub use tls::tls_config;
 

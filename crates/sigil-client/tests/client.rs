@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use common::{Behavior, Event, TestServer};
 use serde_json::Value;
-use sigil_client::{Client, ClientError, ClientOptions, ErrorCode, Limits, RefusalCode, SecretKey};
+use sigil_client::{
+    Client, ClientError, ClientOptions, ConnectError, ErrorCode, Limits, RefusalCode, SecretKey,
+};
 use sigil_core::OsRandom;
 
 async fn connect(server: &TestServer) -> Client {
@@ -361,7 +363,16 @@ async fn fail_server_without_the_subprotocol() {
     let err = Client::connect(&server.url(), server.options())
         .await
         .expect_err("no subprotocol");
-    assert!(matches!(err, ClientError::Connection(_)), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            ClientError::Connect {
+                cause: ConnectError::NoSubprotocol,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("sigil.v1"), "{err}");
 
     let server = TestServer::start(Behavior {
@@ -372,7 +383,16 @@ async fn fail_server_without_the_subprotocol() {
     let err = Client::connect(&server.url(), server.options())
         .await
         .expect_err("wrong subprotocol");
-    assert!(matches!(err, ClientError::Connection(_)), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            ClientError::Connect {
+                cause: ConnectError::NoSubprotocol,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -382,6 +402,16 @@ async fn fail_wrong_path_and_bad_urls() {
     let err = Client::connect(&url, server.options())
         .await
         .expect_err("404");
+    assert!(
+        matches!(
+            err,
+            ClientError::Connect {
+                cause: ConnectError::UpgradeRefused { status: 404, .. },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("404"), "{err}");
     assert!(err.to_string().contains("/sigil"), "{err}");
 
@@ -412,7 +442,13 @@ async fn fail_connection_refused() {
     )
     .await
     .expect_err("nothing listens");
-    assert!(matches!(err, ClientError::Connection(_)), "{err:?}");
+    match err {
+        ClientError::Connect {
+            cause: ConnectError::Tcp(e),
+            ..
+        } => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test]

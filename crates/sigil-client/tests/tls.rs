@@ -8,7 +8,7 @@ use std::sync::Arc;
 use common::{Behavior, Stream, TestServer, Wrap};
 use sigil_client::rustls::RootCertStore;
 use sigil_client::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use sigil_client::{Client, ClientError, tls_config};
+use sigil_client::{Client, ClientError, ConnectError, tls_config};
 use tokio_rustls::TlsAcceptor;
 
 /// A TLS acceptor for a fresh self-signed certificate, and that certificate.
@@ -72,6 +72,36 @@ async fn fail_wss_with_default_roots_refuses_a_self_signed_server() {
     let err = Client::connect(&url, server.options())
         .await
         .expect_err("untrusted certificate");
-    assert!(matches!(err, ClientError::Connection(_)), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            ClientError::Connect {
+                cause: ConnectError::Tls(_),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("certificate"), "{err}");
+}
+
+/// `wss://` against a plain server says so in words.
+#[tokio::test]
+async fn fail_wss_to_a_plain_server_says_it_does_not_speak_tls() {
+    let server = TestServer::start(Behavior::default()).await;
+    let url = format!("wss://{}/sigil", server.addr);
+    let err = Client::connect(&url, server.options())
+        .await
+        .expect_err("no TLS there");
+    assert!(
+        matches!(
+            err,
+            ClientError::Connect {
+                cause: ConnectError::NotTls,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("use a ws:// URL"), "{err}");
 }

@@ -24,6 +24,12 @@ pub enum SetupError {
     /// The config is inconsistent (the message says what to change).
     #[error("{0}")]
     Config(String),
+    /// Neither `authorized_keys` nor `allow_any_client` is set: no client
+    /// could connect.
+    #[error(
+        "no client could connect: set `authorized_keys` to a file of client public keys, or `allow_any_client = true`"
+    )]
+    NoClientPolicy,
     /// A TLS certificate, key or CA could not be loaded.
     #[error("TLS: {0}")]
     Tls(String),
@@ -186,11 +192,7 @@ impl ServerSettings {
                 client_names.extend(entries.into_iter().filter_map(|e| Some((e.key, e.name?))));
                 ClientAuth::Keys(keys)
             }
-            (None, false) => {
-                return Err(SetupError::Config(
-                    "no client could connect: set `authorized_keys` to a file of client public keys, or `allow_any_client = true`".into(),
-                ));
-            }
+            (None, false) => return Err(SetupError::NoClientPolicy),
         };
         let psk = match (&config.psk.value, &config.psk_file.value) {
             (Some(psk), _) => Some(psk.clone()),
