@@ -508,38 +508,28 @@ fn fail_wss_to_a_plain_server_and_a_foreign_host_say_why() {
         .next()
         .expect("port")
         .trim_end_matches("/sigil");
-    let wss = format!("wss://127.0.0.1:{port}/sigil");
-    let err = fails(
-        sigil().current_dir(d).timeout(WAIT).args([
-            "call",
-            &wss,
-            "sigil",
-            "ping",
-            "--server-key",
-            &serve.public_key,
-            "--key",
-            "client.key",
-        ]),
-        1,
-    );
+    // `sigil call URL sigil ping` with the server's key: exit 1, its stderr.
+    let ping_fails = |url: &str| {
+        fails(
+            sigil().current_dir(d).timeout(WAIT).args([
+                "call",
+                url,
+                "sigil",
+                "ping",
+                "--server-key",
+                &serve.public_key,
+                "--key",
+                "client.key",
+            ]),
+            1,
+        )
+    };
+    let err = ping_fails(&format!("wss://127.0.0.1:{port}/sigil"));
     assert!(err.contains("does not speak TLS there"), "{err}");
     assert!(err.contains("use a ws:// URL"), "{err}");
     // A host the server was not told about (as a DNS-rebinding page would
     // name it): the same address written another way.
-    let foreign = format!("ws://[::ffff:127.0.0.1]:{port}/sigil");
-    let err = fails(
-        sigil().current_dir(d).timeout(WAIT).args([
-            "call",
-            &foreign,
-            "sigil",
-            "ping",
-            "--server-key",
-            &serve.public_key,
-            "--key",
-            "client.key",
-        ]),
-        1,
-    );
+    let err = ping_fails(&format!("ws://[::ffff:127.0.0.1]:{port}/sigil"));
     assert!(err.contains("HTTP 403"), "{err}");
     assert!(err.contains("allowed_hosts"), "{err}");
 }
