@@ -15,7 +15,7 @@ use std::fs;
 use std::process::ExitCode;
 
 use crate::args::Args;
-use crate::ctx::{Ctx, describe};
+use crate::ctx::{Ctx, checked_output};
 use crate::workspace::{self, SHIPPED};
 
 const HELP: &str = "\
@@ -185,18 +185,8 @@ fn render(kinds: &BTreeMap<(String, String), Kinds>) -> String {
 fn tree(ctx: &Ctx, krate: &str, edges: &str) -> Result<BTreeSet<(String, String)>, String> {
     let mut cmd = ctx.cargo(["tree", "--locked", "--target", "all", "--prefix", "none"]);
     cmd.args(["-f", "{p}", "-e", edges, "-p", krate]);
-    let line = describe(&cmd);
-    let out = cmd
-        .output()
-        .map_err(|e| format!("cannot start {line}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "`{line}` failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    parse_tree(&String::from_utf8_lossy(&out.stdout)).map_err(|e| format!("`{line}`: {e}"))
+    let (line, stdout) = checked_output(cmd)?;
+    parse_tree(&String::from_utf8_lossy(&stdout)).map_err(|e| format!("`{line}`: {e}"))
 }
 
 /// Packages from `cargo tree --prefix none -f {p}` lines:

@@ -159,6 +159,24 @@ fn is_executable(path: &Path) -> bool {
 }
 
 /// The command line of `cmd`, for messages (program name without its folder).
+/// Runs `cmd` to completion and returns its standard output (with the
+/// command line, for messages); an error says what failed and what it
+/// printed on stderr.
+pub(crate) fn checked_output(mut cmd: Command) -> Result<(String, Vec<u8>), String> {
+    let line = describe(&cmd);
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot start {line}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{line}` failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok((line, out.stdout))
+}
+
 pub(crate) fn describe(cmd: &Command) -> String {
     let program = Path::new(cmd.get_program())
         .file_name()

@@ -6,7 +6,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::ctx::{Ctx, describe};
+use crate::ctx::{Ctx, checked_output};
 use crate::json::Json;
 
 /// The crates whose builds reach users: the libraries, the browser client
@@ -41,18 +41,8 @@ pub(crate) fn metadata(ctx: &Ctx, root: &Path, no_deps: bool) -> Result<Json, St
         cmd.arg("--no-deps");
     }
     cmd.current_dir(root);
-    let line = describe(&cmd);
-    let out = cmd
-        .output()
-        .map_err(|e| format!("cannot start {line}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "`{line}` failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    let text = String::from_utf8(out.stdout).map_err(|_| format!("`{line}` printed non-UTF-8"))?;
+    let (line, stdout) = checked_output(cmd)?;
+    let text = String::from_utf8(stdout).map_err(|_| format!("`{line}` printed non-UTF-8"))?;
     Json::parse(&text).map_err(|e| format!("`{line}`: {e}"))
 }
 

@@ -5,9 +5,9 @@ use std::collections::{HashMap, VecDeque};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::{CloseReason, Deadlines, MAX_CALL_ID, SessionLimits};
+use super::{CloseReason, Deadlines, MAX_CALL_ID, SessionLimits, seal_frame};
 use crate::rpc::{ErrorCode, RpcError, parse_response, write_request};
-use crate::transport::{FRAME_OVERHEAD, FrameError, FrameOpener, FrameSealer, Session};
+use crate::transport::{FrameOpener, FrameSealer, Session};
 
 /// How to make one call.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -268,14 +268,10 @@ impl ClientConnection {
         if self.closed.is_some() {
             return;
         }
-        let mut frame = Vec::with_capacity(payload.len() + FRAME_OVERHEAD);
-        match self.sealer.seal(payload, &mut frame) {
-            Ok(()) => self.transmit.push_back(frame),
-            Err(FrameError::Exhausted) => {
-                self.close(CloseReason::Exhausted);
-            }
-            Err(e) => {
-                self.close(CloseReason::BadFrame(e));
+        match seal_frame(&mut self.sealer, payload) {
+            Ok(frame) => self.transmit.push_back(frame),
+            Err(reason) => {
+                self.close(reason);
             }
         }
     }

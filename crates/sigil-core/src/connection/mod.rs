@@ -26,7 +26,7 @@ use std::collections::BinaryHeap;
 pub use client::{CallError, CallOptions, ClientConnection, ClientEvent};
 pub use server::{AbortReason, IncomingCall, ServerConnection, ServerEvent};
 
-use crate::transport::FrameError;
+use crate::transport::{FRAME_OVERHEAD, FrameError, FrameSealer};
 
 /// Why a connection closed (or must close).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -76,6 +76,18 @@ impl Default for SessionLimits {
             call_timeout_ms: 30_000,
             idle_timeout_ms: Some(300_000),
         }
+    }
+}
+
+/// Seals `payload` into a frame, or says why the connection must close
+/// (sequence numbers exhausted; an own payload over the limit cannot happen,
+/// as both machines check sizes first).
+fn seal_frame(sealer: &mut FrameSealer, payload: &[u8]) -> Result<Vec<u8>, CloseReason> {
+    let mut frame = Vec::with_capacity(payload.len() + FRAME_OVERHEAD);
+    match sealer.seal(payload, &mut frame) {
+        Ok(()) => Ok(frame),
+        Err(FrameError::Exhausted) => Err(CloseReason::Exhausted),
+        Err(e) => Err(CloseReason::BadFrame(e)),
     }
 }
 

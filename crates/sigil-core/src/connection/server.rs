@@ -6,9 +6,9 @@ use std::collections::{HashMap, VecDeque};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{CloseReason, Deadlines, SessionLimits};
+use super::{CloseReason, Deadlines, SessionLimits, seal_frame};
 use crate::rpc::{ErrorCode, RpcError, parse_request, write_error};
-use crate::transport::{FRAME_OVERHEAD, FrameError, FrameOpener, FrameSealer, Session};
+use crate::transport::{FrameOpener, FrameSealer, Session};
 
 /// A call to dispatch, borrowed from the frame it came in.
 #[derive(Debug)]
@@ -306,16 +306,10 @@ impl ServerConnection {
         if self.closed.is_some() {
             return;
         }
-        let mut frame = Vec::with_capacity(payload.len() + FRAME_OVERHEAD);
-        match self.sealer.seal(payload, &mut frame) {
-            Ok(()) => self.transmit.push_back(frame),
-            Err(FrameError::Exhausted) => {
-                let reason = self.close(CloseReason::Exhausted);
-                self.events.push_back(ServerEvent::Close(reason));
-            }
-            // Our own responses are within max_message_size (checked above).
-            Err(e) => {
-                let reason = self.close(CloseReason::BadFrame(e));
+        match seal_frame(&mut self.sealer, payload) {
+            Ok(frame) => self.transmit.push_back(frame),
+            Err(reason) => {
+                let reason = self.close(reason);
                 self.events.push_back(ServerEvent::Close(reason));
             }
         }
