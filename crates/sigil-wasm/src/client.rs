@@ -92,6 +92,8 @@ struct Inner {
     server_payload: JsValue,
     /// The handshake timer, then the timer for the machine's next deadline.
     timer: Option<JsValue>,
+    /// The deadline the call timer is set for (re-armed only when it moves).
+    timer_at: Option<u64>,
     handlers: Option<Handlers>,
     on_closed: Option<Function>,
 }
@@ -179,6 +181,7 @@ impl Client {
             session_hash: String::new(),
             server_payload: JsValue::UNDEFINED,
             timer: None,
+            timer_at: None,
             handlers: None,
             on_closed: None,
         }));
@@ -404,10 +407,15 @@ fn pump(rc: &Rc<RefCell<Inner>>) {
                 ClientEvent::Close(reason) => closed = Some(reason),
             }
         }
-        if let Some(timer) = s.timer.take() {
-            clear_timeout(&timer);
+        let next = conn.poll_timeout();
+        if next != s.timer_at {
+            if let Some(timer) = s.timer.take() {
+                clear_timeout(&timer);
+            }
+            s.timer_at = None;
         }
-        if let (Some(at), Some(handlers)) = (conn.poll_timeout(), &s.handlers) {
+        if let (None, Some(at), Some(handlers)) = (&s.timer, next, &s.handlers) {
+            s.timer_at = Some(at);
             let wait = at.saturating_sub(js_sys::Date::now() as u64);
             let wait = u32::try_from(wait)
                 .unwrap_or(i32::MAX as u32)
@@ -648,6 +656,7 @@ fn on_timeout(rc: &Rc<RefCell<Inner>>) {
     let ms = {
         let mut s = rc.borrow_mut();
         s.timer = None;
+        s.timer_at = None;
         if let Phase::Open(conn) = &mut s.phase {
             // A call's deadline.
             conn.handle_timeout(js_sys::Date::now() as u64);
