@@ -11,21 +11,10 @@
 
 #![no_main]
 
-use std::sync::LazyLock;
-
 use libfuzzer_sys::fuzz_target;
 use sigil_core::handshake::{ClientConfig, HandshakeError, Refusal, ServerConfig, accept_hello};
 use sigil_core::keys::SecretKey;
-use sigil_fuzz::{Auth, CASES, case, client_config, client_start, replay_cache, server_config};
-
-static CLIENTS: LazyLock<Vec<ClientConfig>> =
-    LazyLock::new(|| CASES.iter().map(client_config).collect());
-static SERVERS: LazyLock<Vec<ServerConfig>> = LazyLock::new(|| {
-    CASES
-        .iter()
-        .map(|c| server_config(c, Auth::Client))
-        .collect()
-});
+use sigil_fuzz::{Auth, CASES, CLIENTS, case, client_start, replay_cache, server};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, rest)) = data.split_first() else {
@@ -37,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
     if selector & 0x80 == 0 {
         raw_reply(client, case, rest);
     } else if let Ok(payload) = std::str::from_utf8(rest) {
-        round_trip(&SERVERS[index], client, case, payload);
+        round_trip(server(index, Auth::Client), client, case, payload);
     }
 });
 

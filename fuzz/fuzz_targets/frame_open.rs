@@ -16,23 +16,9 @@
 
 #![no_main]
 
-use std::sync::LazyLock;
-
 use libfuzzer_sys::fuzz_target;
-use sigil_core::handshake::{ClientConfig, ServerConfig};
 use sigil_core::transport::{FRAME_HEADER_LEN, FRAME_OVERHEAD, FrameError, FrameOpener};
-use sigil_fuzz::{
-    Auth, CASES, case, chunks, client_config, client_session, server_config, server_session,
-};
-
-static CLIENTS: LazyLock<Vec<ClientConfig>> =
-    LazyLock::new(|| CASES.iter().map(client_config).collect());
-static SERVERS: LazyLock<Vec<ServerConfig>> = LazyLock::new(|| {
-    CASES
-        .iter()
-        .map(|c| server_config(c, Auth::Client))
-        .collect()
-});
+use sigil_fuzz::{Auth, CASES, CLIENTS, case, chunks, client_session, server, server_session};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, rest)) = data.split_first() else {
@@ -43,14 +29,15 @@ fuzz_target!(|data: &[u8]| {
     let server_side = selector & 4 != 0;
     let round_trip = selector & 0x80 != 0;
     let (mut sealer, mut opener) = if server_side {
-        let server = server_session(case, &SERVERS[index]);
+        let server = server_session(case, server(index, Auth::Client));
         let (_, opener) = server.split();
         let sealer = round_trip.then(|| client_session(case, &CLIENTS[index]).split().0);
         (sealer, opener)
     } else {
         let client = client_session(case, &CLIENTS[index]);
         let (_, opener) = client.split();
-        let sealer = round_trip.then(|| server_session(case, &SERVERS[index]).split().0);
+        let sealer =
+            round_trip.then(|| server_session(case, server(index, Auth::Client)).split().0);
         (sealer, opener)
     };
     if selector & 8 != 0 {

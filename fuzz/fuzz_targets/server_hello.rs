@@ -13,24 +13,12 @@
 
 #![no_main]
 
-use std::sync::LazyLock;
-
 use libfuzzer_sys::fuzz_target;
 use sigil_core::handshake::{
     ClientConfig, RefusalCode, ServerConfig, accept_hello, claimed_client_key,
 };
 use sigil_core::keys::SecretKey;
-use sigil_fuzz::{Auth, CASES, case, client_config, client_start, replay_cache, server_config};
-
-/// `SERVERS[case][auth]`, built once.
-static SERVERS: LazyLock<Vec<Vec<ServerConfig>>> = LazyLock::new(|| {
-    CASES
-        .iter()
-        .map(|c| Auth::ALL.iter().map(|&a| server_config(c, a)).collect())
-        .collect()
-});
-static CLIENTS: LazyLock<Vec<ClientConfig>> =
-    LazyLock::new(|| CASES.iter().map(client_config).collect());
+use sigil_fuzz::{Auth, CASES, CLIENTS, SERVERS, case, client_start, replay_cache};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, rest)) = data.split_first() else {

@@ -157,6 +157,25 @@ pub static CASES: LazyLock<Vec<Case>> = LazyLock::new(|| {
         .collect()
 });
 
+/// The client config of each case, built once.
+pub static CLIENTS: LazyLock<Vec<ClientConfig>> =
+    LazyLock::new(|| CASES.iter().map(client_config).collect());
+
+/// `SERVERS[case][auth]`: the server config of each case under each policy
+/// of [`Auth::ALL`], built once.
+pub static SERVERS: LazyLock<Vec<Vec<ServerConfig>>> = LazyLock::new(|| {
+    CASES
+        .iter()
+        .map(|c| Auth::ALL.iter().map(|&a| server_config(c, a)).collect())
+        .collect()
+});
+
+/// The server config of case `index` under `auth`.
+pub fn server(index: usize, auth: Auth) -> &'static ServerConfig {
+    let column = Auth::ALL.iter().position(|&a| a == auth).unwrap_or(0);
+    &SERVERS[index][column]
+}
+
 /// The case chosen by two bits of a fuzz input.
 pub fn case(bits: u8) -> &'static Case {
     &CASES[usize::from(bits) % CASES.len()]

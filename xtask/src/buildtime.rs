@@ -39,7 +39,7 @@ pub(crate) const FILE: &str = "supply-chain/build-time.txt";
 
 /// Entry point of `cargo xtask buildtime ARGS`.
 pub(crate) fn main(args: &[String]) -> ExitCode {
-    let args = match Args::parse(args, HELP, &["--check"], &[]) {
+    let args = match Args::parse(args, HELP, &["--check"], &[], 0) {
         Ok(args) => args,
         Err(code) => return code,
     };

@@ -7,6 +7,7 @@ use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::process::{ExitCode, Stdio};
 
+use crate::args::Args;
 use crate::ctx::{Ctx, header};
 use crate::setup::{self, Need, Setup};
 use crate::web;
@@ -38,31 +39,20 @@ const DEFAULT_PORT: u16 = 7070;
 
 /// Entry point of `cargo xtask demo ARGS`.
 pub(crate) fn main(args: &[String]) -> ExitCode {
-    let mut port = DEFAULT_PORT;
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        let value = match arg.as_str() {
-            "-h" | "--help" => {
-                print!("{HELP}");
-                return ExitCode::SUCCESS;
-            }
-            "--port" => args.next().map(String::as_str),
-            other => match other.strip_prefix("--port=") {
-                Some(value) => Some(value),
-                None => {
-                    eprintln!("error: unknown option `{other}`\n\n{HELP}");
-                    return ExitCode::from(2);
-                }
-            },
-        };
-        match value.and_then(|v| v.parse::<u16>().ok()) {
-            Some(p) => port = p,
-            None => {
+    let args = match Args::parse(args, HELP, &[], &["--port"], 0) {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
+    let port = match args.value("--port") {
+        None => DEFAULT_PORT,
+        Some(v) => match v.parse::<u16>() {
+            Ok(p) => p,
+            Err(_) => {
                 eprintln!("error: --port takes a port number (0 to 65535)\n\n{HELP}");
                 return ExitCode::from(2);
             }
-        }
-    }
+        },
+    };
     match run(port) {
         // `run` only comes back on failure: the server replaces this process.
         Ok(never) => match never {},

@@ -113,7 +113,7 @@ const FIXTURES: &[Fixture] = &[
 
 /// Entry point of `cargo xtask deny ARGS`.
 pub(crate) fn main(args: &[String]) -> ExitCode {
-    let args = match Args::parse(args, HELP, &["--no-install"], &[]) {
+    let args = match Args::parse(args, HELP, &["--no-install"], &[], 0) {
         Ok(args) => args,
         Err(code) => return code,
     };

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
+use crate::args::Args;
 use crate::child::Guard;
 use crate::ctx::{Ctx, describe, fmt_duration, header, tail};
 use crate::results::Counts;
@@ -100,41 +101,22 @@ impl Run {
 
 /// Entry point of `cargo xtask fuzz ARGS`.
 pub(crate) fn main(args: &[String]) -> ExitCode {
-    let mut target: Option<String> = None;
-    let mut seconds = DEFAULT_SECONDS;
-    let mut install = true;
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        let value = match arg.as_str() {
-            "-h" | "--help" => {
-                print!("{HELP}");
-                return ExitCode::SUCCESS;
-            }
-            "--no-install" => {
-                install = false;
-                continue;
-            }
-            "--seconds" => args.next().map(String::as_str),
-            other => match other.strip_prefix("--seconds=") {
-                Some(v) => Some(v),
-                None if !other.starts_with('-') && target.is_none() => {
-                    target = Some(other.to_string());
-                    continue;
-                }
-                None => {
-                    eprintln!("error: unexpected argument `{other}`\n\n{HELP}");
-                    return ExitCode::from(2);
-                }
-            },
-        };
-        match value.and_then(|v| v.parse::<u64>().ok()).filter(|&n| n > 0) {
-            Some(n) => seconds = n,
+    let args = match Args::parse(args, HELP, &["--no-install"], &["--seconds"], 1) {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
+    let install = !args.has("--no-install");
+    let target = args.positional().first().cloned();
+    let seconds = match args.value("--seconds") {
+        None => DEFAULT_SECONDS,
+        Some(v) => match v.parse::<u64>().ok().filter(|&n| n > 0) {
+            Some(n) => n,
             None => {
                 eprintln!("error: --seconds needs a whole number of seconds above 0\n\n{HELP}");
                 return ExitCode::from(2);
             }
-        }
-    }
+        },
+    };
 
     let ctx = match Ctx::new() {
         Ok(ctx) => ctx,

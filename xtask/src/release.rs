@@ -78,7 +78,7 @@ pub(crate) fn needs(ctx: &Ctx) -> Result<Vec<Need>, String> {
 
 /// Entry point of `cargo xtask release ARGS`.
 pub(crate) fn main(args: &[String]) -> ExitCode {
-    let args = match Args::parse(args, HELP, &["--no-install", "--twice"], &[]) {
+    let args = match Args::parse(args, HELP, &["--no-install", "--twice"], &[], 0) {
         Ok(args) => args,
         Err(code) => return code,
     };

@@ -76,7 +76,7 @@ const BOMS: &[Bom] = &[
 
 /// Entry point of `cargo xtask sbom ARGS`.
 pub(crate) fn main(args: &[String]) -> ExitCode {
-    let args = match Args::parse(args, HELP, &["--no-install"], &["--out"]) {
+    let args = match Args::parse(args, HELP, &["--no-install"], &["--out"], 0) {
         Ok(args) => args,
         Err(code) => return code,
     };

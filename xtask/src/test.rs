@@ -254,7 +254,7 @@ enum Outcome {
 
 /// Entry point of `cargo xtask test ARGS`.
 pub(crate) fn main(args: &[String]) -> ExitCode {
-    let args = match Args::parse(args, HELP, &["--no-install"], &[]) {
+    let args = match Args::parse(args, HELP, &["--no-install"], &[], 0) {
         Ok(args) => args,
         Err(code) => return code,
     };
