@@ -1,4 +1,5 @@
-//! `sigil call`: one call to a sigil server, its result on stdout as JSON.
+//! `sigil call`: one call to a sigil server, its result on stdout as JSON;
+//! with `--stream`, a stream's items, one JSON value per line as they come.
 
 use std::path::PathBuf;
 
@@ -46,9 +47,12 @@ pub(crate) struct CallArgs {
     /// A handshake payload for the server's handshake hook: one JSON value
     #[arg(long, value_name = "JSON")]
     payload: Option<String>,
-    /// The call's deadline in milliseconds; past it the call is cancelled [default: config call_timeout_ms]
+    /// The call's deadline in milliseconds; past it the call is cancelled (a stream: its first item) [default: config call_timeout_ms]
     #[arg(long, value_name = "MS")]
     timeout: Option<String>,
+    /// Call a stream method: print each item as one line of JSON as it comes; exit 0 at its end, 1 on an error; Ctrl-C cancels it
+    #[arg(long)]
+    stream: bool,
 }
 
 /// `sigil call`: connects, calls, prints the result.
@@ -75,20 +79,59 @@ pub(crate) fn call(args: &CallArgs) -> Result<(), Failure> {
         .enable_all()
         .build()
         .map_err(|e| Failure::runtime(format_args!("cannot start: {}", plain_io_error(&e))))?;
-    let result = runtime.block_on(async {
+    runtime.block_on(async {
         let client = Client::connect(&args.url, options)
             .await
             .map_err(|e| connect_failure(e, &args.url, timeout_ms))?;
-        let result = client
-            .call_raw(&args.object, &args.method, &call_args)
-            .await
-            .map_err(|e| call_failure(e, &args.object, &args.method));
+        let result = if args.stream {
+            stream(&client, args, &call_args).await
+        } else {
+            client
+                .call_raw(&args.object, &args.method, &call_args)
+                .await
+                .map_err(|e| call_failure(e, &args.object, &args.method))
+                .and_then(|result| print_json(&result))
+        };
         client.close().await;
         result
-    })?;
-    let mut line = compact(result.get());
+    })
+}
+
+/// Prints one JSON value on a line of its own.
+fn print_json(value: &RawValue) -> Result<(), Failure> {
+    let mut line = compact(value.get());
     line.push('\n');
     output::stdout(&line)
+}
+
+/// Prints a stream's items as they come, until its end, an error, or
+/// Ctrl-C (which cancels it: the stream is dropped before the connection
+/// closes, so the server stops its producer at once).
+async fn stream(
+    client: &Client,
+    args: &CallArgs,
+    call_args: &[Box<RawValue>],
+) -> Result<(), Failure> {
+    let failed = |e| call_failure(e, &args.object, &args.method);
+    let mut items = client
+        .stream::<Box<RawValue>>(&args.object, &args.method, call_args)
+        .await
+        .map_err(failed)?;
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    loop {
+        tokio::select! {
+            item = items.next() => match item {
+                Some(Ok(item)) => print_json(&item)?,
+                Some(Err(e)) => return Err(failed(e)),
+                None => return Ok(()),
+            },
+            _ = &mut interrupted => {
+                drop(items);
+                return Err(Failure::interrupted("interrupted: the stream was cancelled"));
+            }
+        }
+    }
 }
 
 /// The configuration, with `--server-key` and `--key` as overrides, checked

@@ -15,6 +15,8 @@ enum Kind {
     Usage,
     /// Whoever reads stdout went away: exit quietly.
     BrokenPipe,
+    /// Ctrl-C: exit 130, as shells report SIGINT.
+    Interrupted,
 }
 
 /// A failed command: `sigil: <message>` on stderr, then the hint if any.
@@ -53,6 +55,15 @@ impl Failure {
         }
     }
 
+    /// Ctrl-C stopped the command (exit code 130).
+    pub(crate) fn interrupted(message: impl Display) -> Failure {
+        Failure {
+            kind: Kind::Interrupted,
+            message: message.to_string(),
+            hint: None,
+        }
+    }
+
     /// An I/O error on a named file (or stdin/stdout), as a runtime failure.
     pub(crate) fn io(action: &str, path: &Path, err: &io::Error) -> Failure {
         Failure::runtime(format_args!(
@@ -74,6 +85,7 @@ impl Failure {
             Kind::BrokenPipe => return ExitCode::SUCCESS,
             Kind::Runtime => 1,
             Kind::Usage => 2,
+            Kind::Interrupted => 130,
         };
         let mut stderr = io::stderr().lock();
         let _ = writeln!(stderr, "sigil: {}", self.message);

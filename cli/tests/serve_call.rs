@@ -75,9 +75,9 @@ fn demo_server_answers_every_demo_method_and_stops_on_sigint() {
         objects,
         serde_json::json!({
             "calculator": ["add", "div", "mul", "sub"],
-            "clock": ["sleep"],
+            "clock": ["sleep", "ticker"],
             "echo": ["echo"],
-            "kv": ["delete", "get", "set"],
+            "kv": ["delete", "get", "set", "watch"],
             "session": ["count", "whoami"],
             "sigil": ["objects", "ping"],
         })
@@ -90,6 +90,70 @@ fn demo_server_answers_every_demo_method_and_stops_on_sigint() {
     let (status, rest) = serve.stop("INT");
     assert_eq!(status.code(), Some(0), "stderr: {}", serve.stderr());
     assert_eq!(rest, "stopped\n");
+}
+
+/// `sigil call --stream` prints one JSON value per line as items come,
+/// exits 0 at the end and 1 on an error; Ctrl-C cancels and exits 130.
+#[test]
+fn streams_print_a_line_per_item_and_ctrl_c_cancels() {
+    let tmp = dir();
+    let d = tmp.path();
+    keygen(d, "client.key");
+    let serve = Serve::start(d, &["--demo", "--port", "0"]);
+    let stream = |args: &[&str]| {
+        let mut cmd = serve.call(d, args);
+        cmd.args(["--key", "client.key", "--stream"]);
+        cmd
+    };
+    assert_eq!(
+        ok(&mut stream(&["clock", "ticker", "5", "10"])),
+        "0\n1\n2\n3\n4\n"
+    );
+    assert_eq!(ok(&mut stream(&["clock", "ticker", "0", "10"])), "");
+    let err = fails(&mut stream(&["clock", "ticker", "10001", "10"]), 1);
+    assert!(err.contains("invalid_arguments"), "{err}");
+    let err = fails(&mut stream(&["calculator", "add", "1", "2"]), 1);
+    assert!(err.contains("is not a stream method"), "{err}");
+
+    // A live watch: the value now, then each change, until Ctrl-C.
+    let mut watch = std::process::Command::new(common::sigil_path())
+        .current_dir(d)
+        .env_clear()
+        .args(["call", &serve.url, "kv", "watch", r#""w""#])
+        .args([
+            "--server-key",
+            &serve.public_key,
+            "--key",
+            "client.key",
+            "--stream",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn sigil call --stream");
+    let lines = common::serve::read_lines(watch.stdout.take().expect("stdout"));
+    assert_eq!(lines.recv_timeout(WAIT).as_deref(), Ok("null"));
+    let set = |value: &str| {
+        let mut cmd = serve.call(d, &["kv", "set", r#""w""#, value]);
+        cmd.args(["--key", "client.key"]);
+        result(&mut cmd)
+    };
+    set(r#""one""#);
+    assert_eq!(lines.recv_timeout(WAIT).as_deref(), Ok(r#""one""#));
+    set(r#""two""#);
+    assert_eq!(lines.recv_timeout(WAIT).as_deref(), Ok(r#""two""#));
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &watch.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(sent.success());
+    let out = watch.wait_with_output().expect("wait for sigil call");
+    assert_eq!(out.status.code(), Some(130));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("interrupted: the stream was cancelled"),
+        "{stderr}"
+    );
 }
 
 #[test]

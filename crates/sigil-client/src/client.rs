@@ -11,14 +11,15 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
-use sigil_core::connection::{CallOptions, ClientConnection, SessionLimits};
+use sigil_core::connection::{CallOptions, ClientConnection, SessionLimits, StreamOptions};
 use sigil_core::handshake::ClientConfig;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::connect::{Target, establish, handshake_error};
-use crate::connection::{CallRequest, Command, Connection};
+use crate::connection::{CallRequest, Command, Connection, Control};
 use crate::error::ClientError;
 use crate::options::ClientOptions;
+use crate::stream::ItemStream;
 
 /// Commands waiting for the connection task before callers wait in turn.
 const COMMAND_QUEUE: usize = 64;
@@ -37,6 +38,7 @@ pub struct Client {
 
 struct Inner {
     commands: mpsc::Sender<Command>,
+    controls: mpsc::UnboundedSender<Control>,
     /// Names calls for cancels (the connection task gives them their ids).
     next_token: AtomicU64,
     session_hash: [u8; 32],
@@ -64,6 +66,7 @@ impl Client {
             limits,
             handshake_timeout,
             call_timeout,
+            stream_window,
             tls,
         } = options;
         let mut config = ClientConfig::new(secret_key, server_key)
@@ -88,16 +91,20 @@ impl Client {
             max_message_size: limits.max_message_size,
             // The server's to enforce (it answers `busy`).
             max_inflight: usize::MAX,
+            max_streams: usize::MAX,
+            stream_window,
             call_timeout_ms: u64::try_from(call_timeout.as_millis()).unwrap_or(u64::MAX),
             idle_timeout_ms: None,
         };
         let conn = ClientConnection::new(established.session, session_limits);
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
-        let connection = Connection::new(established.ws, conn, receiver);
+        let (controls, control_receiver) = mpsc::unbounded_channel();
+        let connection = Connection::new(established.ws, conn, receiver, control_receiver);
         tokio::spawn(connection.run());
         Ok(Client {
             inner: Arc::new(Inner {
                 commands,
+                controls,
                 next_token: AtomicU64::new(1),
                 session_hash,
                 server_payload: established.server_payload,
@@ -181,6 +188,72 @@ impl Client {
         written.await.map_err(|_| ClientError::closed())?
     }
 
+    /// Calls `method` of `object` for a stream of results: the items come
+    /// as the server produces them, deserialized as `T`, and the stream
+    /// ends when the server completes it (`None`) or fails it (an error
+    /// item, then `None`).
+    ///
+    /// Flow control: the server sends at most the stream's window of items
+    /// (the options' stream window, 16 by default) before this consumer
+    /// takes them; a consumer that stops reading stalls only its own
+    /// stream. Dropping the stream cancels it and the server drops its
+    /// producer. The call's timeout applies to the first item.
+    ///
+    /// ```no_run
+    /// # async fn run(client: sigil_client::Client) -> Result<(), sigil_client::ClientError> {
+    /// use futures_util::StreamExt as _;
+    /// let mut ticks = client.stream::<u64>("clock", "ticker", (5, 100)).await?;
+    /// while let Some(tick) = ticks.next().await {
+    ///     println!("tick {}", tick?);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn stream<T: DeserializeOwned>(
+        &self,
+        object: &str,
+        method: &str,
+        args: impl Serialize,
+    ) -> Result<ItemStream<T>, ClientError> {
+        self.stream_with(object, method, args, StreamOptions::default())
+            .await
+    }
+
+    /// [`stream`](Client::stream) with its own window, first-item deadline
+    /// and idle timeout.
+    pub async fn stream_with<T: DeserializeOwned>(
+        &self,
+        object: &str,
+        method: &str,
+        args: impl Serialize,
+        options: StreamOptions,
+    ) -> Result<ItemStream<T>, ClientError> {
+        let token = self.inner.next_token.fetch_add(1, Ordering::Relaxed);
+        let call = CallRequest {
+            token,
+            object: object.to_owned(),
+            method: method.to_owned(),
+            args: args_json(&args)?,
+            options: CallOptions::default(),
+        };
+        let (pieces, received) = mpsc::unbounded_channel();
+        let (opened, sent) = oneshot::channel();
+        self.send(Command::Stream {
+            call,
+            options,
+            pieces,
+            opened,
+        })
+        .await?;
+        sent.await.map_err(|_| ClientError::closed())??;
+        Ok(ItemStream::new(
+            received,
+            self.inner.controls.clone(),
+            token,
+            format!("{object}.{method}"),
+        ))
+    }
+
     /// Runs a call through the connection task; cancels it if dropped.
     async fn run(
         &self,
@@ -203,7 +276,7 @@ impl Client {
         let (reply, response) = oneshot::channel();
         self.send(Command::Call { call, reply }).await?;
         let mut guard = CancelOnDrop {
-            commands: &self.inner.commands,
+            controls: &self.inner.controls,
             token: Some(token),
         };
         let outcome = response.await.map_err(|_| ClientError::closed());
@@ -263,16 +336,15 @@ fn args_json(args: &impl Serialize) -> Result<Box<RawValue>, ClientError> {
 
 /// Tells the connection task that a call's caller gave up, unless disarmed.
 struct CancelOnDrop<'a> {
-    commands: &'a mpsc::Sender<Command>,
+    controls: &'a mpsc::UnboundedSender<Control>,
     token: Option<u64>,
 }
 
 impl Drop for CancelOnDrop<'_> {
     fn drop(&mut self) {
         if let Some(token) = self.token {
-            // Best effort: with the queue full, the call runs on to its
-            // deadline on the server instead.
-            let _ = self.commands.try_send(Command::Cancel { token });
+            // Fails only when the connection is gone, and the call with it.
+            let _ = self.controls.send(Control::Cancel { token });
         }
     }
 }

@@ -4,7 +4,10 @@
 //! moves frames between it and the WebSocket, hands callers their outcomes,
 //! and sleeps until the machine's next deadline.
 //!
-//! Callers send it [`Command`]s over a channel. Any frame that fails to open,
+//! Callers send it [`Command`]s over a bounded channel, and [`Control`]s
+//! (cancels, and stream consumers' progress) over an unbounded one, so a
+//! `Drop` can always send them: each answers an earlier command, so they
+//! cannot outnumber the calls made. Any frame that fails to open,
 //! any payload that is not a response, and a text message close the
 //! connection and fail every call in flight. The task ends when the
 //! connection ends, when a client asks it to close, or when every
@@ -17,7 +20,9 @@ use std::task::{Context, Poll, ready};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::value::RawValue;
-use sigil_core::connection::{CallError, CallOptions, ClientConnection, ClientEvent, CloseReason};
+use sigil_core::connection::{
+    CallError, CallOptions, ClientConnection, ClientEvent, CloseReason, StreamOptions,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -32,12 +37,42 @@ pub(crate) type Reply = oneshot::Sender<Result<Box<RawValue>, ClientError>>;
 /// Where the outcome of a oneway call (written or not) goes.
 pub(crate) type Ack = oneshot::Sender<Result<(), ClientError>>;
 
+/// What a stream's consumer receives: items, then one end.
+pub(crate) enum Piece {
+    Item(Box<RawValue>),
+    End(Result<(), ClientError>),
+}
+
+/// Where a stream's pieces go. Unbounded, but the machine closes the
+/// connection if the server sends more than the window the consumer has
+/// left room for.
+pub(crate) type Pieces = mpsc::UnboundedSender<Piece>;
+
+/// Who waits for what comes for a call id.
+enum Waiter {
+    Call(Reply),
+    Stream(Pieces),
+}
+
+impl Waiter {
+    fn fail(self, error: ClientError) {
+        match self {
+            Waiter::Call(reply) => {
+                let _ = reply.send(Err(error));
+            }
+            Waiter::Stream(pieces) => {
+                let _ = pieces.send(Piece::End(Err(error)));
+            }
+        }
+    }
+}
+
 /// Most sealed messages waiting for the socket before the task stops taking
 /// new commands (backpressure on the callers).
 const MAX_OUTBOX: usize = 64;
 
 /// A call as the caller hands it over: names, arguments (a JSON array) and
-/// options. `token` names it for a later [`Command::Cancel`].
+/// options. `token` names it for a later [`Control`].
 pub(crate) struct CallRequest {
     pub(crate) token: u64,
     pub(crate) object: String,
@@ -52,10 +87,24 @@ pub(crate) enum Command {
     Call { call: CallRequest, reply: Reply },
     /// A oneway call; `sent` hears once it is written to the socket.
     Oneway { call: CallRequest, sent: Ack },
-    /// The caller of call `token` gave up (dropped its future).
-    Cancel { token: u64 },
+    /// A stream; its items and end go to `pieces`, and `opened` hears
+    /// whether it was sent.
+    Stream {
+        call: CallRequest,
+        options: StreamOptions,
+        pieces: Pieces,
+        opened: Ack,
+    },
     /// Close the connection; `done` hears once it is closed.
     Close { done: oneshot::Sender<()> },
+}
+
+/// What callers say about calls and streams already made.
+pub(crate) enum Control {
+    /// The caller of call or stream `token` gave up (dropped it).
+    Cancel { token: u64 },
+    /// The consumer of stream `token` took `n` items.
+    Consumed { token: u64, n: u32 },
 }
 
 /// Why the connection ended.
@@ -122,12 +171,14 @@ pub(crate) struct Connection {
     writer: Writer,
     stream: SplitStream<Ws>,
     commands: mpsc::Receiver<Command>,
+    controls: mpsc::UnboundedReceiver<Control>,
     conn: ClientConnection,
     /// The clock `conn` runs on.
     epoch: Instant,
-    /// Calls waiting, by id: their caller's token and where their outcome goes.
-    replies: HashMap<u64, (u64, Reply)>,
-    /// Call ids by caller token, for cancels.
+    /// Calls and streams waiting, by id: their caller's token and where
+    /// their outcome goes.
+    replies: HashMap<u64, (u64, Waiter)>,
+    /// Call ids by caller token, for cancels and credit.
     ids: HashMap<u64, u64>,
 }
 
@@ -136,6 +187,7 @@ impl Connection {
         ws: Ws,
         conn: ClientConnection,
         commands: mpsc::Receiver<Command>,
+        controls: mpsc::UnboundedReceiver<Control>,
     ) -> Connection {
         let (sink, stream) = ws.split();
         Connection {
@@ -147,6 +199,7 @@ impl Connection {
             },
             stream,
             commands,
+            controls,
             conn,
             epoch: Instant::now(),
             replies: HashMap::new(),
@@ -181,6 +234,7 @@ impl Connection {
                         break End::new(describe(&e), CloseCode::Normal);
                     }
                 }
+                Some(control) = self.controls.recv() => self.on_control(control),
                 command = self.commands.recv(), if take_commands => {
                     let Some(command) = command else {
                         break End::new("the client was dropped", CloseCode::Normal);
@@ -207,9 +261,20 @@ impl Connection {
         while let Some(event) = self.conn.poll_event() {
             match event {
                 ClientEvent::Response { id, outcome } => {
-                    if let Some((token, reply)) = self.replies.remove(&id) {
+                    if let Some((token, Waiter::Call(reply))) = self.replies.remove(&id) {
                         self.ids.remove(&token);
                         let _ = reply.send(outcome.map_err(ClientError::Remote));
+                    }
+                }
+                ClientEvent::Item { id, value } => {
+                    if let Some((_, Waiter::Stream(pieces))) = self.replies.get(&id) {
+                        let _ = pieces.send(Piece::Item(value));
+                    }
+                }
+                ClientEvent::StreamEnd { id, outcome } => {
+                    if let Some((token, Waiter::Stream(pieces))) = self.replies.remove(&id) {
+                        self.ids.remove(&token);
+                        let _ = pieces.send(Piece::End(outcome.map_err(ClientError::Remote)));
                     }
                 }
                 ClientEvent::Close(reason) => return Err(closed_by(&reason)),
@@ -223,10 +288,12 @@ impl Connection {
         incoming: Option<Result<Message, tungstenite::Error>>,
     ) -> Result<(), End> {
         match incoming {
-            Some(Ok(Message::Binary(frame))) => self
-                .conn
-                .handle_frame(&frame)
-                .map_err(|reason| closed_by(&reason)),
+            Some(Ok(Message::Binary(frame))) => {
+                let now = self.now_ms();
+                self.conn
+                    .handle_frame(now, &frame)
+                    .map_err(|reason| closed_by(&reason))
+            }
             Some(Ok(Message::Text(_))) => Err(End::protocol(
                 "the server sent a text message (protocol error)",
             )),
@@ -244,17 +311,31 @@ impl Connection {
         let now = self.now_ms();
         self.conn
             .call(now, &call.object, &call.method, &*call.args, call.options)
-            .map_err(|e| match e {
-                CallError::Invalid(e) => ClientError::InvalidArguments(e.message),
-                CallError::Closed(reason) => ClientError::connection(closed_by(&reason).reason),
-            })
+            .map_err(call_error)
+    }
+
+    fn on_control(&mut self, control: Control) {
+        match control {
+            Control::Cancel { token } => {
+                if let Some(id) = self.ids.remove(&token) {
+                    self.replies.remove(&id);
+                    self.conn.cancel(id);
+                }
+            }
+            Control::Consumed { token, n } => {
+                if let Some(&id) = self.ids.get(&token) {
+                    let now = self.now_ms();
+                    self.conn.consumed(now, id, n);
+                }
+            }
+        }
     }
 
     fn on_command(&mut self, command: Command) -> Result<(), End> {
         match command {
             Command::Call { call, reply } => match self.start(&call) {
                 Ok(id) => {
-                    self.replies.insert(id, (call.token, reply));
+                    self.replies.insert(id, (call.token, Waiter::Call(reply)));
                     self.ids.insert(call.token, id);
                 }
                 Err(e) => {
@@ -275,10 +356,27 @@ impl Connection {
                     let _ = sent.send(Err(e));
                 }
             },
-            Command::Cancel { token } => {
-                if let Some(id) = self.ids.remove(&token) {
-                    self.replies.remove(&id);
-                    self.conn.cancel(id);
+            Command::Stream {
+                call,
+                options,
+                pieces,
+                opened,
+            } => {
+                let now = self.now_ms();
+                let started = self
+                    .conn
+                    .stream(now, &call.object, &call.method, &*call.args, options)
+                    .map_err(call_error);
+                match started {
+                    Ok(id) => {
+                        self.replies
+                            .insert(id, (call.token, Waiter::Stream(pieces)));
+                        self.ids.insert(call.token, id);
+                        let _ = opened.send(Ok(()));
+                    }
+                    Err(e) => {
+                        let _ = opened.send(Err(e));
+                    }
                 }
             }
             Command::Close { done } => {
@@ -298,8 +396,8 @@ impl Connection {
         tracing::debug!(reason = %end.reason, "sigil connection ends");
         let error = || ClientError::connection(end.reason.clone());
         self.conn.handle_close(CloseReason::Local);
-        for (_, (_, reply)) in self.replies.drain() {
-            let _ = reply.send(Err(error()));
+        for (_, (_, waiter)) in self.replies.drain() {
+            waiter.fail(error());
         }
         for (_, ack) in self.writer.outbox.drain(..) {
             if let Some(ack) = ack {
@@ -317,10 +415,9 @@ impl Connection {
                 Command::Call { reply, .. } => {
                     let _ = reply.send(Err(error()));
                 }
-                Command::Oneway { sent, .. } => {
+                Command::Oneway { sent, .. } | Command::Stream { opened: sent, .. } => {
                     let _ = sent.send(Err(error()));
                 }
-                Command::Cancel { .. } => {}
                 Command::Close { done: d } => done.push(d),
             }
         }
@@ -341,6 +438,14 @@ impl Connection {
         for d in done {
             let _ = d.send(());
         }
+    }
+}
+
+/// Why a call or stream could not start.
+fn call_error(e: CallError) -> ClientError {
+    match e {
+        CallError::Invalid(e) => ClientError::InvalidArguments(e.message),
+        CallError::Closed(reason) => ClientError::connection(closed_by(&reason).reason),
     }
 }
 

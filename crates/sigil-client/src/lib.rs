@@ -59,12 +59,17 @@ mod connect;
 mod connection;
 mod error;
 mod options;
+mod stream;
 mod tls;
 
 pub use client::{Call, Client};
 pub use connect::SUBPROTOCOL;
 pub use error::{ClientError, ConnectError};
-pub use options::{ClientOptions, DEFAULT_CALL_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT};
+pub use options::{
+    ClientOptions, DEFAULT_CALL_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_STREAM_WINDOW,
+};
+pub use sigil_core::connection::StreamOptions;
+pub use stream::ItemStream;
 pub use tls::tls_config;
 
 /// The rustls version this crate uses, for [`ClientOptions::with_tls`].

@@ -17,6 +17,9 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_millis(10_000);
 /// The default deadline of a call (30 s, as the `call_timeout_ms` default).
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_millis(30_000);
 
+/// The default window of a stream (16 items, as the `stream_window` default).
+pub const DEFAULT_STREAM_WINDOW: u32 = 16;
+
 /// Everything [`Client::connect`](crate::Client::connect) needs besides the URL.
 ///
 /// Built with [`ClientOptions::new`] and the `with_*` methods, or from a
@@ -31,6 +34,7 @@ pub struct ClientOptions {
     pub(crate) limits: Limits,
     pub(crate) handshake_timeout: Duration,
     pub(crate) call_timeout: Duration,
+    pub(crate) stream_window: u32,
     pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
 }
 
@@ -50,6 +54,7 @@ impl ClientOptions {
             limits: Limits::default(),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             call_timeout: DEFAULT_CALL_TIMEOUT,
+            stream_window: DEFAULT_STREAM_WINDOW,
             tls: None,
         }
     }
@@ -58,6 +63,14 @@ impl ClientOptions {
     /// [`Call::timeout`](crate::Call::timeout)).
     pub fn with_call_timeout(mut self, timeout: Duration) -> ClientOptions {
         self.call_timeout = timeout;
+        self
+    }
+
+    /// Sets the window of every stream that does not set its own: how many
+    /// items the server may send before the consumer takes them (1 to
+    /// 65,536; out-of-range values are clamped).
+    pub fn with_stream_window(mut self, window: u32) -> ClientOptions {
+        self.stream_window = window.clamp(1, sigil_core::rpc::MAX_STREAM_CREDIT);
         self
     }
 
@@ -117,7 +130,7 @@ impl ClientOptions {
     /// Options from a resolved configuration: the secret key from the file
     /// `client_key`, the pinned `server_public_key`, `psk` or the file
     /// `psk_file`, `prologue`, `max_message_size`, `max_handshake_payload`,
-    /// `handshake_timeout_ms` and `call_timeout_ms`.
+    /// `handshake_timeout_ms`, `call_timeout_ms` and `stream_window`.
     ///
     /// `client_key` and `server_public_key` are required. On Unix, a secret
     /// file (`client_key`, `psk_file`) that group or others can read is
@@ -160,7 +173,8 @@ impl ClientOptions {
             .with_prologue(config.prologue.value.as_bytes())
             .with_limits(limits)
             .with_handshake_timeout(Duration::from_millis(config.handshake_timeout_ms.value))
-            .with_call_timeout(Duration::from_millis(config.call_timeout_ms.value));
+            .with_call_timeout(Duration::from_millis(config.call_timeout_ms.value))
+            .with_stream_window(to_u32(config.stream_window.value, "stream_window")?);
         options.psk = psk;
         Ok(options)
     }

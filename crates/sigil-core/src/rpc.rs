@@ -1,9 +1,18 @@
 //! RPC messages carried in transport frames: requests, responses, names.
 //!
 //! ```text
-//! request:  {"id": u64, "object": NAME, "method": NAME, "args": [..], "oneway": bool?}
+//! request:  {"id": u64, "object": NAME, "method": NAME, "args": [..], "oneway": bool?, "stream": u32?}
 //! response: {"id": u64, "result": any} | {"id": u64, "error": {"code": CODE, "message": text}}
+//! item:     {"id": u64, "item": any}        (a stream's next value)
+//! end:      {"id": u64, "end": true}        (a stream's completion)
+//! credit:   {"credit": u64, "n": u32}       (client: n more items of stream `credit`)
+//! cancel:   {"cancel": u64}                 (client: stop a call or a stream)
 //! ```
+//!
+//! A request with `"stream": W` asks for a stream with an initial window of
+//! `W` items (1 to [`MAX_STREAM_CREDIT`]); the server sends at most as many
+//! items as the client has granted, and ends the stream with `end` or an
+//! error response.
 //!
 //! JSON only, through serde only: nothing else is ever deserialized, and a
 //! call names one registered object and one exposed method, never a path.
@@ -12,6 +21,11 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
+
+/// The most credit a stream may have outstanding at once: the largest
+/// window of a stream request, and the most a client's grants may add up
+/// to beyond what it has received.
+pub const MAX_STREAM_CREDIT: u32 = 65_536;
 
 /// Longest object or method name, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
@@ -185,6 +199,9 @@ pub struct Request<'a> {
     /// The client wants no response.
     #[serde(default)]
     pub oneway: bool,
+    /// The client wants a stream, with this initial window (credit).
+    #[serde(default)]
+    pub stream: Option<u32>,
 }
 
 /// A payload that is not a valid request, and how to answer it.
@@ -217,6 +234,16 @@ pub fn parse_request(payload: &[u8]) -> Result<Request<'_>, Rejected> {
     }
     check_name("object", &req.object).map_err(|e| reject(e.message))?;
     check_name("method", &req.method).map_err(|e| reject(e.message))?;
+    if let Some(window) = req.stream {
+        if req.oneway {
+            return Err(reject("a stream request cannot be oneway".into()));
+        }
+        if window == 0 || window > MAX_STREAM_CREDIT {
+            return Err(reject(format!(
+                "a stream's window must be 1 to {MAX_STREAM_CREDIT} items"
+            )));
+        }
+    }
     Ok(req)
 }
 
@@ -229,6 +256,46 @@ pub fn write_request<A: Serialize + ?Sized>(
     method: &str,
     args: &A,
     oneway: bool,
+) -> Result<(), RpcError> {
+    let tail = if oneway { Tail::Oneway } else { Tail::Call };
+    write_any_request(out, id, object, method, args, tail)
+}
+
+/// Writes a stream request with an initial window of `window` items (see
+/// [`write_request`]); a window outside 1 to [`MAX_STREAM_CREDIT`] is an
+/// error.
+pub fn write_stream_request<A: Serialize + ?Sized>(
+    out: &mut Vec<u8>,
+    id: u64,
+    object: &str,
+    method: &str,
+    args: &A,
+    window: u32,
+) -> Result<(), RpcError> {
+    if window == 0 || window > MAX_STREAM_CREDIT {
+        return Err(RpcError::new(
+            ErrorCode::InvalidArguments,
+            format!("a stream's window must be 1 to {MAX_STREAM_CREDIT} items"),
+        ));
+    }
+    write_any_request(out, id, object, method, args, Tail::Stream(window))
+}
+
+/// What ends a request: what the client expects back.
+#[derive(Clone, Copy)]
+enum Tail {
+    Call,
+    Oneway,
+    Stream(u32),
+}
+
+fn write_any_request<A: Serialize + ?Sized>(
+    out: &mut Vec<u8>,
+    id: u64,
+    object: &str,
+    method: &str,
+    args: &A,
+    tail: Tail,
 ) -> Result<(), RpcError> {
     check_name("object", object)?;
     check_name("method", method)?;
@@ -250,11 +317,13 @@ pub fn write_request<A: Serialize + ?Sized>(
             "args must serialize as a JSON array",
         ));
     }
-    out.extend_from_slice(if oneway {
-        &b",\"oneway\":true}"[..]
-    } else {
-        &b"}"[..]
-    });
+    match tail {
+        Tail::Call => out.push(b'}'),
+        Tail::Oneway => out.extend_from_slice(b",\"oneway\":true}"),
+        Tail::Stream(window) => {
+            out.extend_from_slice(format!(r#","stream":{window}}}"#).as_bytes());
+        }
+    }
     Ok(())
 }
 
@@ -324,6 +393,116 @@ pub fn parse_response(payload: &[u8]) -> Result<Response, serde_json::Error> {
     Ok(Response { id: r.id, outcome })
 }
 
+/// What a client receives: a response, or a stream's item or end.
+#[derive(Debug)]
+pub enum ServerMessage {
+    /// A call's response, or a stream's error (which ends it).
+    Response(Response),
+    /// A stream's next value (JSON text).
+    Item {
+        /// The stream's call id.
+        id: u64,
+        /// The value.
+        value: Box<RawValue>,
+    },
+    /// A stream's completion.
+    End {
+        /// The stream's call id.
+        id: u64,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerMessageIn {
+    id: u64,
+    #[serde(default, deserialize_with = "present")]
+    result: Option<Box<RawValue>>,
+    #[serde(default)]
+    error: Option<RpcError>,
+    #[serde(default, deserialize_with = "present")]
+    item: Option<Box<RawValue>>,
+    #[serde(default)]
+    end: Option<bool>,
+}
+
+/// Parses what a server sends: `id` and exactly one of `result`, `error`,
+/// `item` or `"end": true`.
+pub fn parse_server_message(payload: &[u8]) -> Result<ServerMessage, serde_json::Error> {
+    let m: ServerMessageIn = serde_json::from_slice(payload)?;
+    let id = m.id;
+    Ok(match (m.result, m.error, m.item, m.end) {
+        (Some(v), None, None, None) => ServerMessage::Response(Response { id, outcome: Ok(v) }),
+        (None, Some(e), None, None) => ServerMessage::Response(Response {
+            id,
+            outcome: Err(e),
+        }),
+        (None, None, Some(value), None) => ServerMessage::Item { id, value },
+        (None, None, None, Some(true)) => ServerMessage::End { id },
+        _ => {
+            return Err(serde::de::Error::custom(
+                "a message from the server has exactly one of result, error, item and \"end\": true",
+            ));
+        }
+    })
+}
+
+/// Writes a stream's item: `item` is the value's JSON text.
+pub fn write_item(out: &mut Vec<u8>, id: u64, item: &[u8]) {
+    out.extend_from_slice(format!(r#"{{"id":{id},"item":"#).as_bytes());
+    out.extend_from_slice(item);
+    out.push(b'}');
+}
+
+/// Writes a stream's end.
+pub fn write_end(out: &mut Vec<u8>, id: u64) {
+    out.extend_from_slice(format!(r#"{{"id":{id},"end":true}}"#).as_bytes());
+}
+
+/// A client's message about a call or stream in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// `{"cancel": ID}`: stop call or stream `ID`.
+    Cancel(u64),
+    /// `{"credit": ID, "n": N}`: stream `ID` may send `N` more items.
+    Credit {
+        /// The stream.
+        id: u64,
+        /// How many more items.
+        n: u32,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ControlIn {
+    #[serde(default)]
+    cancel: Option<u64>,
+    #[serde(default)]
+    credit: Option<u64>,
+    #[serde(default)]
+    n: Option<u32>,
+}
+
+/// Parses a cancel or a credit; `None` for anything else.
+pub fn parse_control(payload: &[u8]) -> Option<Control> {
+    let c: ControlIn = serde_json::from_slice(payload).ok()?;
+    match (c.cancel, c.credit, c.n) {
+        (Some(id), None, None) => Some(Control::Cancel(id)),
+        (None, Some(id), Some(n)) => Some(Control::Credit { id, n }),
+        _ => None,
+    }
+}
+
+/// Writes a cancel or a credit.
+pub fn write_control(out: &mut Vec<u8>, control: Control) {
+    let text = match control {
+        Control::Cancel(id) => format!(r#"{{"cancel":{id}}}"#),
+        Control::Credit { id, n } => format!(r#"{{"credit":{id},"n":{n}}}"#),
+    };
+    out.extend_from_slice(text.as_bytes());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -363,6 +542,83 @@ mod tests {
         write_request(&mut out, 8, "kv", "set", &["k", "v"], true).unwrap();
         assert!(parse_request(&out).unwrap().oneway);
         assert!(write_request(&mut Vec::new(), 1, "a", "b", &5, false).is_err());
+        out.clear();
+        write_stream_request(&mut out, 9, "clock", "ticker", &(5, 10), 16).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"id":9,"object":"clock","method":"ticker","args":[5,10],"stream":16}"#
+        );
+        let req = parse_request(&out).unwrap();
+        assert_eq!((req.stream, req.oneway), (Some(16), false));
+        for window in [0, MAX_STREAM_CREDIT + 1] {
+            assert!(write_stream_request(&mut Vec::new(), 1, "a", "b", &(), window).is_err());
+        }
+    }
+
+    #[test]
+    fn fail_bad_stream_requests() {
+        for payload in [
+            r#"{"id":1,"object":"a","method":"m","args":[],"stream":0}"#,
+            r#"{"id":1,"object":"a","method":"m","args":[],"stream":65537}"#,
+            r#"{"id":1,"object":"a","method":"m","args":[],"stream":-1}"#,
+            r#"{"id":1,"object":"a","method":"m","args":[],"stream":4,"oneway":true}"#,
+        ] {
+            let r = parse_request(payload.as_bytes()).unwrap_err();
+            assert_eq!(
+                (r.id, r.error.code),
+                (1, ErrorCode::InvalidRequest),
+                "{payload}"
+            );
+        }
+    }
+
+    #[test]
+    fn server_messages_and_controls() {
+        let mut out = Vec::new();
+        write_item(&mut out, 3, br#"{"a":[1]}"#);
+        match parse_server_message(&out).unwrap() {
+            ServerMessage::Item { id, value } => assert_eq!((id, value.get()), (3, r#"{"a":[1]}"#)),
+            other => panic!("{other:?}"),
+        }
+        out.clear();
+        write_end(&mut out, 4);
+        assert_eq!(out, br#"{"id":4,"end":true}"#);
+        assert!(matches!(
+            parse_server_message(&out).unwrap(),
+            ServerMessage::End { id: 4 }
+        ));
+        assert!(matches!(
+            parse_server_message(br#"{"id":5,"result":null}"#).unwrap(),
+            ServerMessage::Response(Response {
+                id: 5,
+                outcome: Ok(_)
+            })
+        ));
+        for bad in [
+            r#"{"id":1,"end":false}"#,
+            r#"{"id":1,"item":1,"end":true}"#,
+            r#"{"id":1,"item":1,"result":1}"#,
+            r#"{"id":1}"#,
+        ] {
+            assert!(parse_server_message(bad.as_bytes()).is_err(), "{bad}");
+        }
+        // A response parser does not take stream messages.
+        assert!(parse_response(br#"{"id":1,"item":1}"#).is_err());
+
+        for control in [Control::Cancel(7), Control::Credit { id: 8, n: 3 }] {
+            let mut out = Vec::new();
+            write_control(&mut out, control);
+            assert_eq!(parse_control(&out), Some(control));
+        }
+        for bad in [
+            r#"{"cancel":1,"n":2}"#,
+            r#"{"credit":1}"#,
+            r#"{"credit":1,"n":-1}"#,
+            r#"{"cancel":1,"credit":2,"n":1}"#,
+            r#"{"id":1}"#,
+        ] {
+            assert_eq!(parse_control(bad.as_bytes()), None, "{bad}");
+        }
     }
 
     #[test]

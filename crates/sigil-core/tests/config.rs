@@ -73,6 +73,8 @@ fn defaults() -> Result<(), ConfigError> {
     assert_eq!(c.idle_timeout_ms.value, 300_000);
     assert_eq!(c.max_connections.value, 1024);
     assert_eq!(c.max_inflight.value, 64);
+    assert_eq!(c.max_streams.value, 16);
+    assert_eq!(c.stream_window.value, 16);
     assert_eq!(c.max_clock_skew_ms.value, 60_000);
     assert_eq!(c.replay_cache_capacity.value, 262_144);
     assert_eq!(c.write_timeout_ms.value, 10_000);
@@ -93,15 +95,27 @@ fn defaults() -> Result<(), ConfigError> {
     let keys: Vec<&str> = entries.iter().map(|e| e.key).collect();
     assert_eq!(keys, KEYS);
     assert!(entries.iter().all(|e| e.origin == Origin::Default));
-    let shown: Vec<String> = entries.iter().map(ToString::to_string).collect();
-    assert_eq!(shown[0], "host = \"127.0.0.1\"");
-    assert_eq!(shown[1], "port = 7070");
-    assert_eq!(shown[2], "server_key = (unset)");
-    assert_eq!(shown[6], "allow_any_client = false");
-    assert_eq!(shown[9], "prologue = \"\"");
-    assert_eq!(shown[24], "allowed_hosts = (unset)");
-    assert_eq!(shown[26], "log = \"info\"");
-    assert_eq!(shown[30], "tls.require_client_cert = false");
+    let shown = |key: &str| {
+        entries
+            .iter()
+            .find(|e| e.key == key)
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    };
+    assert_eq!(shown("host"), "host = \"127.0.0.1\"");
+    assert_eq!(shown("port"), "port = 7070");
+    assert_eq!(shown("server_key"), "server_key = (unset)");
+    assert_eq!(shown("allow_any_client"), "allow_any_client = false");
+    assert_eq!(shown("prologue"), "prologue = \"\"");
+    assert_eq!(shown("max_streams"), "max_streams = 16");
+    assert_eq!(shown("stream_window"), "stream_window = 16");
+    assert_eq!(shown("allowed_hosts"), "allowed_hosts = (unset)");
+    assert_eq!(shown("log"), "log = \"info\"");
+    assert_eq!(
+        shown("tls.require_client_cert"),
+        "tls.require_client_cert = false"
+    );
+    assert_eq!(keys[..2], ["host", "port"]);
     assert!(!entries[2].is_set && entries[0].is_set);
     Ok(())
 }

@@ -1,14 +1,16 @@
 //! The RPC session machines of both roles, driven as an in-memory pair on a
 //! virtual clock (after quinn-proto's `Pair`): calls and responses, oneway
 //! calls, deadlines on both sides, cancellation, limits, the idle timer,
-//! bad frames and closing with calls in flight.
+//! bad frames and closing with calls in flight; streams with their windows,
+//! slow consumers, cancellation from both sides, errors mid-stream and the
+//! connection closing with streams open.
 
 #![allow(clippy::unwrap_used)] // test helpers panic on failure by design
 
 use serde_json::value::RawValue;
 use sigil_core::connection::{
-    CallError, CallOptions, ClientConnection, ClientEvent, CloseReason, ServerConnection,
-    ServerEvent, SessionLimits,
+    AbortReason, CallError, CallOptions, ClientConnection, ClientEvent, CloseReason,
+    ServerConnection, ServerEvent, SessionLimits, StreamError, StreamOptions,
 };
 use sigil_core::handshake::{
     ClientAuth, ClientConfig, ClientHandshake, ServerConfig, accept_hello,
@@ -44,9 +46,17 @@ struct Pair {
     server: ServerConnection,
     /// Calls the server has been handed: (id, object.method, args).
     calls: Vec<(u64, String, String)>,
-    aborted: Vec<u64>,
+    /// Which of them are streams.
+    streams: Vec<u64>,
+    aborted: Vec<(u64, AbortReason)>,
+    /// Credit granted to the server's streams: (id, n).
+    credits: Vec<(u64, u32)>,
     server_closed: Option<CloseReason>,
     responses: Vec<(u64, Result<String, RpcError>)>,
+    /// Items the client received, in order: (id, JSON).
+    items: Vec<(u64, String)>,
+    /// Streams that ended at the client.
+    ends: Vec<(u64, Result<(), RpcError>)>,
     client_closed: Option<CloseReason>,
 }
 
@@ -58,11 +68,46 @@ impl Pair {
             client: ClientConnection::new(c, limits),
             server: ServerConnection::new(s, limits, 0),
             calls: Vec::new(),
+            streams: Vec::new(),
             aborted: Vec::new(),
+            credits: Vec::new(),
             server_closed: None,
             responses: Vec::new(),
+            items: Vec::new(),
+            ends: Vec::new(),
             client_closed: None,
         }
+    }
+
+    fn stream(&mut self, method: &str, args: &[i64], options: StreamOptions) -> u64 {
+        self.client
+            .stream(self.now, "test", method, args, options)
+            .unwrap()
+    }
+
+    /// The server's producer of stream `id` sends items `from..` while it
+    /// has credit, at most `max`; returns how many it sent.
+    fn produce(&mut self, id: u64, from: i64, max: usize) -> usize {
+        let mut sent = 0;
+        while sent < max && self.server.stream_credit(id) > 0 {
+            let item = (from + sent as i64).to_string();
+            self.server.stream_item(id, item.as_bytes()).unwrap();
+            sent += 1;
+        }
+        sent
+    }
+
+    /// The items of stream `id` the client has received, as numbers.
+    fn items_of(&self, id: u64) -> Vec<i64> {
+        self.items
+            .iter()
+            .filter(|(i, _)| *i == id)
+            .map(|(_, v)| v.parse().unwrap())
+            .collect()
+    }
+
+    fn end_of(&self, id: u64) -> Option<&Result<(), RpcError>> {
+        self.ends.iter().find(|(i, _)| *i == id).map(|(_, r)| r)
     }
 
     fn call(&mut self, method: &str, args: &[i64], timeout_ms: Option<u64>) -> u64 {
@@ -83,24 +128,30 @@ impl Pair {
             while let Some(frame) = self.client.poll_transmit() {
                 moved = true;
                 match self.server.handle_frame(self.now, &frame) {
-                    Ok(Some(call)) => self.calls.push((
-                        call.id,
-                        format!("{}.{}", call.object, call.method),
-                        call.args.get().to_owned(),
-                    )),
+                    Ok(Some(call)) => {
+                        if call.stream {
+                            self.streams.push(call.id);
+                        }
+                        self.calls.push((
+                            call.id,
+                            format!("{}.{}", call.object, call.method),
+                            call.args.get().to_owned(),
+                        ));
+                    }
                     Ok(None) => {}
                     Err(reason) => self.server_closed = Some(reason),
                 }
             }
             while let Some(event) = self.server.poll_event() {
                 match event {
-                    ServerEvent::Abort { id, .. } => self.aborted.push(id),
+                    ServerEvent::Abort { id, why } => self.aborted.push((id, why)),
+                    ServerEvent::Credit { id, n } => self.credits.push((id, n)),
                     ServerEvent::Close(reason) => self.server_closed = Some(reason),
                 }
             }
             while let Some(frame) = self.server.poll_transmit() {
                 moved = true;
-                if let Err(reason) = self.client.handle_frame(&frame) {
+                if let Err(reason) = self.client.handle_frame(self.now, &frame) {
                     self.client_closed = Some(reason);
                 }
             }
@@ -109,6 +160,10 @@ impl Pair {
                     ClientEvent::Response { id, outcome } => self
                         .responses
                         .push((id, outcome.map(|v| v.get().to_owned()))),
+                    ClientEvent::Item { id, value } => {
+                        self.items.push((id, value.get().to_owned()))
+                    }
+                    ClientEvent::StreamEnd { id, outcome } => self.ends.push((id, outcome)),
                     ClientEvent::Close(reason) => self.client_closed = Some(reason),
                 }
             }
@@ -219,7 +274,7 @@ fn a_call_past_the_clients_deadline_fails_at_once_and_the_server_stops_it() {
     p.advance_to(500);
     assert_eq!(code(p.result(slow)), Some(ErrorCode::Timeout));
     // The client told the server, which aborted the call's work.
-    assert_eq!(p.aborted, vec![slow]);
+    assert_eq!(p.aborted, vec![(slow, AbortReason::Cancelled)]);
     // A late answer is dropped on both sides; the other call is unaffected.
     p.answer(slow, 1);
     p.answer(other, 2);
@@ -239,7 +294,7 @@ fn a_call_past_the_servers_deadline_is_answered_timeout_and_aborted() {
     let id = p.call("sleep", &[], Some(60_000));
     p.drive();
     p.advance_to(1_000);
-    assert_eq!(p.aborted, vec![id]);
+    assert_eq!(p.aborted, vec![(id, AbortReason::DeadlinePassed)]);
     assert_eq!(code(p.result(id)), Some(ErrorCode::Timeout));
     assert_eq!(p.server.calls_in_flight(), 0);
 }
@@ -252,7 +307,7 @@ fn a_cancelled_call_is_aborted_and_its_answer_dropped() {
     assert!(p.client.cancel(id));
     assert!(!p.client.cancel(id));
     p.drive();
-    assert_eq!(p.aborted, vec![id]);
+    assert_eq!(p.aborted, vec![(id, AbortReason::Cancelled)]);
     p.answer(id, 1);
     p.drive();
     assert!(p.responses.is_empty());
@@ -363,7 +418,7 @@ fn responses_that_are_not_responses_close_the_client() {
         )
         .unwrap();
     assert!(matches!(
-        client.handle_frame(&frame),
+        client.handle_frame(0, &frame),
         Err(CloseReason::Protocol(_))
     ));
     // The call in flight failed with the close.
@@ -455,4 +510,327 @@ fn call_ids_stop_below_2_pow_53() {
     ));
     // The call in flight failed with the close.
     assert_eq!(p.client.take_failed(), vec![last]);
+}
+
+// Streams.
+
+/// A stream's items flow within the window: the server never holds more
+/// credit than the window, and gets more as the consumer takes items.
+#[test]
+fn a_stream_sends_within_its_window_and_credit_follows_the_consumer() {
+    let mut p = Pair::new(SessionLimits::default());
+    let options = StreamOptions {
+        window: Some(4),
+        ..StreamOptions::default()
+    };
+    let id = p.stream("ticker", &[10], options);
+    p.drive();
+    assert_eq!(p.streams, vec![id]);
+    assert_eq!(p.server.streams_open(), 1);
+    assert_eq!(p.server.calls_in_flight(), 0);
+    // The initial window, no more.
+    assert_eq!(p.produce(id, 0, 100), 4);
+    assert_eq!(p.server.stream_item(id, b"99"), Err(StreamError::NoCredit));
+    p.drive();
+    assert_eq!(p.items_of(id), [0, 1, 2, 3]);
+    // A consumer that takes one item grants nothing yet (half a window
+    // is the step), two grant two.
+    p.client.consumed(p.now, id, 1);
+    p.drive();
+    assert!(p.credits.is_empty());
+    p.client.consumed(p.now, id, 1);
+    p.drive();
+    assert_eq!(p.credits, vec![(id, 2)]);
+    assert_eq!(p.produce(id, 4, 100), 2);
+    p.client.consumed(p.now, id, 4);
+    p.drive();
+    assert_eq!(p.produce(id, 6, 100), 4);
+    p.drive();
+    p.server.end_stream(id);
+    p.drive();
+    assert_eq!(p.items_of(id), (0..10).collect::<Vec<_>>());
+    assert_eq!(p.end_of(id), Some(&Ok(())));
+    assert_eq!(p.server.streams_open(), 0);
+    assert_eq!(p.client.calls_in_flight(), 0);
+    // What comes after the end is not sent.
+    assert_eq!(p.server.stream_item(id, b"1"), Err(StreamError::NotOpen));
+}
+
+/// A consumer that never reads stalls its own stream only: the server
+/// sends a window's worth, and other calls and streams go on.
+#[test]
+fn a_slow_consumer_stalls_only_its_own_stream() {
+    let mut p = Pair::new(SessionLimits::default());
+    let slow = p.stream("ticker", &[10_000], StreamOptions::default());
+    let fast = p.stream("ticker", &[100], StreamOptions::default());
+    p.drive();
+    let window = SessionLimits::default().stream_window as usize;
+    assert_eq!(p.produce(slow, 0, 10_000), window);
+    p.drive();
+    // The fast one is consumed as it comes and runs to its end.
+    let mut sent = 0;
+    while sent < 100 {
+        let n = p.produce(fast, sent as i64, 100 - sent);
+        assert!(n > 0, "the fast stream must not stall");
+        sent += n;
+        p.drive();
+        p.client.consumed(p.now, fast, n as u32);
+        p.drive();
+    }
+    p.server.end_stream(fast);
+    let call = p.call("add", &[1, 2], None);
+    p.drive();
+    p.answer(call, 3);
+    p.drive();
+    assert_eq!(p.items_of(fast).len(), 100);
+    assert_eq!(p.end_of(fast), Some(&Ok(())));
+    assert_eq!(p.result(call), Some(&Ok("3".to_owned())));
+    // The slow one still has exactly one window delivered and no credit.
+    assert_eq!(p.items_of(slow).len(), window);
+    assert_eq!(p.server.stream_credit(slow), 0);
+    assert_eq!(p.produce(slow, 0, 10_000), 0);
+}
+
+#[test]
+fn the_client_cancels_a_stream_and_what_is_in_flight_is_dropped() {
+    let mut p = Pair::new(SessionLimits::default());
+    let id = p.stream("ticker", &[100], StreamOptions::default());
+    p.drive();
+    p.produce(id, 0, 2);
+    // Sealed but not yet delivered when the client cancels.
+    assert!(p.client.cancel(id));
+    p.drive();
+    assert_eq!(p.aborted, vec![(id, AbortReason::Cancelled)]);
+    assert_eq!(p.server.streams_open(), 0);
+    assert!(p.items_of(id).is_empty());
+    assert!(p.end_of(id).is_none());
+    // The server's producer may race the cancel: its items are refused.
+    assert_eq!(p.server.stream_item(id, b"1"), Err(StreamError::NotOpen));
+}
+
+#[test]
+fn the_server_ends_a_stream_with_an_error_mid_stream() {
+    let mut p = Pair::new(SessionLimits::default());
+    let id = p.stream("ticker", &[100], StreamOptions::default());
+    p.drive();
+    p.produce(id, 0, 3);
+    p.server
+        .respond_error(id, &RpcError::application("the sensor went away"));
+    p.drive();
+    assert_eq!(p.items_of(id), [0, 1, 2]);
+    let e = p.end_of(id).unwrap().as_ref().unwrap_err();
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (ErrorCode::ApplicationError, "the sensor went away")
+    );
+    assert_eq!(p.server.streams_open(), 0);
+}
+
+#[test]
+fn a_streams_first_item_has_the_calls_deadline_then_none_on_the_server() {
+    let limits = SessionLimits {
+        call_timeout_ms: 1_000,
+        ..SessionLimits::default()
+    };
+    let mut p = Pair::new(limits);
+    // No first item in time: timeout, from the server (its deadline and
+    // the client's are the same; the client's fires first in this loop).
+    let late = p.stream("watch", &[], StreamOptions::default());
+    // One that sends its first item in time lives on, long past it.
+    let live = p.stream("watch", &[], StreamOptions::default());
+    p.drive();
+    p.advance_to(500);
+    p.produce(live, 0, 1);
+    p.drive();
+    p.advance_to(100_000);
+    assert_eq!(
+        p.end_of(late).unwrap().as_ref().unwrap_err().code,
+        ErrorCode::Timeout
+    );
+    assert!(p.aborted.iter().any(|&(id, _)| id == late));
+    assert!(p.end_of(live).is_none());
+    assert_eq!(p.server.streams_open(), 1);
+    assert_eq!(p.produce(live, 1, 1), 1);
+    p.drive();
+    assert_eq!(p.items_of(live), [0, 1]);
+}
+
+#[test]
+fn a_streams_idle_timeout_counts_only_while_the_server_has_credit() {
+    let mut p = Pair::new(SessionLimits::default());
+    let options = StreamOptions {
+        window: Some(2),
+        idle_timeout_ms: Some(1_000),
+        ..StreamOptions::default()
+    };
+    let id = p.stream("ticker", &[], options);
+    p.drive();
+    p.produce(id, 0, 2);
+    p.drive();
+    // No credit left: the server cannot send, so no idle timeout.
+    p.advance_to(50_000);
+    assert!(p.end_of(id).is_none());
+    // Credit again: now silence is an idle timeout.
+    p.client.consumed(p.now, id, 2);
+    p.drive();
+    p.advance_to(50_999);
+    assert!(p.end_of(id).is_none());
+    p.advance_to(51_000);
+    let e = p.end_of(id).unwrap().as_ref().unwrap_err();
+    assert_eq!(e.code, ErrorCode::Timeout);
+    assert!(e.message.contains("idle"), "{}", e.message);
+    // The server was told to stop it.
+    assert_eq!(p.aborted, vec![(id, AbortReason::Cancelled)]);
+}
+
+#[test]
+fn streams_over_max_streams_are_busy_and_do_not_count_as_calls() {
+    let limits = SessionLimits {
+        max_streams: 2,
+        max_inflight: 1,
+        ..SessionLimits::default()
+    };
+    let mut p = Pair::new(limits);
+    let a = p.stream("ticker", &[], StreamOptions::default());
+    let b = p.stream("ticker", &[], StreamOptions::default());
+    let c = p.stream("ticker", &[], StreamOptions::default());
+    let call = p.call("add", &[1, 2], None);
+    p.drive();
+    assert_eq!(p.streams, vec![a, b]);
+    assert_eq!(
+        p.end_of(c).unwrap().as_ref().unwrap_err().code,
+        ErrorCode::Busy
+    );
+    // The call still had its place among max_inflight.
+    assert!(p.calls.iter().any(|(id, _, _)| *id == call));
+}
+
+#[test]
+fn an_item_over_max_message_size_ends_its_stream_too_large() {
+    let limits = SessionLimits {
+        max_message_size: 64,
+        ..SessionLimits::default()
+    };
+    let mut p = Pair::new(limits);
+    let id = p.stream("ticker", &[], StreamOptions::default());
+    p.drive();
+    let big = format!("\"{}\"", "x".repeat(100));
+    assert_eq!(
+        p.server.stream_item(id, big.as_bytes()),
+        Err(StreamError::TooLarge)
+    );
+    p.drive();
+    assert_eq!(p.aborted, vec![(id, AbortReason::ItemTooLarge)]);
+    assert_eq!(
+        p.end_of(id).unwrap().as_ref().unwrap_err().code,
+        ErrorCode::TooLarge
+    );
+}
+
+#[test]
+fn closing_fails_open_streams_too() {
+    let mut p = Pair::new(SessionLimits::default());
+    let call = p.call("sleep", &[], None);
+    let stream = p.stream("ticker", &[], StreamOptions::default());
+    p.drive();
+    p.produce(stream, 0, 1);
+    p.drive();
+    p.client.handle_close(CloseReason::ConnectionLost);
+    assert_eq!(p.client.take_failed(), vec![call, stream]);
+    assert_eq!(p.client.poll_timeout(), None);
+}
+
+/// Sealed by the server's keys, handed to the client.
+fn from_server(s: Session, payloads: &[&str]) -> Vec<Vec<u8>> {
+    let (mut sealer, _) = s.split();
+    payloads
+        .iter()
+        .map(|p| {
+            let mut frame = Vec::new();
+            sealer.seal(p.as_bytes(), &mut frame).unwrap();
+            frame
+        })
+        .collect()
+}
+
+#[test]
+fn a_server_that_breaks_the_stream_rules_is_closed() {
+    let window = 2;
+    let options = StreamOptions {
+        window: Some(window),
+        ..StreamOptions::default()
+    };
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &[
+                r#"{"id":1,"item":1}"#,
+                r#"{"id":1,"item":2}"#,
+                r#"{"id":1,"item":3}"#,
+            ],
+            "more items than credit",
+        ),
+        (&[r#"{"id":1,"result":1}"#], "a result for stream"),
+        (&[r#"{"id":2,"item":1}"#], "not a stream"),
+        (&[r#"{"id":2,"end":true}"#], "end for call"),
+    ];
+    for (payloads, expected) in cases {
+        let (c, s) = sessions();
+        let mut client = ClientConnection::new(c, SessionLimits::default());
+        let stream = client.stream(0, "a", "m", &[0; 0], options).unwrap();
+        let call = client
+            .call(0, "a", "m", &[0; 0], CallOptions::default())
+            .unwrap();
+        assert_eq!((stream, call), (1, 2));
+        let mut outcome = Ok(());
+        for frame in from_server(s, payloads) {
+            outcome = client.handle_frame(0, &frame);
+            if outcome.is_err() {
+                break;
+            }
+        }
+        match outcome {
+            Err(CloseReason::Protocol(why)) => assert!(why.contains(expected), "{why}"),
+            other => panic!("{expected}: {other:?}"),
+        }
+        assert_eq!(client.take_failed(), vec![1, 2]);
+    }
+}
+
+#[test]
+fn credit_beyond_the_limit_closes_the_server() {
+    use sigil_core::rpc::{Control, MAX_STREAM_CREDIT, write_control};
+    let (c, s) = sessions();
+    let mut server = ServerConnection::new(s, SessionLimits::default(), 0);
+    let (mut sealer, _) = c.split();
+    let mut seal = |payload: &[u8]| {
+        let mut frame = Vec::new();
+        sealer.seal(payload, &mut frame).unwrap();
+        frame
+    };
+    let open = seal(br#"{"id":1,"object":"a","method":"m","args":[],"stream":16}"#);
+    assert!(server.handle_frame(0, &open).unwrap().unwrap().stream);
+    let mut grant = Vec::new();
+    write_control(
+        &mut grant,
+        Control::Credit {
+            id: 1,
+            n: MAX_STREAM_CREDIT - 16,
+        },
+    );
+    assert!(server.handle_frame(0, &seal(&grant)).unwrap().is_none());
+    assert_eq!(server.stream_credit(1), MAX_STREAM_CREDIT);
+    grant.clear();
+    write_control(&mut grant, Control::Credit { id: 1, n: 1 });
+    assert!(matches!(
+        server.handle_frame(0, &seal(&grant)),
+        Err(CloseReason::Protocol(_))
+    ));
+    // Credit for a stream that is not open is ignored.
+    let (c, s) = sessions();
+    let mut server = ServerConnection::new(s, SessionLimits::default(), 0);
+    let (mut sealer, _) = c.split();
+    let mut frame = Vec::new();
+    sealer.seal(br#"{"credit":9,"n":4}"#, &mut frame).unwrap();
+    assert!(server.handle_frame(0, &frame).unwrap().is_none());
+    assert!(server.poll_transmit().is_none());
 }

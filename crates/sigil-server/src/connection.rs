@@ -3,7 +3,11 @@
 //! A connection is one task. It owns its session (no lock), reads frames,
 //! runs quick methods inline, spawns asynchronous ones into its own task
 //! set (aborted when the connection ends) and sends their responses as
-//! they finish. Every wait is bounded: the handshake by its deadline, every
+//! they finish. A stream's producer is a task of its own that polls the
+//! method's stream only while it holds credit (a semaphore the client's
+//! grants fill) and hands each item to the connection through one small
+//! bounded queue: a reader that stops stalls its producer, never the
+//! server's memory. Every wait is bounded: the handshake by its deadline, every
 //! send and the close by `write_timeout`, every asynchronous call by
 //! `call_timeout`. Nothing that goes wrong here affects another
 //! connection: every failure closes this one only, and is logged (rate
@@ -17,7 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
 use sigil_core::connection::{
-    AbortReason, CloseReason, ServerConnection, ServerEvent, SessionLimits,
+    AbortReason, CloseReason, ServerConnection, ServerEvent, SessionLimits, StreamError,
 };
 use sigil_core::handshake::{BUSY_REASON, Refusal, RefusalCode, accept_hello, claimed_client_key};
 use sigil_core::keys::PublicKey;
@@ -26,7 +30,7 @@ use sigil_core::rand::OsRandom;
 use sigil_core::replay::{ReplayGuard, ReplayVerdict};
 use sigil_core::rpc::{ErrorCode, RpcError};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{OwnedSemaphorePermit, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::{Instant, sleep_until, timeout, timeout_at};
 use tokio_tungstenite::WebSocketStream;
@@ -38,7 +42,7 @@ use tracing::{debug, info};
 use crate::budget::AddrBucket;
 use crate::logs::Level;
 use crate::preauth::ReadBudget;
-use crate::registry::{CallContext, Handler, Lookup};
+use crate::registry::{CallContext, Handler, Items, Lookup, not_a_stream, returns_a_stream};
 use crate::server::{Conn, Shared};
 use crate::settings::{HandshakeInfo, HookDecision};
 use crate::tls::PeerCertificate;
@@ -195,6 +199,9 @@ pub(crate) async fn run<S>(
     let session_limits = SessionLimits {
         max_message_size: shared.core.limits().max_message_size,
         max_inflight: limits.max_inflight,
+        max_streams: limits.max_streams,
+        // A client's business: the server sends what it is granted.
+        stream_window: 1,
         call_timeout_ms: u64::try_from(limits.call_timeout.as_millis()).unwrap_or(u64::MAX),
         idle_timeout_ms: Some(u64::try_from(limits.idle_timeout.as_millis()).unwrap_or(u64::MAX)),
     };
@@ -300,6 +307,56 @@ const PINGS_PER_SECOND: u32 = 16;
 /// or the panic that ended it.
 type Done = (u64, std::thread::Result<Vec<u8>>);
 
+/// Items produced and not yet sealed, across the streams of a session: a
+/// producer waits when the queue is full (the session is busy sending).
+const PRODUCED_QUEUE: usize = 32;
+
+/// What a stream's producer hands the session.
+enum Produced {
+    /// The next item's JSON text.
+    Item(u64, Vec<u8>),
+    /// The end: completed, or failed with this error.
+    End(u64, Result<(), RpcError>),
+    /// The stream panicked.
+    Panicked(u64),
+}
+
+/// The streams of a session: their producers, and the credit each may use.
+struct Streams {
+    producers: JoinSet<()>,
+    credit: HashMap<u64, (Arc<Semaphore>, AbortHandle)>,
+    produced: mpsc::Sender<Produced>,
+}
+
+impl Streams {
+    /// Stops stream `id`'s producer (dropping its stream), if it runs.
+    fn stop(&mut self, id: u64) {
+        if let Some((_, task)) = self.credit.remove(&id) {
+            task.abort();
+        }
+    }
+}
+
+/// Polls `items` once per credit, handing each item (then the end) to the
+/// session.
+async fn produce(id: u64, mut items: Items, credit: Arc<Semaphore>, out: mpsc::Sender<Produced>) {
+    loop {
+        match credit.acquire().await {
+            Ok(permit) => permit.forget(),
+            Err(_) => return,
+        }
+        let (next, last) = match AssertUnwindSafe(items.next()).catch_unwind().await {
+            Ok(Some(Ok(item))) => (Produced::Item(id, item), false),
+            Ok(Some(Err(e))) => (Produced::End(id, Err(e)), true),
+            Ok(None) => (Produced::End(id, Ok(())), true),
+            Err(_) => (Produced::Panicked(id), true),
+        };
+        if out.send(next).await.is_err() || last {
+            return;
+        }
+    }
+}
+
 /// Why a session ends.
 enum End {
     /// The connection broke, or the peer stopped reading: nothing more can
@@ -325,6 +382,12 @@ impl Session {
         // aborted when the session ends.
         let mut calls: JoinSet<Done> = JoinSet::new();
         let mut running: HashMap<u64, AbortHandle> = HashMap::new();
+        let (produced, mut items) = mpsc::channel(PRODUCED_QUEUE);
+        let mut streams = Streams {
+            producers: JoinSet::new(),
+            credit: HashMap::new(),
+            produced,
+        };
         let mut pings = TokenBucket::full(PINGS_PER_SECOND, 0);
         let end = 'session: loop {
             // What the machine has to say: frames to send, calls to stop.
@@ -339,10 +402,15 @@ impl Session {
                         if let Some(task) = running.remove(&id) {
                             task.abort();
                         }
+                        streams.stop(id);
                         let (kind, what) = match why {
                             AbortReason::Cancelled => {
                                 ("cancelled calls", "cancelled by the client")
                             }
+                            AbortReason::ItemTooLarge => (
+                                "streams ended by a large item",
+                                "sent an item over max_message_size: ended too_large",
+                            ),
                             _ => (
                                 "calls past their deadline",
                                 "past call_timeout_ms: cancelled",
@@ -352,6 +420,11 @@ impl Session {
                         self.shared
                             .logs
                             .event(kind, Level::Info, || format!("call {id} of {peer} {what}"));
+                    }
+                    ServerEvent::Credit { id, n } => {
+                        if let Some((credit, _)) = streams.credit.get(&id) {
+                            credit.add_permits(n as usize);
+                        }
                     }
                     ServerEvent::Close(CloseReason::IdleTimeout) => {
                         debug!("{} idle for {:?}: closing", self.peer, limits.idle_timeout);
@@ -372,6 +445,10 @@ impl Session {
                     Some(Ok(Message::Binary(frame))) => {
                         let now = self.now_ms();
                         match self.conn.handle_frame(now, &frame) {
+                            Ok(Some(call)) if call.stream => {
+                                let (id, args) = (call.id, call.args.get());
+                                self.open_stream(&call.object, &call.method, id, args, &mut streams);
+                            }
                             Ok(Some(call)) => {
                                 let (id, args) = (call.id, call.args.get());
                                 let (object, method) = (&call.object, &call.method);
@@ -430,6 +507,8 @@ impl Session {
                         }
                     }
                 }
+                Some(item) = items.recv() => self.on_produced(item, &mut streams),
+                Some(_) = streams.producers.join_next(), if !streams.producers.is_empty() => {}
                 () = sleep_until(timer.unwrap_or_else(Instant::now)), if timer.is_some() => {
                     let now = self.now_ms();
                     self.conn.handle_timeout(now);
@@ -438,6 +517,7 @@ impl Session {
             }
         };
         calls.abort_all();
+        streams.producers.abort_all();
         match end {
             End::Close(code, reason) => close(&mut ws, limits.write_timeout, code, reason).await,
             // tungstenite has queued the reply to the peer's close; reading
@@ -459,6 +539,82 @@ impl Session {
         });
     }
 
+    /// Starts the producer of stream `id`, `object.method`, or answers why
+    /// it cannot run.
+    fn open_stream(
+        &mut self,
+        object: &str,
+        method: &str,
+        id: u64,
+        args: &str,
+        streams: &mut Streams,
+    ) {
+        debug!(
+            "stream {id} of {}: {object}.{method} by {}",
+            self.peer,
+            self.cx.fingerprint()
+        );
+        let opened = match self.shared.registry.lookup(object, method) {
+            Ok(Lookup::Handler(Handler::Stream(f))) => {
+                match std::panic::catch_unwind(AssertUnwindSafe(|| f(&self.cx, args))) {
+                    Ok(opened) => opened,
+                    Err(_) => {
+                        self.shared.log_panic(&format!("{object}.{method}"), id);
+                        Err(RpcError::internal())
+                    }
+                }
+            }
+            Ok(_) => Err(not_a_stream(object, method)),
+            Err(e) => Err(e),
+        };
+        match opened {
+            Ok(items) => {
+                let credit = Arc::new(Semaphore::new(self.conn.stream_credit(id) as usize));
+                let task = streams.producers.spawn(produce(
+                    id,
+                    items,
+                    credit.clone(),
+                    streams.produced.clone(),
+                ));
+                streams.credit.insert(id, (credit, task));
+            }
+            Err(e) => self.conn.respond_error(id, &e),
+        }
+    }
+
+    /// Seals what a producer handed over.
+    fn on_produced(&mut self, produced: Produced, streams: &mut Streams) {
+        match produced {
+            Produced::Item(id, item) => match self.conn.stream_item(id, &item) {
+                // Not open: cancelled or past its deadline, the producer is
+                // being stopped. Too large: ended, and an Abort follows.
+                Ok(()) | Err(StreamError::NotOpen | StreamError::TooLarge) => {}
+                Err(StreamError::NoCredit) => {
+                    // The producer takes a permit per item; cannot happen.
+                    self.shared
+                        .logs
+                        .event("stream credit errors", Level::Warn, || {
+                            format!("stream {id} produced an item without credit; ending it")
+                        });
+                    streams.stop(id);
+                    self.conn.respond_error(id, &RpcError::internal());
+                }
+            },
+            Produced::End(id, outcome) => {
+                streams.credit.remove(&id);
+                match outcome {
+                    Ok(()) => self.conn.end_stream(id),
+                    Err(e) => self.conn.respond_error(id, &e),
+                }
+            }
+            Produced::Panicked(id) => {
+                streams.credit.remove(&id);
+                self.shared.log_panic("a stream", id);
+                self.conn.respond_error(id, &RpcError::internal());
+            }
+        }
+    }
+
     /// Runs or starts call `id` of `object.method`: built-in and
     /// synchronous methods are answered at once; an asynchronous one is
     /// spawned into `calls`, and its abort handle returned.
@@ -476,17 +632,15 @@ impl Session {
             self.cx.fingerprint()
         );
         self.out.clear();
-        let error = |code, message: String| RpcError::new(code, message);
-        let outcome = match self.shared.registry.lookup(object, method) {
-            Lookup::NoSuchObject => Err(error(
-                ErrorCode::NoSuchObject,
-                format!("no object named {object}"),
-            )),
-            Lookup::NoSuchMethod => Err(error(
-                ErrorCode::NoSuchMethod,
-                format!("object {object} has no method {method}"),
-            )),
-            Lookup::Ping | Lookup::Objects if args.trim() != "[]" => Err(error(
+        let found = match self.shared.registry.lookup(object, method) {
+            Ok(found) => found,
+            Err(e) => {
+                self.conn.respond_error(id, &e);
+                return None;
+            }
+        };
+        let outcome = match found {
+            Lookup::Ping | Lookup::Objects if args.trim() != "[]" => Err(RpcError::new(
                 ErrorCode::InvalidArguments,
                 format!("sigil.{method} takes no arguments"),
             )),
@@ -512,6 +666,7 @@ impl Session {
                     }
                 }
             }
+            Lookup::Handler(Handler::Stream(_)) => Err(returns_a_stream(object, method)),
             Lookup::Handler(Handler::Async(f)) => {
                 match std::panic::catch_unwind(AssertUnwindSafe(|| f(&self.cx, id, args))) {
                     // A oneway call's response is dropped by the machine.

@@ -4,8 +4,11 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use futures_util::{StreamExt as _, stream};
 use serde_json::{Number, Value};
+use tokio::sync::broadcast;
 
 use crate::registry::{CallContext, NoArgs, Registry};
 use crate::{ErrorCode, RpcError};
@@ -20,11 +23,23 @@ pub const KV_MAX_VALUE: usize = 64 * 1024;
 /// Longest `clock.sleep`, in milliseconds.
 pub const CLOCK_MAX_SLEEP_MS: u64 = 60_000;
 
+/// Most ticks of one `clock.ticker`.
+pub const TICKER_MAX_TICKS: u64 = 10_000;
+/// Shortest interval of `clock.ticker`, in milliseconds.
+pub const TICKER_MIN_INTERVAL_MS: u64 = 10;
+
+/// Changes of the `kv` store a watcher may fall behind by before it skips
+/// to the current value.
+const KV_CHANGES_QUEUE: usize = 256;
+
 /// Registers `calculator` (`add`, `sub`, `mul`, `div`), `echo` (`echo`),
 /// `kv` (`get`, `set`, `delete`; a bounded in-memory map of strings shared
 /// by all connections) and `clock` (`sleep(ms)`: an asynchronous method
 /// that returns `ms` after sleeping that long, at most a minute — a slow
-/// call, to see deadlines at work) and `session`, one instance per session
+/// call, to see deadlines at work; `ticker(n, interval_ms)`: a stream of
+/// 0 to n−1, one every interval, n at most 10,000 and the interval at least
+/// 10 ms), `kv.watch(key)` (a stream: the key's value now, then each time
+/// it is set or deleted; `null` when absent) and `session`, one instance per session
 /// (`whoami`: the caller's key fingerprint, its name from `authorized_keys`,
 /// and its address, as the server sees them; `count`: 1, 2, 3… within a
 /// session, from 1 again in a new one).
@@ -52,6 +67,27 @@ pub fn register(registry: &mut Registry) {
             }
             tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
             Ok(ms)
+        })
+        .stream_method("ticker", |(n, interval_ms): (u64, u64)| {
+            if n > TICKER_MAX_TICKS || interval_ms < TICKER_MIN_INTERVAL_MS {
+                return Err(RpcError::invalid_arguments(format!(
+                    "clock.ticker ticks at most {TICKER_MAX_TICKS} times, at least \
+                     {TICKER_MIN_INTERVAL_MS} ms apart"
+                )));
+            }
+            let mut interval = tokio::time::interval(Duration::from_millis(interval_ms));
+            // A reader that paused gets the next tick on time, not a burst.
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            Ok(stream::unfold(
+                (0, interval),
+                move |(i, mut interval)| async move {
+                    if i >= n {
+                        return None;
+                    }
+                    interval.tick().await;
+                    Some((Ok::<_, RpcError>(i), (i + 1, interval)))
+                },
+            ))
         });
     registry
         .object("calculator")
@@ -75,13 +111,14 @@ pub fn register(registry: &mut Registry) {
         .object("echo")
         .method("echo", |(v,): (Value,)| Ok(v));
 
-    let store: Arc<Mutex<HashMap<String, String>>> = Arc::default();
-    let (s1, s2, s3) = (store.clone(), store.clone(), store);
+    let store = Arc::new(Kv {
+        map: Mutex::default(),
+        changes: broadcast::channel(KV_CHANGES_QUEUE).0,
+    });
+    let (s1, s2, s3, s4) = (store.clone(), store.clone(), store.clone(), store);
     registry
         .object("kv")
-        .method("get", move |(key,): (String,)| {
-            Ok(lock(&s1).get(&key).cloned())
-        })
+        .method("get", move |(key,): (String,)| Ok(s1.get(&key)))
         .method("set", move |(key, value): (String, String)| {
             if key.len() > KV_MAX_KEY || value.len() > KV_MAX_VALUE {
                 return Err(RpcError::new(
@@ -89,22 +126,67 @@ pub fn register(registry: &mut Registry) {
                     format!("keys are at most {KV_MAX_KEY} bytes and values at most {KV_MAX_VALUE} bytes"),
                 ));
             }
-            let mut map = lock(&s2);
+            let mut map = s2.lock();
             if map.len() >= KV_MAX_ENTRIES && !map.contains_key(&key) {
                 return Err(RpcError::application(format!(
                     "the store is full ({KV_MAX_ENTRIES} entries)"
                 )));
             }
-            map.insert(key, value);
+            map.insert(key.clone(), value);
+            drop(map);
+            s2.changed(key);
             Ok(Value::Null)
         })
         .method("delete", move |(key,): (String,)| {
-            Ok(lock(&s3).remove(&key).is_some())
+            let removed = s3.lock().remove(&key).is_some();
+            if removed {
+                s3.changed(key);
+            }
+            Ok(removed)
+        })
+        .stream_method("watch", move |(key,): (String,)| {
+            // Subscribed before the first read: no change is missed between.
+            let changes = s4.changes.subscribe();
+            let first = Ok::<_, RpcError>(s4.get(&key));
+            let later = stream::unfold(
+                (changes, s4.clone(), key),
+                |(mut changes, kv, key)| async move {
+                    loop {
+                        match changes.recv().await {
+                            Ok(changed) if changed == key => break,
+                            Ok(_) => {}
+                            // Fell behind: the current value is what counts.
+                            Err(broadcast::error::RecvError::Lagged(_)) => break,
+                            Err(broadcast::error::RecvError::Closed) => return None,
+                        }
+                    }
+                    let value = kv.get(&key);
+                    Some((Ok(value), (changes, kv, key)))
+                },
+            );
+            Ok(stream::once(async { first }).chain(later))
         });
 }
 
-fn lock(m: &Mutex<HashMap<String, String>>) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+/// The demo `kv` store: a bounded map, and the names of keys as they change.
+struct Kv {
+    map: Mutex<HashMap<String, String>>,
+    changes: broadcast::Sender<String>,
+}
+
+impl Kv {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, key: &str) -> Option<String> {
+        self.lock().get(key).cloned()
+    }
+
+    fn changed(&self, key: String) {
+        // No watcher: nothing to tell.
+        let _ = self.changes.send(key);
+    }
 }
 
 /// Integer arithmetic when both are integers and the result fits (and is

@@ -13,6 +13,9 @@
 //! A method takes its positional arguments as one type that deserializes
 //! from the JSON `args` array — a tuple such as `(f64, f64)` or `(String,)`,
 //! or [`NoArgs`] — and returns `Result<R, RpcError>` where `R: Serialize`.
+//! A stream method ([`ObjectBuilder::stream_method`]) returns a
+//! [`Stream`] of such results instead: live values, sent as the client
+//! grants credit for them.
 //! Arguments that do not fit give `invalid_arguments`; nothing but JSON
 //! through serde is ever deserialized, and only methods registered here can
 //! be called.
@@ -26,6 +29,7 @@ use std::sync::{Arc, Mutex};
 
 use std::net::SocketAddr;
 
+use futures_util::{Stream, StreamExt as _};
 use serde::de::{DeserializeOwned, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
@@ -65,6 +69,9 @@ type ResponseFuture = Pin<Box<dyn Future<Output = Vec<u8>> + Send>>;
 type SyncFn = dyn Fn(&Arc<CallContext>, u64, &str, &mut Vec<u8>) + Send + Sync;
 type AsyncFn =
     dyn Fn(&Arc<CallContext>, u64, &str) -> Result<ResponseFuture, RpcError> + Send + Sync;
+/// A stream's items as JSON text; an error ends it.
+pub(crate) type Items = Pin<Box<dyn Stream<Item = Result<Vec<u8>, RpcError>> + Send>>;
+type StreamFn = dyn Fn(&Arc<CallContext>, &str) -> Result<Items, RpcError> + Send + Sync;
 
 /// Who is calling: what the handshake established about the client, the
 /// same for every call of one session.
@@ -150,6 +157,8 @@ pub(crate) enum Handler {
     Sync(Box<SyncFn>),
     /// Spawned as its own task: many may be in flight on one connection.
     Async(Box<AsyncFn>),
+    /// A stream: its producer runs as its own task, paced by credit.
+    Stream(Box<StreamFn>),
 }
 
 /// The objects a server exposes.
@@ -197,8 +206,6 @@ pub(crate) enum Lookup<'a> {
     Handler(&'a Handler),
     Ping,
     Objects,
-    NoSuchObject,
-    NoSuchMethod,
 }
 
 impl Registry {
@@ -269,26 +276,39 @@ impl Registry {
         args: &str,
     ) -> Result<Box<RawValue>, RpcError> {
         let mut out = Vec::new();
-        match self.lookup(object, method) {
-            Lookup::NoSuchObject => {
-                return Err(RpcError::new(
-                    ErrorCode::NoSuchObject,
-                    format!("no object named {object}"),
-                ));
-            }
-            Lookup::NoSuchMethod => {
-                return Err(RpcError::new(
-                    ErrorCode::NoSuchMethod,
-                    format!("object {object} has no method {method}"),
-                ));
-            }
+        match self.lookup(object, method)? {
             Lookup::Ping => return raw("\"pong\"".to_owned()),
             Lookup::Objects => return raw(serde_json::to_string(&self.describe())?),
             Lookup::Handler(Handler::Sync(f)) => f(cx, 0, args, &mut out),
             Lookup::Handler(Handler::Async(f)) => out = f(cx, 0, args)?.await,
+            Lookup::Handler(Handler::Stream(_)) => return Err(returns_a_stream(object, method)),
         }
         let response = parse_response(&out).map_err(|_| RpcError::internal())?;
         response.outcome
+    }
+
+    /// Opens stream `object.method` in process, as a session with context
+    /// `cx` would (see [`call`](Self::call)): its items as JSON values.
+    pub fn stream(
+        &self,
+        cx: &Arc<CallContext>,
+        object: &str,
+        method: &str,
+        args: &str,
+    ) -> Result<impl Stream<Item = Result<Box<RawValue>, RpcError>> + Send + use<>, RpcError> {
+        match self.lookup(object, method)? {
+            Lookup::Handler(Handler::Stream(f)) => {
+                let items = f(cx, args)?;
+                Ok(items.map(|item| {
+                    item.and_then(|json| {
+                        String::from_utf8(json)
+                            .map_err(|_| RpcError::internal())
+                            .and_then(raw)
+                    })
+                }))
+            }
+            _ => Err(not_a_stream(object, method)),
+        }
     }
 
     /// The first thing that could not be registered, if any.
@@ -349,20 +369,29 @@ impl Registry {
         }
     }
 
-    pub(crate) fn lookup(&self, object: &str, method: &str) -> Lookup<'_> {
+    /// What `object.method` names, or the `no_such_object` or
+    /// `no_such_method` error.
+    pub(crate) fn lookup(&self, object: &str, method: &str) -> Result<Lookup<'_>, RpcError> {
+        let no_method = || {
+            RpcError::new(
+                ErrorCode::NoSuchMethod,
+                format!("object {object} has no method {method}"),
+            )
+        };
         if object == BUILTIN_OBJECT {
             return match method {
-                "ping" => Lookup::Ping,
-                "objects" => Lookup::Objects,
-                _ => Lookup::NoSuchMethod,
+                "ping" => Ok(Lookup::Ping),
+                "objects" => Ok(Lookup::Objects),
+                _ => Err(no_method()),
             };
         }
-        match self.objects.get(object) {
-            None => Lookup::NoSuchObject,
-            Some(methods) => methods
-                .get(method)
-                .map_or(Lookup::NoSuchMethod, Lookup::Handler),
-        }
+        let methods = self.objects.get(object).ok_or_else(|| {
+            RpcError::new(
+                ErrorCode::NoSuchObject,
+                format!("no object named {object}"),
+            )
+        })?;
+        methods.get(method).map(Lookup::Handler).ok_or_else(no_method)
     }
 
     /// Every object and its method names, sorted, the built-in one included:
@@ -471,6 +500,65 @@ impl ObjectBuilder<'_> {
         self.insert(name, Handler::Async(Box::new(handler)))
     }
 
+    /// Exposes a stream method: `f` checks the arguments and returns a
+    /// [`Stream`] of results, sent to the client as items while it grants
+    /// credit (the stream is polled only then, so a slow reader costs the
+    /// server nothing but the open stream). The stream ends the call when
+    /// it ends; an `Err` item ends it with that error. It is dropped at
+    /// once when the client cancels or the connection ends.
+    ///
+    /// ```
+    /// use futures_util::stream;
+    /// use sigil_server::{Registry, RpcError};
+    ///
+    /// let mut registry = Registry::new();
+    /// registry.object("count").stream_method("up_to", |(n,): (u32,)| {
+    ///     if n > 1000 {
+    ///         return Err(RpcError::invalid_arguments("count.up_to counts to 1000 at most"));
+    ///     }
+    ///     Ok(stream::iter((0..n).map(Ok::<_, RpcError>)))
+    /// });
+    /// ```
+    ///
+    /// A bad or duplicate method name is an error that
+    /// [`Registry::check`] reports.
+    pub fn stream_method<A, T, S, F>(self, name: &str, f: F) -> Self
+    where
+        A: DeserializeOwned,
+        T: Serialize,
+        S: Stream<Item = Result<T, RpcError>> + Send + 'static,
+        F: Fn(A) -> Result<S, RpcError> + Send + Sync + 'static,
+    {
+        self.stream_method_with_context(name, move |_: Arc<CallContext>, args: A| f(args))
+    }
+
+    /// [`stream_method`](Self::stream_method), with the caller's
+    /// [`CallContext`] (shared, so the stream may keep it).
+    ///
+    /// A bad or duplicate method name is an error that
+    /// [`Registry::check`] reports.
+    pub fn stream_method_with_context<A, T, S, F>(self, name: &str, f: F) -> Self
+    where
+        A: DeserializeOwned,
+        T: Serialize,
+        S: Stream<Item = Result<T, RpcError>> + Send + 'static,
+        F: Fn(Arc<CallContext>, A) -> Result<S, RpcError> + Send + Sync + 'static,
+    {
+        let label = format!("{}.{name}", self.name);
+        let handler = move |cx: &Arc<CallContext>, args: &str| -> Result<Items, RpcError> {
+            let args = parse_args::<A>(&label, args)?;
+            let items = f(cx.clone(), args)?.map(|item| {
+                item.and_then(|item| {
+                    serde_json::to_vec(&item).map_err(|e| {
+                        RpcError::application(format!("an item cannot be encoded as JSON: {e}"))
+                    })
+                })
+            });
+            Ok(Box::pin(items))
+        };
+        self.insert(name, Handler::Stream(Box::new(handler)))
+    }
+
     fn insert(self, name: &str, handler: Handler) -> Self {
         if let Err(e) = check_name("method", name) {
             self.errors.push(RegistryError::BadName {
@@ -552,6 +640,24 @@ impl<T: Send + Sync + 'static> StateBuilder<'_, T> {
             instance: self.instance,
         }
     }
+}
+
+/// The error of a plain call to a stream method.
+pub(crate) fn returns_a_stream(object: &str, method: &str) -> RpcError {
+    RpcError::new(
+        ErrorCode::InvalidRequest,
+        format!(
+            "{object}.{method} returns a stream: call it as a stream (`sigil call --stream`, `Client::stream`, `client.stream`)"
+        ),
+    )
+}
+
+/// The error of a stream request for a method that is not a stream.
+pub(crate) fn not_a_stream(object: &str, method: &str) -> RpcError {
+    RpcError::new(
+        ErrorCode::InvalidRequest,
+        format!("{object}.{method} is not a stream method: call it without a stream"),
+    )
 }
 
 /// The error of a call whose instance could not be found (it cannot happen).

@@ -101,6 +101,9 @@ pub struct ServerLimits {
     pub max_pending_per_ip: usize,
     /// Asynchronous calls in flight per connection; more are answered `busy`.
     pub max_inflight: usize,
+    /// Streams open per connection; more are answered `busy` (0: streams
+    /// are refused). They do not count among `max_inflight`.
+    pub max_streams: usize,
     /// Entries of the replay cache (see `sigil_core::replay`).
     pub replay_cache_capacity: usize,
     /// Hellos a second from one address, checked before any X25519 work
@@ -122,6 +125,7 @@ impl Default for ServerLimits {
             max_pending_handshakes: 256,
             max_pending_per_ip: 8,
             max_inflight: 64,
+            max_streams: 16,
             replay_cache_capacity: 262_144,
             handshake_rate_per_ip: 20,
             handshake_rate_per_key: 100,
@@ -235,6 +239,7 @@ impl ServerSettings {
             max_pending_handshakes: clamp_usize(config.max_pending_handshakes.value),
             max_pending_per_ip: clamp_usize(config.max_pending_per_ip.value),
             max_inflight: clamp_usize(config.max_inflight.value),
+            max_streams: clamp_usize(config.max_streams.value),
             replay_cache_capacity: clamp_usize(config.replay_cache_capacity.value),
             handshake_rate_per_ip: clamp_u32(config.handshake_rate_per_ip.value),
             handshake_rate_per_key: clamp_u32(config.handshake_rate_per_key.value),

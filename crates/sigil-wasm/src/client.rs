@@ -405,6 +405,8 @@ fn pump(rc: &Rc<RefCell<Inner>>) {
                     }
                 }
                 ClientEvent::Close(reason) => closed = Some(reason),
+                // This client opens no streams (yet).
+                ClientEvent::Item { .. } | ClientEvent::StreamEnd { .. } => {}
             }
         }
         let next = conn.poll_timeout();
@@ -583,6 +585,8 @@ fn on_message(rc: &Rc<RefCell<Inner>>, data: &JsValue) {
                     max_message_size: s.max_message_size,
                     // The server's to enforce (it answers `busy`).
                     max_inflight: usize::MAX,
+                    max_streams: usize::MAX,
+                    stream_window: sigil_core::connection::SessionLimits::default().stream_window,
                     call_timeout_ms: u64::from(call_timeout_ms),
                     idle_timeout_ms: None,
                 };
@@ -616,7 +620,7 @@ fn on_message(rc: &Rc<RefCell<Inner>>, data: &JsValue) {
         Phase::Open(mut conn) => {
             // A failure is also a close event of the machine: `pump` ends
             // the connection.
-            let _ = conn.handle_frame(&bytes);
+            let _ = conn.handle_frame(js_sys::Date::now() as u64, &bytes);
             s.phase = Phase::Open(conn);
             drop(s);
             pump(rc);

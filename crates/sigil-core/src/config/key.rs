@@ -28,6 +28,8 @@ pub(super) enum Key {
     MaxPendingHandshakes,
     MaxPendingPerIp,
     MaxInflight,
+    MaxStreams,
+    StreamWindow,
     MaxClockSkewMs,
     ReplayCacheCapacity,
     HandshakeRatePerIp,
@@ -44,7 +46,7 @@ pub(super) enum Key {
 impl Key {
     /// Every key, in the order of [`super::Config::entries`]: top-level keys
     /// first, then the `tls` table.
-    pub(super) const ALL: [Key; 31] = [
+    pub(super) const ALL: [Key; 33] = [
         Key::Host,
         Key::Port,
         Key::ServerKey,
@@ -65,6 +67,8 @@ impl Key {
         Key::MaxPendingHandshakes,
         Key::MaxPendingPerIp,
         Key::MaxInflight,
+        Key::MaxStreams,
+        Key::StreamWindow,
         Key::MaxClockSkewMs,
         Key::ReplayCacheCapacity,
         Key::HandshakeRatePerIp,
@@ -102,6 +106,8 @@ impl Key {
             Key::MaxPendingHandshakes => "max_pending_handshakes",
             Key::MaxPendingPerIp => "max_pending_per_ip",
             Key::MaxInflight => "max_inflight",
+            Key::MaxStreams => "max_streams",
+            Key::StreamWindow => "stream_window",
             Key::MaxClockSkewMs => "max_clock_skew_ms",
             Key::ReplayCacheCapacity => "replay_cache_capacity",
             Key::HandshakeRatePerIp => "handshake_rate_per_ip",
@@ -128,6 +134,8 @@ impl Key {
             Key::CallTimeoutMs => (10, 3_600_000),
             Key::MaxConnections => (1, 1_000_000),
             Key::MaxPendingHandshakes | Key::MaxPendingPerIp | Key::MaxInflight => (1, 65_536),
+            Key::MaxStreams => (0, 65_536),
+            Key::StreamWindow => (1, crate::rpc::MAX_STREAM_CREDIT as u64),
             // 0: timestamps must match the server's clock exactly (tests with a virtual clock).
             Key::MaxClockSkewMs => (0, 600_000),
             Key::ReplayCacheCapacity => (16, 16 * 1024 * 1024),

@@ -146,6 +146,12 @@ pub struct Config {
     pub max_pending_per_ip: Setting<u64>,
     /// Most calls in flight on one connection (`max_inflight`, default 64).
     pub max_inflight: Setting<u64>,
+    /// Most streams open on one connection; they do not count among
+    /// `max_inflight` (`max_streams`, default 16; 0: no streams).
+    pub max_streams: Setting<u64>,
+    /// Items a client lets a stream send before its consumer takes them:
+    /// the stream's window (`stream_window`, default 16).
+    pub stream_window: Setting<u64>,
     /// Largest accepted difference between a hello's timestamp and the
     /// server's clock (`max_clock_skew_ms`, default 60 s).
     pub max_clock_skew_ms: Setting<u64>,
@@ -209,6 +215,8 @@ impl Default for Config {
             max_pending_handshakes: Setting::default_value(256),
             max_pending_per_ip: Setting::default_value(8),
             max_inflight: Setting::default_value(64),
+            max_streams: Setting::default_value(16),
+            stream_window: Setting::default_value(16),
             max_clock_skew_ms: Setting::default_value(60_000),
             replay_cache_capacity: Setting::default_value(262_144),
             handshake_rate_per_ip: Setting::default_value(20),

@@ -12,10 +12,13 @@
 //! frames to send (`poll_transmit`) and the next instant at which it wants
 //! `handle_timeout` (`poll_timeout`). It reads no clock and does no I/O.
 //!
-//! Wire format of the messages beyond request and response (see the
-//! protocol chapter): a client cancels a call in flight with
-//! `{"cancel": ID}`; the server then stops the call and sends nothing for
-//! it.
+//! Wire format of the messages beyond request and response (see
+//! [`rpc`](crate::rpc) and the protocol chapter): a client cancels a call
+//! or a stream with `{"cancel": ID}`, after which the server sends nothing
+//! more for it; a stream request carries its initial window
+//! (`"stream": W`), the server sends at most that many `item`s before the
+//! client grants more with `{"credit": ID, "n": N}`, and ends the stream
+//! with `end` or an error.
 
 mod client;
 mod server;
@@ -23,8 +26,8 @@ mod server;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-pub use client::{CallError, CallOptions, ClientConnection, ClientEvent};
-pub use server::{AbortReason, IncomingCall, ServerConnection, ServerEvent};
+pub use client::{CallError, CallOptions, ClientConnection, ClientEvent, StreamOptions};
+pub use server::{AbortReason, IncomingCall, ServerConnection, ServerEvent, StreamError};
 
 use crate::transport::{FRAME_OVERHEAD, FrameError, FrameSealer};
 
@@ -61,6 +64,12 @@ pub struct SessionLimits {
     pub max_message_size: u32,
     /// Calls in flight at once (server: more are answered `busy`).
     pub max_inflight: usize,
+    /// Streams open at once (server: more are answered `busy`); they do
+    /// not count among `max_inflight`.
+    pub max_streams: usize,
+    /// Client: the window of a stream (items the server may send before
+    /// the client grants more), unless the stream sets its own.
+    pub stream_window: u32,
     /// Deadline of a call, in milliseconds, unless the call sets its own.
     pub call_timeout_ms: u64,
     /// Server: a connection with no message from the client and no call in
@@ -73,6 +82,8 @@ impl Default for SessionLimits {
         SessionLimits {
             max_message_size: 1 << 20,
             max_inflight: 64,
+            max_streams: 16,
+            stream_window: 16,
             call_timeout_ms: 30_000,
             idle_timeout_ms: Some(300_000),
         }

@@ -3,11 +3,13 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 
-use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{CloseReason, Deadlines, SessionLimits, seal_frame};
-use crate::rpc::{ErrorCode, RpcError, parse_request, write_error};
+use crate::rpc::{
+    Control, ErrorCode, MAX_STREAM_CREDIT, RpcError, parse_control, parse_request, write_end,
+    write_error, write_item,
+};
 use crate::transport::{FrameOpener, FrameSealer, Session};
 
 /// A call to dispatch, borrowed from the frame it came in.
@@ -23,6 +25,11 @@ pub struct IncomingCall<'a> {
     pub args: &'a RawValue,
     /// The client wants no response (the machine drops it if one comes).
     pub oneway: bool,
+    /// The client wants a stream: answer with
+    /// [`stream_item`](ServerConnection::stream_item) while there is
+    /// credit, then [`end_stream`](ServerConnection::end_stream) or
+    /// [`respond_error`](ServerConnection::respond_error).
+    pub stream: bool,
 }
 
 /// What the server's adapter must act on, besides calls.
@@ -37,6 +44,13 @@ pub enum ServerEvent {
         /// Why.
         why: AbortReason,
     },
+    /// Stream `id` may send `n` more items (the client granted credit).
+    Credit {
+        /// The stream.
+        id: u64,
+        /// How many more items.
+        n: u32,
+    },
     /// Close the connection for this reason (the idle timer).
     Close(CloseReason),
 }
@@ -46,20 +60,36 @@ pub enum ServerEvent {
 pub enum AbortReason {
     /// The client sent a cancel for it.
     Cancelled,
-    /// It ran past `call_timeout_ms`.
+    /// It ran past `call_timeout_ms` (a stream: before its first item).
     DeadlinePassed,
+    /// A stream's item was over `max_message_size`: the stream ended with
+    /// `too_large`.
+    ItemTooLarge,
 }
+
+/// Why a stream's item was not sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StreamError {
+    /// The stream is not open (it ended, was cancelled, or is not a stream).
+    #[error("the stream is not open")]
+    NotOpen,
+    /// The stream has no credit: wait for [`ServerEvent::Credit`].
+    #[error("the stream has no credit")]
+    NoCredit,
+    /// The item is over `max_message_size`: the stream has ended with
+    /// `too_large` (and [`ServerEvent::Abort`] says so).
+    #[error("the item is over max_message_size")]
+    TooLarge,
+}
+
+/// No deadline (a stream past its first item).
+const NO_DEADLINE: u64 = u64::MAX;
 
 struct InFlight {
     deadline_ms: u64,
     oneway: bool,
-}
-
-/// `{"cancel": ID}`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Cancel {
-    cancel: u64,
+    /// A stream: the items it may still send.
+    credit: Option<u32>,
 }
 
 /// The server's RPC session: opens the client's frames, keeps its calls in
@@ -69,6 +99,8 @@ pub struct ServerConnection {
     opener: FrameOpener,
     limits: SessionLimits,
     calls: HashMap<u64, InFlight>,
+    /// How many of `calls` are streams.
+    streams: usize,
     deadlines: Deadlines,
     /// When the client last sent a message.
     last_heard_ms: u64,
@@ -88,6 +120,7 @@ impl ServerConnection {
             opener,
             limits,
             calls: HashMap::new(),
+            streams: 0,
             deadlines: Deadlines::default(),
             last_heard_ms: now_ms,
             transmit: VecDeque::new(),
@@ -97,9 +130,20 @@ impl ServerConnection {
         }
     }
 
-    /// Calls in flight (dispatched, not yet answered, aborted or expired).
+    /// Calls in flight (dispatched, not yet answered, aborted or
+    /// expired), streams not included.
     pub fn calls_in_flight(&self) -> usize {
-        self.calls.len()
+        self.calls.len() - self.streams
+    }
+
+    /// Streams open.
+    pub fn streams_open(&self) -> usize {
+        self.streams
+    }
+
+    /// The items stream `id` may send now (0 if it is not open).
+    pub fn stream_credit(&self, id: u64) -> u32 {
+        self.calls.get(&id).and_then(|c| c.credit).unwrap_or(0)
     }
 
     /// Why the connection must close, once it must.
@@ -108,10 +152,12 @@ impl ServerConnection {
     }
 
     /// Takes a frame from the client. Returns the call it carries, to
-    /// dispatch; invalid requests and calls over `max_inflight` are answered
-    /// here (see [`poll_transmit`](Self::poll_transmit)), and a cancel
-    /// becomes [`ServerEvent::Abort`]. A frame that fails to open, or an
-    /// empty one, is an error: close the connection.
+    /// dispatch; invalid requests, calls over `max_inflight` and streams
+    /// over `max_streams` are answered here (see
+    /// [`poll_transmit`](Self::poll_transmit)), a cancel becomes
+    /// [`ServerEvent::Abort`] and a credit [`ServerEvent::Credit`]. A frame
+    /// that fails to open, or credit beyond
+    /// [`MAX_STREAM_CREDIT`], is an error: close the connection.
     pub fn handle_frame<'a>(
         &mut self,
         now_ms: u64,
@@ -131,16 +177,18 @@ impl ServerConnection {
         let req = match parse_request(payload) {
             Ok(req) => req,
             Err(rejected) => {
-                if let Ok(Cancel { cancel }) = serde_json::from_slice::<Cancel>(payload) {
-                    if self.calls.remove(&cancel).is_some() {
-                        self.events.push_back(ServerEvent::Abort {
-                            id: cancel,
-                            why: AbortReason::Cancelled,
-                        });
+                match parse_control(payload) {
+                    Some(Control::Cancel(id)) => {
+                        if self.remove(id).is_some() {
+                            self.events.push_back(ServerEvent::Abort {
+                                id,
+                                why: AbortReason::Cancelled,
+                            });
+                        }
                     }
-                    return Ok(None);
+                    Some(Control::Credit { id, n }) => self.grant(id, n)?,
+                    None => self.queue_error(rejected.id, &rejected.error),
                 }
-                self.queue_error(rejected.id, &rejected.error);
                 return Ok(None);
             }
         };
@@ -152,16 +200,24 @@ impl ServerConnection {
             self.queue_error(req.id, &e);
             return Ok(None);
         }
-        if self.calls.len() >= self.limits.max_inflight {
-            let e = RpcError::new(
-                ErrorCode::Busy,
+        let busy = if req.stream.is_some() {
+            (self.streams >= self.limits.max_streams).then(|| {
+                format!(
+                    "too many streams open (max_streams = {})",
+                    self.limits.max_streams
+                )
+            })
+        } else {
+            (self.calls_in_flight() >= self.limits.max_inflight).then(|| {
                 format!(
                     "too many calls in flight (max_inflight = {})",
                     self.limits.max_inflight
-                ),
-            );
+                )
+            })
+        };
+        if let Some(message) = busy {
             if !req.oneway {
-                self.queue_error(req.id, &e);
+                self.queue_error(req.id, &RpcError::new(ErrorCode::Busy, message));
             }
             return Ok(None);
         }
@@ -171,8 +227,10 @@ impl ServerConnection {
             InFlight {
                 deadline_ms,
                 oneway: req.oneway,
+                credit: req.stream,
             },
         );
+        self.streams += usize::from(req.stream.is_some());
         self.deadlines.push(deadline_ms, req.id);
         Ok(Some(IncomingCall {
             id: req.id,
@@ -180,7 +238,84 @@ impl ServerConnection {
             method: req.method,
             args: req.args,
             oneway: req.oneway,
+            stream: req.stream.is_some(),
         }))
+    }
+
+    /// Adds credit to stream `id`; a grant for a stream no longer open is
+    /// ignored (it crossed the stream's end on the wire).
+    fn grant(&mut self, id: u64, n: u32) -> Result<(), CloseReason> {
+        let Some(credit) = self.calls.get_mut(&id).and_then(|c| c.credit.as_mut()) else {
+            return Ok(());
+        };
+        match credit.checked_add(n).filter(|&c| c <= MAX_STREAM_CREDIT) {
+            Some(c) => *credit = c,
+            None => {
+                return Err(self.close(CloseReason::Protocol(format!(
+                    "credit of stream {id} over {MAX_STREAM_CREDIT} items"
+                ))));
+            }
+        }
+        if n > 0 {
+            self.events.push_back(ServerEvent::Credit { id, n });
+        }
+        Ok(())
+    }
+
+    /// Sends stream `id`'s next item, `item` being the value's JSON text;
+    /// takes one credit. The first item lifts the call's deadline.
+    pub fn stream_item(&mut self, id: u64, item: &[u8]) -> Result<(), StreamError> {
+        let call = self.calls.get_mut(&id).ok_or(StreamError::NotOpen)?;
+        let credit = call.credit.as_mut().ok_or(StreamError::NotOpen)?;
+        if *credit == 0 {
+            return Err(StreamError::NoCredit);
+        }
+        let mut out = std::mem::take(&mut self.scratch);
+        out.clear();
+        write_item(&mut out, id, item);
+        let max = self.limits.max_message_size as usize;
+        if out.len() > max {
+            self.scratch = out;
+            let e = RpcError::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "an item of the stream ({} bytes) is over max_message_size ({max} bytes)",
+                    item.len()
+                ),
+            );
+            self.respond_error(id, &e);
+            self.events.push_back(ServerEvent::Abort {
+                id,
+                why: AbortReason::ItemTooLarge,
+            });
+            return Err(StreamError::TooLarge);
+        }
+        *credit -= 1;
+        call.deadline_ms = NO_DEADLINE;
+        self.seal(&out);
+        self.scratch = out;
+        Ok(())
+    }
+
+    /// Ends stream `id` with its completion (an error ends it with
+    /// [`respond_error`](Self::respond_error)). Ignored if it is not open.
+    pub fn end_stream(&mut self, id: u64) {
+        if self.calls.get(&id).is_some_and(|c| c.credit.is_some()) {
+            self.remove(id);
+            let mut out = std::mem::take(&mut self.scratch);
+            out.clear();
+            write_end(&mut out, id);
+            self.seal(&out);
+            self.scratch = out;
+            self.prune();
+        }
+    }
+
+    /// Forgets call or stream `id`.
+    fn remove(&mut self, id: u64) -> Option<InFlight> {
+        let call = self.calls.remove(&id)?;
+        self.streams -= usize::from(call.credit.is_some());
+        Some(call)
     }
 
     /// Answers call `id` with its whole response (JSON written by
@@ -189,7 +324,7 @@ impl ServerConnection {
     /// longer in flight (aborted, expired) or was oneway; a response over
     /// `max_message_size` is replaced by a `too_large` error.
     pub fn respond(&mut self, id: u64, response: &[u8]) {
-        let Some(call) = self.calls.remove(&id) else {
+        let Some(call) = self.remove(id) else {
             return;
         };
         if call.oneway {
@@ -264,18 +399,26 @@ impl ServerConnection {
             calls.get(&id).is_some_and(|c| c.deadline_ms == at)
         });
         for id in due {
-            let oneway = self.calls.get(&id).is_some_and(|c| c.oneway);
+            let (oneway, stream) = self
+                .calls
+                .get(&id)
+                .map_or((false, false), |c| (c.oneway, c.credit.is_some()));
             if !oneway {
+                let what = if stream {
+                    "the stream sent no item within call_timeout_ms"
+                } else {
+                    "the call ran past call_timeout_ms"
+                };
                 let e = RpcError::new(
                     ErrorCode::Timeout,
                     format!(
-                        "the call ran past call_timeout_ms ({} ms) and was cancelled",
+                        "{what} ({} ms) and was cancelled",
                         self.limits.call_timeout_ms
                     ),
                 );
                 self.respond_error(id, &e);
             }
-            self.calls.remove(&id);
+            self.remove(id);
             self.events.push_back(ServerEvent::Abort {
                 id,
                 why: AbortReason::DeadlinePassed,
