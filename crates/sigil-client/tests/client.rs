@@ -1,49 +1,43 @@
-//! The client against a small in-test sigil/1 server over loopback sockets.
+//! The client against the real sigil-server over loopback sockets, and
+//! against a hostile server for the transport faults the real one never
+//! commits.
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::{Behavior, Event, TestServer};
+use common::hostile::{Hostile, Peer, result};
+use common::{Real, assert_connection_error, demo_registry, fresh_key, outcome, spawn_call};
 use serde_json::Value;
 use sigil_client::{
-    Client, ClientError, ClientOptions, ConnectError, ErrorCode, Limits, RefusalCode, SecretKey,
+    Client, ClientError, ClientOptions, ConnectError, ErrorCode, Limits, RefusalCode,
 };
-use sigil_core::OsRandom;
-
-async fn connect(server: &TestServer) -> Client {
-    Client::connect(&server.url(), server.options())
-        .await
-        .expect("connect")
-}
-
-fn assert_connection_error<T: std::fmt::Debug>(result: Result<T, ClientError>) {
-    match result {
-        Err(ClientError::Connection(_)) => {}
-        other => panic!("expected a connection error, got {other:?}"),
-    }
-}
+use sigil_server::{CallContext, HookDecision, NoArgs, RpcError};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test]
 async fn calls_results_and_remote_errors() {
-    let mut server = TestServer::start(Behavior {
-        payload: Some(r#"{"motd":"hi"}"#.into()),
-        ..Behavior::default()
+    let mut registry = demo_registry();
+    registry
+        .object("test")
+        .method_with_context("handshake", |cx: &CallContext, _: NoArgs| {
+            Ok::<_, RpcError>((cx.payload.clone(), cx.session_hash))
+        });
+    let real = Real::start_with(registry, |s| {
+        s.with_hook(|_| HookDecision::Accept(Some(r#"{"motd":"hi"}"#.into())))
     })
     .await;
     let client = Client::connect(
-        &server.url(),
-        server.options().with_payload(r#"{"user":"alice"}"#),
+        &real.url(),
+        real.options().with_payload(r#"{"user":"alice"}"#),
     )
     .await
     .expect("connect");
-    let Event::Hello {
-        payload,
-        session_hash,
-    } = server.event().await
-    else {
-        panic!("expected a hello");
-    };
+    let (payload, session_hash): (Option<String>, [u8; 32]) = client
+        .call("test", "handshake", ())
+        .await
+        .expect("handshake");
     assert_eq!(payload.as_deref(), Some(r#"{"user":"alice"}"#));
     assert_eq!(client.session_hash(), session_hash);
     assert_eq!(client.server_payload(), Some(r#"{"motd":"hi"}"#));
@@ -77,37 +71,30 @@ async fn calls_results_and_remote_errors() {
     let sum: f64 = client.call("calculator", "add", (2, 2)).await.expect("add");
     assert_eq!(sum, 4.0);
     client.close().await;
+    real.stop().await;
 }
 
 #[tokio::test]
 async fn concurrent_calls_match_out_of_order_responses() {
-    // The server holds 8 responses and sends them in reverse order.
-    let server = TestServer::start(Behavior {
-        batch: 8,
-        ..Behavior::default()
-    })
-    .await;
-    let client = connect(&server).await;
-    let mut tasks = Vec::new();
-    for i in 0..8u64 {
-        let client = client.clone();
-        tasks.push(tokio::spawn(async move {
-            let got: u64 = client.call("echo", "echo", [i]).await.expect("echo");
-            assert_eq!(got, i);
-        }));
+    let (real, mut gates) = Real::with_gates().await;
+    let client = real.connect().await;
+    let mut calls = Vec::new();
+    for i in 0..8 {
+        calls.push((i, gates.hold(&client, i).await));
     }
-    for t in tasks {
-        tokio::time::timeout(Duration::from_secs(10), t)
-            .await
-            .expect("calls finish")
-            .expect("task");
+    // All 8 are in flight; each is let go only once the one after it has
+    // been answered, so the responses come in reverse order.
+    for (i, call) in calls.into_iter().rev() {
+        gates.open(i);
+        assert_eq!(outcome(call).await.expect("wait"), i);
     }
+    real.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_tasks_share_one_client() {
-    let server = TestServer::start(Behavior::default()).await;
-    let client = connect(&server).await;
+    let real = Real::start().await;
+    let client = real.connect().await;
     let mut tasks = Vec::new();
     for t in 0..16u32 {
         let client = client.clone();
@@ -124,28 +111,29 @@ async fn many_tasks_share_one_client() {
             .expect("calls finish")
             .expect("task");
     }
+    real.stop().await;
 }
 
 #[tokio::test]
 async fn oneway_calls_get_no_response() {
-    let server = TestServer::start(Behavior::default()).await;
-    let client = connect(&server).await;
+    let real = Real::start().await;
+    let client = real.connect().await;
     for _ in 0..3 {
-        client.oneway("counter", "incr", ()).await.expect("oneway");
+        client.oneway("session", "count", ()).await.expect("oneway");
     }
-    // Frames are ordered: the get runs after the three increments.
-    let count: u64 = client.call("counter", "get", ()).await.expect("get");
-    assert_eq!(count, 3);
+    // Frames are ordered: this call runs after the three oneway ones.
+    let count: u64 = client.call("session", "count", ()).await.expect("count");
+    assert_eq!(count, 4);
+    real.stop().await;
 }
 
 #[tokio::test]
 async fn fail_refusal_code_2_is_reported() {
-    let server = TestServer::start(Behavior {
-        refuse: Some("not on the guest list".into()),
-        ..Behavior::default()
+    let real = Real::start_with(demo_registry(), |s| {
+        s.with_hook(|_| HookDecision::Refuse("not on the guest list".into()))
     })
     .await;
-    let err = Client::connect(&server.url(), server.options())
+    let err = Client::connect(&real.url(), real.options())
         .await
         .expect_err("refused");
     assert_eq!(err.refusal_code(), Some(2));
@@ -157,17 +145,16 @@ async fn fail_refusal_code_2_is_reported() {
         other => panic!("expected a refusal, got {other:?}"),
     }
     assert!(err.to_string().contains("not on the guest list"));
+    real.stop().await;
 }
 
 #[tokio::test]
 async fn fail_wrong_pinned_key_is_refused_generically() {
-    let server = TestServer::start(Behavior::default()).await;
-    let other = SecretKey::generate(&mut OsRandom)
-        .expect("random")
-        .public_key();
+    let real = Real::start().await;
+    let other = fresh_key().public_key();
     let err = Client::connect(
-        &server.url(),
-        ClientOptions::new(server.client_secret(), other),
+        &real.url(),
+        ClientOptions::new(real.keys.client_secret(), other),
     )
     .await
     .expect_err("wrong key");
@@ -176,21 +163,28 @@ async fn fail_wrong_pinned_key_is_refused_generically() {
         err.to_string().contains("check the pinned server key"),
         "{err}"
     );
+    // A client key the server does not authorise is refused the same way.
+    let err = Client::connect(
+        &real.url(),
+        ClientOptions::new(fresh_key(), real.keys.server_key),
+    )
+    .await
+    .expect_err("unauthorised client");
+    assert_eq!(err.refusal_code(), Some(1), "{err}");
+    real.stop().await;
 }
 
 #[tokio::test]
 async fn fail_psk_mismatch_and_success_with_psk_and_prologue() {
-    let server = TestServer::start(Behavior {
-        psk: Some([7; 32]),
-        prologue: b"app v1".to_vec(),
-        ..Behavior::default()
+    let psk = sigil_client::SymmetricKey::from_bytes(&[7; 32]);
+    let server_psk = psk.clone();
+    let real = Real::start_with(demo_registry(), |s| {
+        s.with_psk(server_psk).with_prologue(b"app v1")
     })
     .await;
-    let psk = sigil_client::SymmetricKey::from_bytes(&[7; 32]);
     let client = Client::connect(
-        &server.url(),
-        server
-            .options()
+        &real.url(),
+        real.options()
             .with_psk(psk.clone())
             .with_prologue(&b"app v1"[..]),
     )
@@ -199,55 +193,53 @@ async fn fail_psk_mismatch_and_success_with_psk_and_prologue() {
     let sum: f64 = client.call("calculator", "add", (1, 1)).await.expect("add");
     assert_eq!(sum, 2.0);
 
-    let err = Client::connect(&server.url(), server.options().with_psk(psk))
+    let err = Client::connect(&real.url(), real.options().with_psk(psk))
         .await
         .expect_err("prologue missing");
     assert_eq!(err.refusal_code(), Some(1));
-    let err = Client::connect(
-        &server.url(),
-        server.options().with_prologue(&b"app v1"[..]),
-    )
-    .await
-    .expect_err("psk missing");
+    let err = Client::connect(&real.url(), real.options().with_prologue(&b"app v1"[..]))
+        .await
+        .expect_err("psk missing");
     assert_eq!(err.refusal_code(), Some(1));
+    real.stop().await;
 }
 
 #[tokio::test]
 async fn fail_tampered_server_hello_is_a_handshake_failure() {
-    let server = TestServer::start(Behavior {
-        tamper_hello: true,
-        ..Behavior::default()
-    })
-    .await;
-    let err = Client::connect(&server.url(), server.options())
-        .await
-        .expect_err("tampered");
+    let server = Hostile::start().await;
+    let url = server.url();
+    let (err, _peer) = tokio::join!(Client::connect(&url, server.options()), server.accept(true));
+    let err = err.expect_err("tampered");
     assert!(matches!(err, ClientError::Handshake), "{err:?}");
     assert_eq!(err.refusal_code(), None);
 }
 
+/// Starts a call and waits for it at the hostile server: the call's task,
+/// and its id.
+async fn call_in_flight(
+    client: &Client,
+    peer: &mut Peer,
+) -> (JoinHandle<Result<Value, ClientError>>, u64) {
+    let call = spawn_call(client, "any", "thing", ());
+    (call, peer.request().await.id)
+}
+
 #[tokio::test]
 async fn fail_tampered_frame_fails_every_pending_call() {
-    let mut server = TestServer::start(Behavior::default()).await;
-    let client = connect(&server).await;
-    assert!(matches!(server.event().await, Event::Hello { .. }));
+    let server = Hostile::start().await;
+    let (client, mut peer) = server.connect(server.options()).await;
     let mut hanging = Vec::new();
     for _ in 0..3 {
-        let client = client.clone();
-        hanging.push(tokio::spawn(async move {
-            client.call::<Value>("test", "hang", ()).await
-        }));
+        hanging.push(call_in_flight(&client, &mut peer).await.0);
     }
-    for _ in 0..3 {
-        assert!(matches!(server.event().await, Event::Request { .. }));
-    }
-    assert_connection_error(client.call::<Value>("test", "tamper", ()).await);
+    let (call, id) = call_in_flight(&client, &mut peer).await;
+    let mut frame = peer.seal(&result(id, r#""ok""#));
+    // Flip a bit of the payload: the tag no longer matches.
+    frame[20] ^= 0x01;
+    peer.send(Message::binary(frame)).await;
+    assert_connection_error(outcome(call).await);
     for h in hanging {
-        let result = tokio::time::timeout(Duration::from_secs(5), h)
-            .await
-            .expect("pending call fails promptly")
-            .expect("task");
-        assert_connection_error(result);
+        assert_connection_error(outcome(h).await);
     }
     assert_connection_error(client.call::<f64>("calculator", "add", (1, 2)).await);
     assert!(client.is_closed());
@@ -255,20 +247,21 @@ async fn fail_tampered_frame_fails_every_pending_call() {
 
 #[tokio::test]
 async fn fail_text_message_closes_the_connection() {
-    let server = TestServer::start(Behavior::default()).await;
-    let client = connect(&server).await;
-    assert_connection_error(client.call::<Value>("test", "text", ()).await);
+    let server = Hostile::start().await;
+    let (client, mut peer) = server.connect(server.options()).await;
+    let (call, _) = call_in_flight(&client, &mut peer).await;
+    peer.send(Message::text("hello")).await;
+    assert_connection_error(outcome(call).await);
     assert_connection_error(client.call::<f64>("calculator", "add", (1, 2)).await);
 }
 
 #[tokio::test]
 async fn fail_payload_that_is_not_a_response_closes_the_connection() {
-    let server = TestServer::start(Behavior::default()).await;
-    let client = connect(&server).await;
-    let err = client
-        .call::<Value>("test", "garbage", ())
-        .await
-        .expect_err("garbage");
+    let server = Hostile::start().await;
+    let (client, mut peer) = server.connect(server.options()).await;
+    let (call, _) = call_in_flight(&client, &mut peer).await;
+    peer.send_sealed(br#"{"not":"a response"}"#).await;
+    let err = outcome(call).await.expect_err("garbage");
     assert!(
         err.to_string().contains("invalid response from the server"),
         "{err}"
@@ -276,21 +269,31 @@ async fn fail_payload_that_is_not_a_response_closes_the_connection() {
     assert_connection_error(client.call::<f64>("calculator", "add", (1, 2)).await);
 }
 
-#[tokio::test]
-async fn fail_oversized_frame_closes_the_connection() {
-    let server = TestServer::start(Behavior::default()).await;
-    let limits = Limits {
+/// Frames of at most 1024 bytes.
+fn small() -> Limits {
+    Limits {
         max_message_size: 1024,
         ..Limits::default()
-    };
-    let client = Client::connect(&server.url(), server.options().with_limits(limits))
-        .await
-        .expect("connect");
-    assert_connection_error(client.call::<Value>("test", "big", ()).await);
+    }
+}
+
+#[tokio::test]
+async fn fail_oversized_frame_closes_the_connection() {
+    let server = Hostile::start().await;
+    let (client, mut peer) = server.connect(server.options().with_limits(small())).await;
+    let (call, id) = call_in_flight(&client, &mut peer).await;
+    let big = format!(r#""{}""#, "x".repeat(64 * 1024));
+    peer.send_sealed(&result(id, &big)).await;
+    assert_connection_error(outcome(call).await);
+}
+
+#[tokio::test]
+async fn fail_oversized_request_is_refused_locally() {
     // Our own requests are held to the same limit, locally.
-    let client = connect(&server).await;
+    let real = Real::start().await;
+    let client = real.connect().await;
     let long = "y".repeat(2000);
-    let small = Client::connect(&server.url(), server.options().with_limits(limits))
+    let small = Client::connect(&real.url(), real.options().with_limits(small()))
         .await
         .expect("connect");
     let err = small
@@ -300,25 +303,28 @@ async fn fail_oversized_frame_closes_the_connection() {
     assert!(matches!(err, ClientError::InvalidArguments(_)), "{err:?}");
     let echoed: String = client.call("echo", "echo", [&long]).await.expect("echo");
     assert_eq!(echoed, long);
+    real.stop().await;
 }
 
 #[tokio::test]
 async fn unknown_ids_and_empty_frames_are_ignored() {
-    let server = TestServer::start(Behavior::default()).await;
-    let client = connect(&server).await;
-    let ok: String = client.call("test", "unknown_id", ()).await.expect("call");
-    assert_eq!(ok, "ok");
-    let ok: String = client.call("test", "empty", ()).await.expect("call");
-    assert_eq!(ok, "ok");
-    let sum: f64 = client.call("calculator", "add", (1, 2)).await.expect("add");
-    assert_eq!(sum, 3.0);
+    let server = Hostile::start().await;
+    let (client, mut peer) = server.connect(server.options()).await;
+    let (call, id) = call_in_flight(&client, &mut peer).await;
+    peer.send_sealed(&result(u64::MAX, r#""stray""#)).await;
+    peer.send_sealed(&result(id, r#""ok""#)).await;
+    assert_eq!(outcome(call).await.expect("call"), "ok");
+    let (call, id) = call_in_flight(&client, &mut peer).await;
+    peer.send_sealed(b"").await;
+    peer.send_sealed(&result(id, r#""ok""#)).await;
+    assert_eq!(outcome(call).await.expect("call"), "ok");
+    let (call, id) = call_in_flight(&client, &mut peer).await;
+    peer.send_sealed(&result(id, "3")).await;
+    assert_eq!(outcome(call).await.expect("call"), 3);
 }
 
-#[tokio::test]
-async fn fail_bad_calls_are_refused_locally() {
-    let mut server = TestServer::start(Behavior::default()).await;
-    let client = connect(&server).await;
-    assert!(matches!(server.event().await, Event::Hello { .. }));
+/// Calls the client refuses without sending anything.
+async fn assert_bad_calls_refused_locally(client: &Client) {
     let err = client
         .call::<Value>("calculator", "add", 5)
         .await
@@ -337,69 +343,71 @@ async fn fail_bad_calls_are_refused_locally() {
         .await
         .expect_err("empty name");
     assert!(matches!(err, ClientError::InvalidArguments(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn fail_bad_calls_are_refused_locally() {
+    let real = Real::start().await;
+    let client = real.connect().await;
+    assert_bad_calls_refused_locally(&client).await;
     let err = client
         .call::<String>("calculator", "add", (1, 2))
         .await
         .expect_err("a number is not a string");
     assert!(matches!(err, ClientError::InvalidResult(_)), "{err:?}");
-    // Only the last call reached the server.
+    real.stop().await;
+}
+
+#[tokio::test]
+async fn fail_bad_calls_never_reach_the_server() {
+    let server = Hostile::start().await;
+    let (client, mut peer) = server.connect(server.options()).await;
+    assert_bad_calls_refused_locally(&client).await;
+    let call = spawn_call::<f64>(&client, "calculator", "add", (1, 2));
+    // The first request the server sees is the good one.
+    let request = peer.request().await;
     assert_eq!(
-        server.event().await,
-        Event::Request {
-            object: "calculator".into(),
-            method: "add".into(),
-            oneway: false
-        }
+        (
+            request.object.as_str(),
+            request.method.as_str(),
+            request.oneway
+        ),
+        ("calculator", "add", false)
     );
+    peer.send_sealed(&result(request.id, "3")).await;
+    assert_eq!(outcome(call).await.expect("add"), 3.0);
 }
 
 #[tokio::test]
 async fn fail_server_without_the_subprotocol() {
-    let server = TestServer::start(Behavior {
-        subprotocol: None,
-        ..Behavior::default()
-    })
-    .await;
-    let err = Client::connect(&server.url(), server.options())
-        .await
-        .expect_err("no subprotocol");
-    assert!(
-        matches!(
-            err,
-            ClientError::Connect {
-                cause: ConnectError::NoSubprotocol,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-    assert!(err.to_string().contains("sigil.v1"), "{err}");
-
-    let server = TestServer::start(Behavior {
-        subprotocol: Some("other.v9"),
-        ..Behavior::default()
-    })
-    .await;
-    let err = Client::connect(&server.url(), server.options())
-        .await
-        .expect_err("wrong subprotocol");
-    assert!(
-        matches!(
-            err,
-            ClientError::Connect {
-                cause: ConnectError::NoSubprotocol,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    let server = Hostile::start().await;
+    let url = server.url();
+    for subprotocol in [None, Some("other.v9")] {
+        let (err, _ws) = tokio::join!(
+            Client::connect(&url, server.options()),
+            server.upgrade(subprotocol)
+        );
+        let err = err.expect_err("no sigil.v1 subprotocol");
+        assert!(
+            matches!(
+                err,
+                ClientError::Connect {
+                    cause: ConnectError::NoSubprotocol,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("sigil.v1"), "{err}");
+    }
 }
 
 #[tokio::test]
 async fn fail_wrong_path_and_bad_urls() {
-    let server = TestServer::start(Behavior::default()).await;
-    let url = format!("ws://{}/elsewhere", server.addr);
-    let err = Client::connect(&url, server.options())
+    let real = Real::start().await;
+    let addr = real.server.local_addr();
+    let url = format!("ws://{addr}/elsewhere");
+    let err = Client::connect(&url, real.options())
         .await
         .expect_err("404");
     assert!(
@@ -415,15 +423,16 @@ async fn fail_wrong_path_and_bad_urls() {
     assert!(err.to_string().contains("404"), "{err}");
     assert!(err.to_string().contains("/sigil"), "{err}");
 
-    let url = format!("http://{}/sigil", server.addr);
-    let err = Client::connect(&url, server.options())
+    let url = format!("http://{addr}/sigil");
+    let err = Client::connect(&url, real.options())
         .await
         .expect_err("http");
     assert!(matches!(err, ClientError::Config(_)), "{err:?}");
-    let err = Client::connect("not a url", server.options())
+    let err = Client::connect("not a url", real.options())
         .await
         .expect_err("garbage");
     assert!(matches!(err, ClientError::Config(_)), "{err:?}");
+    real.stop().await;
 }
 
 #[tokio::test]
@@ -432,13 +441,9 @@ async fn fail_connection_refused() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     drop(listener);
-    let server_key = SecretKey::generate(&mut OsRandom)
-        .expect("random")
-        .public_key();
-    let secret = SecretKey::generate(&mut OsRandom).expect("random");
     let err = Client::connect(
         &format!("ws://{addr}/sigil"),
-        ClientOptions::new(secret, server_key),
+        ClientOptions::new(fresh_key(), fresh_key().public_key()),
     )
     .await
     .expect_err("nothing listens");
@@ -453,28 +458,28 @@ async fn fail_connection_refused() {
 
 #[tokio::test]
 async fn fail_silent_server_times_out() {
-    let server = TestServer::start(Behavior {
-        silent: true,
-        ..Behavior::default()
-    })
-    .await;
-    let started = std::time::Instant::now();
-    let err = Client::connect(
-        &server.url(),
-        server
-            .options()
-            .with_handshake_timeout(Duration::from_millis(200)),
-    )
-    .await
-    .expect_err("timeout");
+    let server = Hostile::start().await;
+    let url = server.url();
+    let started = Instant::now();
+    // The server reads message 1 and never answers.
+    let (err, _silent) = tokio::join!(
+        Client::connect(
+            &url,
+            server
+                .options()
+                .with_handshake_timeout(Duration::from_millis(200)),
+        ),
+        server.hello()
+    );
+    let err = err.expect_err("timeout");
     assert!(matches!(err, ClientError::Timeout), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
 #[tokio::test]
-async fn close_sends_a_normal_websocket_close() {
-    let mut server = TestServer::start(Behavior::default()).await;
-    let client = connect(&server).await;
+async fn close_ends_the_connection_for_every_clone() {
+    let real = Real::start().await;
+    let client = real.connect().await;
     let clone = client.clone();
     let sum: f64 = client.call("calculator", "add", (1, 2)).await.expect("add");
     assert_eq!(sum, 3.0);
@@ -482,52 +487,55 @@ async fn close_sends_a_normal_websocket_close() {
     assert!(clone.is_closed());
     assert_connection_error(clone.call::<f64>("calculator", "add", (1, 2)).await);
     clone.close().await; // closing again is harmless
-    assert!(matches!(server.event().await, Event::Hello { .. }));
-    assert_eq!(
-        server.event_skipping_requests().await,
-        Event::Closed { code: Some(1000) }
-    );
+    real.wait_idle().await;
+    real.stop().await;
+}
+
+#[tokio::test]
+async fn close_and_drop_send_a_normal_websocket_close() {
+    let server = Hostile::start().await;
+    let (client, peer) = server.connect(server.options()).await;
+    let ((), code) = tokio::join!(client.close(), peer.close_code());
+    assert_eq!(code, Some(1000));
+
+    let (client, peer) = server.connect(server.options()).await;
+    let clone = client.clone();
+    drop(client);
+    drop(clone);
+    assert_eq!(peer.close_code().await, Some(1000));
 }
 
 #[tokio::test]
 async fn close_fails_calls_in_flight() {
-    let mut server = TestServer::start(Behavior::default()).await;
-    let client = connect(&server).await;
-    assert!(matches!(server.event().await, Event::Hello { .. }));
-    let pending = {
-        let client = client.clone();
-        tokio::spawn(async move { client.call::<Value>("test", "hang", ()).await })
-    };
-    assert!(matches!(server.event().await, Event::Request { .. }));
+    let (real, mut gates) = Real::with_gates().await;
+    let client = real.connect().await;
+    let pending = gates.hold(&client, 0).await;
     client.close().await;
-    let result = tokio::time::timeout(Duration::from_secs(5), pending)
-        .await
-        .expect("fails promptly")
-        .expect("task");
-    assert_connection_error(result);
+    assert_connection_error(outcome(pending).await);
+    real.stop().await;
 }
 
 #[tokio::test]
 async fn dropping_every_clone_closes_the_connection() {
-    let mut server = TestServer::start(Behavior::default()).await;
-    let client = connect(&server).await;
+    let real = Real::start().await;
+    let client = real.connect().await;
     let clone = client.clone();
-    assert!(matches!(server.event().await, Event::Hello { .. }));
     drop(client);
     let sum: f64 = clone.call("calculator", "add", (1, 2)).await.expect("add");
     assert_eq!(sum, 3.0);
     drop(clone);
-    assert_eq!(
-        server.event_skipping_requests().await,
-        Event::Closed { code: Some(1000) }
-    );
+    real.wait_idle().await;
+    real.stop().await;
 }
 
 #[tokio::test]
 async fn server_closing_fails_calls() {
-    let server = TestServer::start(Behavior::default()).await;
-    let client = connect(&server).await;
-    assert_connection_error(client.call::<Value>("test", "close", ()).await);
+    let (real, mut gates) = Real::with_gates().await;
+    let client = real.connect().await;
+    let pending = gates.hold(&client, 0).await;
+    // Shutting down closes every session, this call still in flight.
+    real.stop().await;
+    assert_connection_error(outcome(pending).await);
     assert_connection_error(client.call::<f64>("calculator", "add", (1, 2)).await);
     assert!(client.is_closed());
 }

@@ -8,8 +8,9 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Behavior, TestServer};
-use sigil_client::{Client, ClientError, ClientOptions};
+use common::hostile::Hostile;
+use common::{Real, demo_registry, fresh_key};
+use sigil_client::{Client, ClientError, ClientOptions, SymmetricKey};
 use sigil_core::config::Config;
 use sigil_core::keys::KeyFormat;
 
@@ -28,23 +29,22 @@ fn config(settings: &[(&str, &str)]) -> Config {
 
 #[tokio::test]
 async fn from_config_reads_keys_psk_and_prologue() {
-    let server = TestServer::start(Behavior {
-        psk: Some([3; 32]),
-        prologue: b"app v1".to_vec(),
-        ..Behavior::default()
+    let real = Real::start_with(demo_registry(), |s| {
+        s.with_psk(SymmetricKey::from_bytes(&[3; 32]))
+            .with_prologue(b"app v1")
     })
     .await;
     let dir = tempfile::tempdir().expect("tempdir");
     let key = dir.path().join("client.key");
     write_file(
         &key,
-        &server.client_secret().to_text(KeyFormat::Base64),
+        &real.keys.client_secret().to_text(KeyFormat::Base64),
         0o600,
     );
     let psk = dir.path().join("psk");
-    let psk_text = sigil_client::SymmetricKey::from_bytes(&[3; 32]).to_base64();
+    let psk_text = SymmetricKey::from_bytes(&[3; 32]).to_base64();
     write_file(&psk, &format!("{}\n", &*psk_text), 0o600);
-    let server_key = server.server_key.to_string();
+    let server_key = real.keys.server_key.to_string();
     let cfg = config(&[
         ("client_key", key.to_str().expect("utf-8")),
         ("server_public_key", &server_key),
@@ -53,9 +53,9 @@ async fn from_config_reads_keys_psk_and_prologue() {
         ("max_message_size", "4096"),
     ]);
     let options = ClientOptions::from_config(&cfg).expect("options");
-    assert_eq!(options.server_key(), server.server_key);
-    assert_eq!(options.public_key(), server.client_secret().public_key());
-    let client = Client::connect(&server.url(), options)
+    assert_eq!(options.server_key(), real.keys.server_key);
+    assert_eq!(options.public_key(), real.keys.client_secret().public_key());
+    let client = Client::connect(&real.url(), options)
         .await
         .expect("connect");
     let echoed: String = client.call("echo", "echo", ["hi"]).await.expect("echo");
@@ -66,19 +66,16 @@ async fn from_config_reads_keys_psk_and_prologue() {
         .await
         .expect_err("over the limit");
     assert!(matches!(err, ClientError::InvalidArguments(_)), "{err:?}");
+    real.stop().await;
 }
 
 #[tokio::test]
 async fn fail_readable_secret_files_are_refused() {
-    let server = TestServer::start(Behavior::default()).await;
+    let (client_secret, server_key) = (fresh_key(), fresh_key().public_key());
     let dir = tempfile::tempdir().expect("tempdir");
     let key = dir.path().join("client.key");
-    write_file(
-        &key,
-        &server.client_secret().to_text(KeyFormat::Base64),
-        0o644,
-    );
-    let server_key = server.server_key.to_string();
+    write_file(&key, &client_secret.to_text(KeyFormat::Base64), 0o644);
+    let server_key = server_key.to_string();
     let key_str = key.to_str().expect("utf-8");
     let err = ClientOptions::from_config(&config(&[
         ("client_key", key_str),
@@ -94,11 +91,7 @@ async fn fail_readable_secret_files_are_refused() {
 
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let psk = dir.path().join("psk");
-    write_file(
-        &psk,
-        &sigil_client::SymmetricKey::from_bytes(&[1; 32]).to_base64(),
-        0o640,
-    );
+    write_file(&psk, &SymmetricKey::from_bytes(&[1; 32]).to_base64(), 0o640);
     let psk_str = psk.to_str().expect("utf-8");
     let err = ClientOptions::from_config(&config(&[
         ("client_key", key_str),
@@ -115,16 +108,12 @@ async fn fail_readable_secret_files_are_refused() {
 
 #[tokio::test]
 async fn fail_missing_settings_and_files() {
-    let server = TestServer::start(Behavior::default()).await;
+    let (client_secret, server_key) = (fresh_key(), fresh_key().public_key());
     let dir = tempfile::tempdir().expect("tempdir");
     let key = dir.path().join("client.key");
-    write_file(
-        &key,
-        &server.client_secret().to_text(KeyFormat::Base64),
-        0o600,
-    );
+    write_file(&key, &client_secret.to_text(KeyFormat::Base64), 0o600);
     let key_str = key.to_str().expect("utf-8");
-    let server_key = server.server_key.to_string();
+    let server_key = server_key.to_string();
 
     let err = ClientOptions::from_config(&config(&[("client_key", key_str)]))
         .err()
@@ -149,7 +138,11 @@ async fn fail_missing_settings_and_files() {
 
     // A PEM public key says what it is (base64 of 32 bytes cannot).
     let public = dir.path().join("server.pub");
-    write_file(&public, &server.server_key.to_text(KeyFormat::Pem), 0o600);
+    write_file(
+        &public,
+        &fresh_key().public_key().to_text(KeyFormat::Pem),
+        0o600,
+    );
     let err = ClientOptions::from_config(&config(&[
         ("client_key", public.to_str().expect("utf-8")),
         ("server_public_key", &server_key),
@@ -162,19 +155,15 @@ async fn fail_missing_settings_and_files() {
 
 #[tokio::test]
 async fn from_config_handshake_timeout() {
-    let server = TestServer::start(Behavior {
-        silent: true,
-        ..Behavior::default()
-    })
-    .await;
+    let server = Hostile::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let key = dir.path().join("client.key");
     write_file(
         &key,
-        &server.client_secret().to_text(KeyFormat::Base64),
+        &server.keys.client_secret().to_text(KeyFormat::Base64),
         0o600,
     );
-    let server_key = server.server_key.to_string();
+    let server_key = server.keys.server_key.to_string();
     let options = ClientOptions::from_config(&config(&[
         ("client_key", key.to_str().expect("utf-8")),
         ("server_public_key", &server_key),
@@ -182,9 +171,10 @@ async fn from_config_handshake_timeout() {
     ]))
     .expect("options");
     let started = std::time::Instant::now();
-    let err = Client::connect(&server.url(), options)
-        .await
-        .expect_err("timeout");
+    let url = server.url();
+    // The server reads message 1 and never answers.
+    let (err, _silent) = tokio::join!(Client::connect(&url, options), server.hello());
+    let err = err.expect_err("timeout");
     assert!(matches!(err, ClientError::Timeout), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
