@@ -31,6 +31,12 @@ the handshake:
     {"op": "cancel", "id": N}  send {"cancel": N}: the call is no longer
                               in flight (a response to it would print with
                               "expected": false)
+    {"op": "stream", "object": O, "method": M, "args": [...], "window": W}
+        open a stream with an initial window of W items (default 16) and
+        read until it ends; each item is granted back once half a window is
+        consumed. "cancel_after": K cancels it after K items; "grant":
+        false never grants more credit and stops reading once the window is
+        used up (a "silence" op then shows the server sends no more)
     {"op": "wait"}            wait until every call sent is answered
     {"op": "silence", "ms": N}  read for N ms; every frame read is printed
     {"op": "raw", "text": T}  send T (UTF-8) as the payload of a frame;
@@ -60,6 +66,9 @@ Output: one JSON object per line on stdout, each with an "event":
     cancelled  {"id": N}
     response   {"id": N, "result": ...} or {"id": N, "error": {...}},
                with "expected": whether the id was a call in flight
+    item       {"id": N, "value": ..., "expected": BOOL}  (a stream's item)
+    end        {"id": N, "expected": BOOL}                (a stream's end)
+    credit     {"id": N, "n": K}                          (credit granted)
     pong       {}
     tampered   {"id": N, "byte": I, "mask": M}     (the bit flipped)
     replayed_frame {"seq": N}
@@ -644,13 +653,17 @@ def read_key(text, what):
 
 
 def parse_response(payload):
-    """Chapter: "Response". Returns the parsed object; raises ProtocolError."""
+    """Chapter: "Response" and "Streams": a response, a stream's item or its
+    end. Returns the parsed object; raises ProtocolError."""
     try:
         value = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError):
         raise ProtocolError("a frame payload that is not JSON: %r" % payload[:200]) from None
-    if not isinstance(value, dict) or set(value) not in ({"id", "result"}, {"id", "error"}):
+    shapes = ({"id", "result"}, {"id", "error"}, {"id", "item"}, {"id", "end"})
+    if not isinstance(value, dict) or set(value) not in shapes:
         raise ProtocolError("not a response: %r" % payload[:200])
+    if "end" in value and value["end"] is not True:
+        raise ProtocolError("a stream's end that is not true: %r" % payload[:200])
     rid = value["id"]
     if isinstance(rid, bool) or not isinstance(rid, int) or not 0 <= rid <= 2**64 - 1:
         raise ProtocolError("a response with a bad id: %r" % payload[:200])
@@ -674,6 +687,8 @@ class Client:
         self.answered = {}
         self.last_frame = None
         self.pongs = []
+        # Open streams by id: {"window", "outstanding", "to_grant", "grant", "items"}.
+        self.streams = {}
 
     def deadline(self, seconds=None):
         return time.monotonic() + (self.timeout if seconds is None else seconds)
@@ -729,11 +744,38 @@ class Client:
             return None  # an empty frame carries no RPC message
         response = parse_response(payload)
         rid = response["id"]
-        expected = rid in self.in_flight
+        stream = self.streams.get(rid)
+        if "item" in response:
+            if stream is None:
+                emit("item", id=rid, value=response["item"], expected=False)
+                return response
+            if stream["outstanding"] == 0:
+                raise ProtocolError("stream %d sent more items than its credit" % rid)
+            stream["outstanding"] -= 1
+            stream["items"] += 1
+            emit("item", id=rid, value=response["item"], expected=True)
+            self.consumed(rid, stream)
+            return response
+        if "end" in response:
+            emit("end", id=rid, expected=self.streams.pop(rid, None) is not None)
+            return response
+        # A response; for a stream, an error that ends it.
+        expected = rid in self.in_flight or self.streams.pop(rid, None) is not None
         self.in_flight.discard(rid)
         self.answered[rid] = response
         emit("response", expected=expected, **response)
         return response
+
+    def consumed(self, rid, stream):
+        """Chapter "Streams": grant credit back once half a window is taken."""
+        if not stream["grant"]:
+            return
+        stream["to_grant"] += 1
+        if stream["to_grant"] >= max(1, stream["window"] // 2):
+            n, stream["to_grant"] = stream["to_grant"], 0
+            stream["outstanding"] += n
+            self.send_payload(json.dumps({"credit": rid, "n": n}, separators=(",", ":")).encode())
+            emit("credit", id=rid, n=n)
 
     def wait_for(self, rid, what):
         deadline = self.deadline()
@@ -785,11 +827,35 @@ class Client:
         except WsTimeout:
             pass
 
+    def op_stream(self, op):
+        rid = self.take_id(op)
+        window = op.get("window", 16)
+        request = json.loads(self.request(op, rid))
+        request["stream"] = window
+        stream = {"window": window, "outstanding": window, "to_grant": 0,
+                  "grant": op.get("grant", True), "items": 0}
+        self.streams[rid] = stream
+        self.send_payload(json.dumps(request, separators=(",", ":")).encode("utf-8"))
+        emit("sent", id=rid, oneway=False, stream=window)
+        cancel_after = op.get("cancel_after")
+        deadline = self.deadline()
+        while rid in self.streams:
+            if cancel_after is not None and stream["items"] >= cancel_after:
+                self.op_cancel({"id": rid})
+                return
+            if not stream["grant"] and stream["outstanding"] == 0:
+                return
+            try:
+                self.receive_one(deadline)
+            except WsTimeout:
+                raise Failure("stream %d did not end within %ss" % (rid, self.timeout)) from None
+
     def op_cancel(self, op):
         # Chapter "Server processing": {"cancel": ID} stops call ID; the
         # server then sends nothing for it, now or later.
         rid = op["id"]
         self.in_flight.discard(rid)
+        self.streams.pop(rid, None)
         self.send_payload(json.dumps({"cancel": rid}, separators=(",", ":")).encode("utf-8"))
         emit("cancelled", id=rid)
 

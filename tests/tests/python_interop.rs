@@ -390,9 +390,9 @@ async fn calculator_and_builtin_object() {
         run.result(9),
         &json!({
             "calculator": ["add", "div", "mul", "sub"],
-            "clock": ["sleep"],
+            "clock": ["sleep", "ticker"],
             "echo": ["echo"],
-            "kv": ["delete", "get", "set"],
+            "kv": ["delete", "get", "set", "watch"],
             "session": ["count", "whoami"],
             "sigil": ["objects", "ping"],
         }),
@@ -538,6 +538,60 @@ async fn cancelled_calls_get_no_response_and_slow_ones_time_out() {
     assert!(run.all("response").iter().all(|r| r["id"] != 1), "{run}");
     assert_eq!(run.error(2).0, "timeout", "{run}");
     assert_eq!(run.result(3), "pong", "{run}");
+    server.shutdown().await;
+}
+
+/// The chapter's streams: items within the window, credit, the end, an
+/// error at open, a cancel after some items, and a client that grants no
+/// more credit gets exactly its window and then nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn streams_with_credit_cancel_and_errors() {
+    let client_key = key();
+    let server = demo_server(&client_key).await;
+    let run = Client::new(&server, &client_key)
+        .run(json!([
+            {"op": "stream", "object": "clock", "method": "ticker", "args": [40, 10], "window": 4},
+            {"op": "stream", "object": "clock", "method": "ticker", "args": [10001, 10]},
+            {"op": "stream", "object": "clock", "method": "ticker", "args": [1000, 10], "cancel_after": 3},
+            {"op": "stream", "object": "clock", "method": "ticker", "args": [1000, 10], "window": 5, "grant": false},
+            {"op": "silence", "ms": 300},
+            call("sigil", "ping", json!([])),
+        ]))
+        .await;
+    run.assert_done();
+    let items = |id: u64| -> Vec<Value> {
+        run.all("item")
+            .iter()
+            .filter(|e| e["id"] == id)
+            .map(|e| e["value"].clone())
+            .collect()
+    };
+    // Stream 1: all 40 ticks in order, the window refilled by credit 2 at a time.
+    assert_eq!(
+        items(1),
+        (0..40).map(|i| json!(i)).collect::<Vec<_>>(),
+        "{run}"
+    );
+    assert!(
+        run.all("end")
+            .iter()
+            .any(|e| e["id"] == 1 && e["expected"] == true),
+        "{run}"
+    );
+    let credits = run.all("credit");
+    assert!(
+        credits.iter().filter(|c| c["id"] == 1).all(|c| c["n"] == 2),
+        "{run}"
+    );
+    // Stream 2: refused at open with invalid_arguments.
+    assert_eq!(run.error(2).0, "invalid_arguments", "{run}");
+    // Stream 3: cancelled after 3 items; anything already on the wire is
+    // unexpected, and no end comes.
+    assert!(items(3).len() >= 3, "{run}");
+    assert!(run.all("end").iter().all(|e| e["id"] != 3), "{run}");
+    // Stream 4: exactly its window of 5, nothing more while no credit comes.
+    assert_eq!(items(4).len(), 5, "{run}");
+    assert_eq!(run.result(5), "pong", "{run}");
     server.shutdown().await;
 }
 

@@ -49,8 +49,8 @@ async fn demo_methods() {
     let objects: Value = c.call("sigil", "objects", ()).await.unwrap();
     assert_eq!(
         objects,
-        json!({"calculator": ["add", "div", "mul", "sub"], "clock": ["sleep"], "echo": ["echo"],
-               "kv": ["delete", "get", "set"], "session": ["count", "whoami"],
+        json!({"calculator": ["add", "div", "mul", "sub"], "clock": ["sleep", "ticker"], "echo": ["echo"],
+               "kv": ["delete", "get", "set", "watch"], "session": ["count", "whoami"],
                "sigil": ["objects", "ping"]})
     );
     c.close().await;

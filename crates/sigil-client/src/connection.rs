@@ -332,6 +332,11 @@ impl Connection {
     }
 
     fn on_command(&mut self, command: Command) -> Result<(), End> {
+        // Cancels and credit sent before this command go first (they come
+        // on their own channel).
+        while let Ok(control) = self.controls.try_recv() {
+            self.on_control(control);
+        }
         match command {
             Command::Call { call, reply } => match self.start(&call) {
                 Ok(id) => {
