@@ -39,3 +39,8 @@ struct BookHardening;
 #[cfg(doctest)]
 #[doc = include_str!("../../book/src/calling.md")]
 struct BookCalling;
+
+/// The "Streams and live data" chapter.
+#[cfg(doctest)]
+#[doc = include_str!("../../book/src/streams.md")]
+struct BookStreams;
