@@ -8,7 +8,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sigil_core::rpc::{ErrorCode, check_name, parse_request, write_error, write_request};
+use sigil_core::rpc::{
+    ErrorCode, check_name, parse_request, write_error, write_request, write_stream_request,
+};
 
 fuzz_target!(|data: &[u8]| {
     match parse_request(data) {
@@ -17,14 +19,24 @@ fuzz_target!(|data: &[u8]| {
             assert!(check_name("method", &req.method).is_ok());
             assert!(req.args.get().starts_with('['));
             let mut out = Vec::new();
-            write_request(
-                &mut out,
-                req.id,
-                &req.object,
-                &req.method,
-                req.args,
-                req.oneway,
-            )
+            match req.stream {
+                Some(window) => write_stream_request(
+                    &mut out,
+                    req.id,
+                    &req.object,
+                    &req.method,
+                    req.args,
+                    window,
+                ),
+                None => write_request(
+                    &mut out,
+                    req.id,
+                    &req.object,
+                    &req.method,
+                    req.args,
+                    req.oneway,
+                ),
+            }
             .expect("a parsed request is written back");
             let again = parse_request(&out).expect("a written request parses");
             assert_eq!(again.id, req.id);
@@ -32,6 +44,7 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(again.method, req.method);
             assert_eq!(again.args.get(), req.args.get());
             assert_eq!(again.oneway, req.oneway);
+            assert_eq!(again.stream, req.stream);
         }
         Err(rejected) => {
             assert_eq!(rejected.error.code, ErrorCode::InvalidRequest);

@@ -34,8 +34,8 @@ crashed (its input is in fuzz/artifacts/TARGET/, libFuzzer's output in
 target/xtask/fuzz-TARGET.log).
 
 targets: the files of fuzz/fuzz_targets/ (server_hello, client_reply,
-frame_open, rpc_request, rpc_response, config_toml, key_text,
-authorized_keys)
+frame_open, rpc_request, rpc_response, rpc_session, config_toml,
+key_text, authorized_keys)
 
 options:
   --seconds N    run each target for N seconds (default 60)
@@ -466,6 +466,7 @@ stat::number_of_executed_units: 1240
             "key_text",
             "rpc_request",
             "rpc_response",
+            "rpc_session",
             "server_hello",
         ] {
             assert!(names.iter().any(|n| n == t), "{t} in {names:?}");
