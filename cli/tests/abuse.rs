@@ -723,6 +723,55 @@ fn a_client_that_pipelines_calls_and_never_reads_is_closed() {
     });
 }
 
+/// Streams amplify: one `kv.set` of 64 KB becomes an item for every watch
+/// of that key. A client that opens the most watches with the most credit,
+/// then sets the key over and over and never reads, is closed within
+/// write_timeout like any other peer that stops reading, with the server's
+/// memory bounded (its producers wait for the socket, not a queue).
+#[test]
+fn a_client_that_watches_with_all_its_credit_and_never_reads_is_closed() {
+    run(async {
+        let tmp = dir();
+        let serve = serve_demo(tmp.path(), &[("write_timeout_ms", &ms(WRITE_TIMEOUT))], &[]);
+        let target = Target::of(&serve);
+        let rss = RssWatch::start(&serve);
+        let bystander = Bystander::start(&target, &random_key(), HONEST_EVERY);
+        let mut session = target.session_from(attacker(0), &random_key()).await;
+        let echoed = session.call("echo", "echo", &json!(["hi"])).await;
+        assert_eq!(echoed.expect("a call"), Ok(json!("hi")));
+        let mut frames = Vec::new();
+        // max_streams (16) watches of one key, each with the largest window.
+        for _ in 0..16 {
+            let watch = session.stream_request("kv", "watch", &json!(["k"]), 65_536);
+            frames.extend_from_slice(&watch);
+        }
+        // 300 sets of 64 KB: 300 × 16 × 64 KB = 300 MB of items to send.
+        let value = json!(["k", "v".repeat(65_000)]);
+        for _ in 0..300 {
+            frames.extend_from_slice(&session.request("kv", "set", &value));
+        }
+        let deadline = WRITE_TIMEOUT + Duration::from_secs(2) + SLACK;
+        let conn = &mut session.conn;
+        let start = Instant::now();
+        let written = conn.write_until(&frames, false, start + deadline).await;
+        println!(
+            "sent {} of {} bytes of watches and sets without reading",
+            written.bytes,
+            frames.len()
+        );
+        let mut tally = Tally {
+            opened: 1,
+            ..Tally::default()
+        };
+        tally
+            .closed_since(conn, start, written.failed_at, deadline)
+            .await;
+        rss.finish().assert_bounded(1, 8 * 1024, 64 * 1024);
+        tally.assert_closed(deadline, "watching without reading");
+        bystander.assert_all_ok(5);
+    });
+}
+
 // ---------------------------------------------------------------------------
 // 8. Small faults
 

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use sigil_client::{Client, ClientOptions};
 use sigil_core::handshake::{ClientConfig, ClientHandshake, HandshakeError, Refusal};
 use sigil_core::kdf::{hkdf2, hmac_sha256};
-use sigil_core::rpc::{RpcError, parse_response, write_request};
+use sigil_core::rpc::{RpcError, parse_response, write_request, write_stream_request};
 use sigil_core::transport::Session;
 use sigil_core::{OsRandom, PublicKey, RandomSource as _, SecretKey};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -649,10 +649,30 @@ impl RawSession {
         write_request(&mut request, self.next_id, object, method, args, false)
             .expect("a valid request");
         self.next_id += 1;
+        self.frame(&request)
+    }
+
+    /// The WebSocket frame of a signed stream request with `window` items
+    /// of credit (not sent).
+    pub(crate) fn stream_request(
+        &mut self,
+        object: &str,
+        method: &str,
+        args: &Value,
+        window: u32,
+    ) -> Vec<u8> {
+        let mut request = Vec::new();
+        write_stream_request(&mut request, self.next_id, object, method, args, window)
+            .expect("a valid stream request");
+        self.next_id += 1;
+        self.frame(&request)
+    }
+
+    fn frame(&mut self, payload: &[u8]) -> Vec<u8> {
         let mut frame = Vec::new();
         self.session
-            .seal(&request, &mut frame)
-            .expect("seal a request");
+            .seal(payload, &mut frame)
+            .expect("seal a payload");
         ws_frame(OP_BINARY, &frame)
     }
 
