@@ -253,6 +253,18 @@ impl std::str::FromStr for PublicKey {
 pub struct SharedSecret(Zeroizing<[u8; KEY_LEN]>);
 
 impl SharedSecret {
+    /// The result of an X25519 exchange done elsewhere (a key agent, such
+    /// as a browser's WebCrypto with a non-extractable key). An all-zero
+    /// (non-contributory) result is refused, as by
+    /// [`SecretKey::diffie_hellman`].
+    pub fn from_agent(bytes: [u8; KEY_LEN]) -> Result<SharedSecret, KeyError> {
+        let bytes = Zeroizing::new(bytes);
+        if bool::from(bytes.ct_eq(&[0u8; KEY_LEN])) {
+            return Err(KeyError::NonContributory);
+        }
+        Ok(SharedSecret(bytes))
+    }
+
     /// The 32 raw bytes. Handle with care.
     pub fn dangerous_as_bytes(&self) -> &[u8; KEY_LEN] {
         &self.0

@@ -5,10 +5,10 @@
 
 use serde::Deserialize;
 use sigil_core::handshake::{
-    ClientAuth, ClientConfig, ClientHandshake, ServerConfig, accept_hello,
+    ClientAuth, ClientConfig, ClientHandshake, HandshakeError, ServerConfig, accept_hello,
 };
 use sigil_core::kdf::{hmac_sha256, pairwise_key};
-use sigil_core::keys::{PublicKey, SecretKey, SymmetricKey};
+use sigil_core::keys::{PublicKey, SecretKey, SharedSecret, SymmetricKey};
 use sigil_core::replay::ReplayCache;
 use sigil_core::transport::Session;
 
@@ -169,6 +169,75 @@ fn handshakes_client_role() {
         );
         check_frames(case, &mut session, "c2s");
     }
+}
+
+/// A key agent that holds the client's static secret and does its two
+/// X25519 operations (as a browser's non-extractable WebCrypto key would):
+/// the core never sees the secret, and every vector's bytes come out the same.
+struct Agent(SecretKey);
+
+impl Agent {
+    fn x25519(&self, peer: &PublicKey) -> SharedSecret {
+        let bytes = *self.0.diffie_hellman(peer).unwrap().dangerous_as_bytes();
+        SharedSecret::from_agent(bytes).unwrap()
+    }
+}
+
+#[test]
+fn handshakes_client_role_with_a_key_agent() {
+    let file = load();
+    for case in &file.handshakes {
+        let agent = Agent(secret(&case.client_static_secret_hex));
+        let server = PublicKey::from_bytes(bytes32(&case.server_static_public_hex));
+        let public = PublicKey::from_bytes(bytes32(&case.client_static_public_hex));
+        let mut cfg = ClientConfig::from_agent(public, server, &agent.x25519(&server));
+        if let Some(psk) = &case.psk_hex {
+            cfg = cfg.with_psk(SymmetricKey::from_bytes(&bytes32(psk)));
+        }
+        let cfg = cfg.with_prologue(&hex::decode(&case.prologue_hex).unwrap());
+        let start = || {
+            ClientHandshake::dangerous_start_with_ephemeral(
+                &cfg,
+                secret(&case.client_ephemeral_secret_hex),
+                case.timestamp_ms,
+                none_if_empty(&case.client_payload),
+            )
+            .unwrap()
+        };
+        let (hs, msg1) = start();
+        assert_eq!(
+            hex::encode(&msg1),
+            case.msg1_hex,
+            "{}: message 1",
+            case.name
+        );
+        let msg2 = hex::decode(&case.msg2_hex).unwrap();
+        let step = hs.read_answer(&msg2).unwrap();
+        let se = agent.x25519(step.server_ephemeral());
+        let (mut session, payload) = step.finish(&se).unwrap();
+        assert_eq!(payload.as_deref(), none_if_empty(&case.server_payload));
+        assert_eq!(
+            hex::encode(session.session_hash()),
+            case.session_hash_hex,
+            "{}",
+            case.name
+        );
+        check_frames(case, &mut session, "c2s");
+
+        // Without the agent's answer the one-step finish cannot go on.
+        let (hs, _) = start();
+        assert!(matches!(
+            hs.finish(&msg2),
+            Err(HandshakeError::StaticKeyElsewhere)
+        ));
+        // A wrong answer from the agent fails like a forged message 2.
+        let (hs, _) = start();
+        let step = hs.read_answer(&msg2).unwrap();
+        let wrong = Agent(secret(&case.server_ephemeral_secret_hex)).x25519(&server);
+        assert!(matches!(step.finish(&wrong), Err(HandshakeError::Failed)));
+    }
+    // An all-zero result is not a Diffie-Hellman result.
+    assert!(SharedSecret::from_agent([0; 32]).is_err());
 }
 
 #[test]

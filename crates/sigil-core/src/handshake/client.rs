@@ -7,7 +7,7 @@ use super::{
     CLIENT_HELLO, HELLO2_FIXED, HandshakeError, Limits, Refusal, SERVER_HELLO, TAG_LEN, VERSION,
     check_own_payload, is_json, read_key, read_u32,
 };
-use crate::keys::{PublicKey, SecretKey, SymmetricKey};
+use crate::keys::{PublicKey, SecretKey, SharedSecret, SymmetricKey};
 use crate::rand::RandomSource;
 use crate::transport::{Role, Session};
 use subtle::ConstantTimeEq;
@@ -17,8 +17,20 @@ use subtle::ConstantTimeEq;
 ///
 /// Building it computes the static-static Diffie-Hellman result (`ss`) and
 /// the initial transcript once; every handshake reuses them.
+///
+/// The client's static secret takes part in two X25519 operations: `ss`
+/// with the server's key (once, here) and `se` with the server's ephemeral
+/// key (once per handshake, on message 2). Both can be done outside the
+/// core by a key agent that never reveals the secret — a browser's
+/// WebCrypto with a non-extractable key, say: build the config with
+/// [`from_agent`](Self::from_agent) and finish each handshake with
+/// [`ClientHandshake::read_answer`] and [`AwaitingStaticDh::finish`]. A
+/// config made with [`new`](Self::new) holds the secret and takes the same
+/// path in [`ClientHandshake::finish`].
 pub struct ClientConfig {
-    static_key: SecretKey,
+    /// The static secret, unless an agent holds it.
+    static_key: Option<SecretKey>,
+    public_key: PublicKey,
     server_key: PublicKey,
     psk: Option<SymmetricKey>,
     prologue: Vec<u8>,
@@ -34,16 +46,44 @@ impl ClientConfig {
         static_key: SecretKey,
         server_key: PublicKey,
     ) -> Result<ClientConfig, HandshakeError> {
-        let ss = Zeroizing::new(*static_key.diffie_hellman(&server_key)?.dangerous_as_bytes());
-        Ok(ClientConfig {
+        let ss = static_key.diffie_hellman(&server_key)?;
+        let public_key = static_key.public_key();
+        Ok(ClientConfig::with_ss(
+            Some(static_key),
+            public_key,
+            server_key,
+            &ss,
+        ))
+    }
+
+    /// A config whose static secret an agent holds: `public_key` is the
+    /// client's static public key and `ss` the agent's X25519 of its secret
+    /// with `server_key`. Handshakes then end with
+    /// [`ClientHandshake::read_answer`] and the agent's `se`.
+    pub fn from_agent(
+        public_key: PublicKey,
+        server_key: PublicKey,
+        ss: &SharedSecret,
+    ) -> ClientConfig {
+        ClientConfig::with_ss(None, public_key, server_key, ss)
+    }
+
+    fn with_ss(
+        static_key: Option<SecretKey>,
+        public_key: PublicKey,
+        server_key: PublicKey,
+        ss: &SharedSecret,
+    ) -> ClientConfig {
+        ClientConfig {
             initial: Transcript::initial(&[], &server_key, None),
             static_key,
+            public_key,
             server_key,
             psk: None,
             prologue: Vec::new(),
-            ss,
+            ss: Zeroizing::new(*ss.dangerous_as_bytes()),
             limits: Limits::default(),
-        })
+        }
     }
 
     /// Binds a pre-shared key into the handshake (both sides must use it).
@@ -71,7 +111,7 @@ impl ClientConfig {
 
     /// Our static public key.
     pub fn public_key(&self) -> PublicKey {
-        self.static_key.public_key()
+        self.public_key
     }
 
     /// The server's pinned public key.
@@ -89,7 +129,20 @@ impl ClientConfig {
 pub struct ClientHandshake {
     transcript: Transcript,
     ephemeral: SecretKey,
-    static_key: SecretKey,
+    /// The static secret, unless an agent holds it.
+    static_key: Option<SecretKey>,
+    limits: Limits,
+}
+
+/// A message 2 read and checked as far as it can be without the client's
+/// static secret: finish it with the X25519 of that secret and
+/// [`server_ephemeral`](Self::server_ephemeral).
+pub struct AwaitingStaticDh {
+    transcript: Transcript,
+    server_ephemeral: PublicKey,
+    /// The server's payload, not yet trusted.
+    payload: Vec<u8>,
+    tag: [u8; TAG_LEN],
     limits: Limits,
 }
 
@@ -122,7 +175,7 @@ impl ClientHandshake {
         msg.push(CLIENT_HELLO);
         msg.push(VERSION);
         msg.extend_from_slice(ephemeral.public_key().as_bytes());
-        msg.extend_from_slice(config.static_key.public_key().as_bytes());
+        msg.extend_from_slice(config.public_key.as_bytes());
         msg.extend_from_slice(&now_ms.to_be_bytes());
         // Bounded by max_handshake_payload, a u32.
         msg.extend_from_slice(&(payload.len() as u32).to_be_bytes());
@@ -137,7 +190,7 @@ impl ClientHandshake {
         t.mix_hash(&tag1);
         msg.extend_from_slice(&tag1);
 
-        let static_key = config.static_key.duplicate();
+        let static_key = config.static_key.as_ref().map(SecretKey::duplicate);
         Ok((
             ClientHandshake {
                 transcript: t,
@@ -152,8 +205,24 @@ impl ClientHandshake {
     /// Takes the server's answer: message 2 gives the session and the
     /// server's payload (if any); a refusal gives
     /// [`HandshakeError::Refused`]; anything else gives
-    /// [`HandshakeError::Failed`].
-    pub fn finish(self, msg: &[u8]) -> Result<(Session, Option<String>), HandshakeError> {
+    /// [`HandshakeError::Failed`]. With a config whose key an agent holds,
+    /// [`HandshakeError::StaticKeyElsewhere`]: use
+    /// [`read_answer`](Self::read_answer).
+    pub fn finish(mut self, msg: &[u8]) -> Result<(Session, Option<String>), HandshakeError> {
+        let static_key = self.static_key.take();
+        let step = self.read_answer(msg)?;
+        let static_key = static_key.ok_or(HandshakeError::StaticKeyElsewhere)?;
+        let se = static_key
+            .diffie_hellman(step.server_ephemeral())
+            .map_err(|_| HandshakeError::Failed)?;
+        step.finish(&se)
+    }
+
+    /// Takes the server's answer as far as it goes without the static
+    /// secret: a refusal gives [`HandshakeError::Refused`], a malformed
+    /// message 2 (or one with a bad ephemeral key) [`HandshakeError::Failed`];
+    /// a message 2 gives the step that needs the static X25519.
+    pub fn read_answer(self, msg: &[u8]) -> Result<AwaitingStaticDh, HandshakeError> {
         if msg.first() == Some(&super::REFUSAL) {
             return Err(Refusal::parse(msg).map_or(HandshakeError::Failed, HandshakeError::Refused));
         }
@@ -170,23 +239,46 @@ impl ClientHandshake {
 
         let mut t = self.transcript;
         t.mix_hash(body);
+        // A low-order ephemeral key fails here, before any agent sees it.
         let ee = self
             .ephemeral
             .diffie_hellman(&es_pub)
             .map_err(|_| HandshakeError::Failed)?;
         let _ = t.mix_key(ee.dangerous_as_bytes());
-        let se = self
-            .static_key
-            .diffie_hellman(&es_pub)
-            .map_err(|_| HandshakeError::Failed)?;
+        let mut tag = [0u8; TAG_LEN];
+        tag.copy_from_slice(tag2);
+        Ok(AwaitingStaticDh {
+            transcript: t,
+            server_ephemeral: es_pub,
+            payload: body[HELLO2_FIXED..].to_vec(),
+            tag,
+            limits: self.limits,
+        })
+    }
+}
+
+impl AwaitingStaticDh {
+    /// The server's ephemeral public key: the agent's X25519 is of the
+    /// client's static secret with this key.
+    pub fn server_ephemeral(&self) -> &PublicKey {
+        &self.server_ephemeral
+    }
+
+    /// Finishes the handshake with `se`, the X25519 of the client's static
+    /// secret with [`server_ephemeral`](Self::server_ephemeral): message 2's
+    /// tag is checked, and the session and the server's payload (if any)
+    /// are given. A tag that does not verify (a wrong `se`, a forged
+    /// message) is [`HandshakeError::Failed`].
+    pub fn finish(self, se: &SharedSecret) -> Result<(Session, Option<String>), HandshakeError> {
+        let mut t = self.transcript;
         let k2 = t.mix_key(se.dangerous_as_bytes());
         let expected = t.tag(&k2);
-        if !bool::from(expected.ct_eq(tag2)) {
+        if !bool::from(expected.ct_eq(&self.tag)) {
             return Err(HandshakeError::Failed);
         }
-        t.mix_hash(tag2);
+        t.mix_hash(&self.tag);
 
-        let payload = &body[HELLO2_FIXED..];
+        let payload = &self.payload[..];
         let payload = if payload.is_empty() {
             None
         } else {

@@ -19,7 +19,7 @@ mod refusal;
 mod server;
 mod transcript;
 
-pub use client::{ClientConfig, ClientHandshake};
+pub use client::{AwaitingStaticDh, ClientConfig, ClientHandshake};
 pub use refusal::{
     BUSY_REASON, GENERIC_REASON, MAX_REASON_LEN, Refusal, RefusalCode, RefusalDetail,
 };
@@ -94,6 +94,11 @@ pub enum HandshakeError {
     /// The random source failed.
     #[error(transparent)]
     Random(#[from] RandomError),
+    /// The client's static key is held by an agent
+    /// ([`ClientConfig::from_agent`]): finish the handshake with
+    /// [`ClientHandshake::read_answer`] and the agent's Diffie-Hellman result.
+    #[error("the static key is held by an agent: finish with its Diffie-Hellman result")]
+    StaticKeyElsewhere,
 }
 
 /// Checks that a non-empty handshake payload is one JSON value, without
