@@ -683,43 +683,13 @@ fn a_call_past_call_timeout_is_cancelled_and_answered_timeout() {
 
 #[test]
 fn a_client_that_pipelines_calls_and_never_reads_is_closed() {
-    run(async {
-        let tmp = dir();
-        let serve = serve_demo(tmp.path(), &[("write_timeout_ms", &ms(WRITE_TIMEOUT))], &[]);
-        let target = Target::of(&serve);
-        let rss = RssWatch::start(&serve);
-        let bystander = Bystander::start(&target, &random_key(), HONEST_EVERY);
-        let mut session = target.session_from(attacker(0), &random_key()).await;
-        let echoed = session.call("echo", "echo", &json!(["hi"])).await;
-        assert_eq!(echoed.expect("a call"), Ok(json!("hi")));
-        // 400 calls echoing 100 kB each: 40 MB of responses, far more than the
-        // socket buffers and the server's write buffer hold.
+    // 400 calls echoing 100 kB each: 40 MB of responses, far more than the
+    // socket buffers and the server's write buffer hold.
+    never_reading("pipelining calls", |session| {
         let args = json!(["x".repeat(100_000)]);
-        let mut calls = Vec::new();
-        for _ in 0..400 {
-            calls.extend_from_slice(&session.request("echo", "echo", &args));
-        }
-        // Filling the buffers takes well under a second on loopback; then a
-        // response waits at most write_timeout.
-        let deadline = WRITE_TIMEOUT + Duration::from_secs(1) + SLACK;
-        let conn = &mut session.conn;
-        let start = Instant::now();
-        let written = conn.write_until(&calls, false, start + deadline).await;
-        println!(
-            "pipelined {} of {} bytes of calls without reading",
-            written.bytes,
-            calls.len()
-        );
-        let mut tally = Tally {
-            opened: 1,
-            ..Tally::default()
-        };
-        tally
-            .closed_since(conn, start, written.failed_at, deadline)
-            .await;
-        rss.finish().assert_bounded(1, 8 * 1024, 64 * 1024);
-        tally.assert_closed(deadline, "pipelining");
-        bystander.assert_all_ok(5);
+        (0..400)
+            .flat_map(|_| session.request("echo", "echo", &args))
+            .collect()
     });
 }
 
@@ -730,6 +700,25 @@ fn a_client_that_pipelines_calls_and_never_reads_is_closed() {
 /// memory bounded (its producers wait for the socket, not a queue).
 #[test]
 fn a_client_that_watches_with_all_its_credit_and_never_reads_is_closed() {
+    never_reading("watching and setting", |session| {
+        // max_streams (16) watches of one key, each with the largest window.
+        let mut frames: Vec<u8> = (0..16)
+            .flat_map(|_| session.stream_request("kv", "watch", &json!(["k"]), 65_536))
+            .collect();
+        // 300 sets of 64 KB: 300 × 16 × 64 KB = 300 MB of items to send.
+        let value = json!(["k", "v".repeat(65_000)]);
+        for _ in 0..300 {
+            frames.extend_from_slice(&session.request("kv", "set", &value));
+        }
+        frames
+    });
+}
+
+/// An attacker's session sends what `frames` makes and never reads: the
+/// server closes it within write_timeout (the buffers fill in well under a
+/// second on loopback), its memory stays bounded, and an honest client is
+/// served throughout.
+fn never_reading(what: &str, frames: impl FnOnce(&mut attack::RawSession) -> Vec<u8>) {
     run(async {
         let tmp = dir();
         let serve = serve_demo(tmp.path(), &[("write_timeout_ms", &ms(WRITE_TIMEOUT))], &[]);
@@ -739,23 +728,13 @@ fn a_client_that_watches_with_all_its_credit_and_never_reads_is_closed() {
         let mut session = target.session_from(attacker(0), &random_key()).await;
         let echoed = session.call("echo", "echo", &json!(["hi"])).await;
         assert_eq!(echoed.expect("a call"), Ok(json!("hi")));
-        let mut frames = Vec::new();
-        // max_streams (16) watches of one key, each with the largest window.
-        for _ in 0..16 {
-            let watch = session.stream_request("kv", "watch", &json!(["k"]), 65_536);
-            frames.extend_from_slice(&watch);
-        }
-        // 300 sets of 64 KB: 300 × 16 × 64 KB = 300 MB of items to send.
-        let value = json!(["k", "v".repeat(65_000)]);
-        for _ in 0..300 {
-            frames.extend_from_slice(&session.request("kv", "set", &value));
-        }
+        let frames = frames(&mut session);
         let deadline = WRITE_TIMEOUT + Duration::from_secs(2) + SLACK;
         let conn = &mut session.conn;
         let start = Instant::now();
         let written = conn.write_until(&frames, false, start + deadline).await;
         println!(
-            "sent {} of {} bytes of watches and sets without reading",
+            "{what}: sent {} of {} bytes without reading",
             written.bytes,
             frames.len()
         );
@@ -767,7 +746,7 @@ fn a_client_that_watches_with_all_its_credit_and_never_reads_is_closed() {
             .closed_since(conn, start, written.failed_at, deadline)
             .await;
         rss.finish().assert_bounded(1, 8 * 1024, 64 * 1024);
-        tally.assert_closed(deadline, "watching without reading");
+        tally.assert_closed(deadline, what);
         bystander.assert_all_ok(5);
     });
 }

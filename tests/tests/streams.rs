@@ -27,6 +27,17 @@ fn code<T: std::fmt::Debug>(item: Option<Result<T, ClientError>>) -> ErrorCode {
     }
 }
 
+/// Every item of `object.method(args)`, which must all succeed.
+async fn ticks(
+    client: &sigil_client::Client,
+    object: &str,
+    method: &str,
+    args: impl serde::Serialize,
+) -> Vec<u64> {
+    let items = client.stream::<u64>(object, method, args).await.unwrap();
+    items.map(Result::unwrap).collect().await
+}
+
 /// Drops notify `dropped`.
 struct NotifyOnDrop(Arc<Notify>);
 
@@ -74,6 +85,19 @@ struct Probe {
     dropped: Arc<Notify>,
 }
 
+impl Probe {
+    /// Opens `probe.forever`.
+    async fn forever(&self) -> sigil_client::ItemStream<u64> {
+        self.client.stream("probe", "forever", ()).await.unwrap()
+    }
+
+    /// A call answered after everything sent before it was read.
+    async fn ping(&self) {
+        let pong: String = self.client.call("sigil", "ping", ()).await.unwrap();
+        assert_eq!(pong, "pong");
+    }
+}
+
 async fn probe(limits: ServerLimits) -> Probe {
     let client_key = key();
     let produced = Arc::new(AtomicU64::new(0));
@@ -93,14 +117,7 @@ async fn probe(limits: ServerLimits) -> Probe {
 #[tokio::test]
 async fn a_ticker_streams_typed_items_in_order_and_ends() {
     let p = probe(ServerLimits::default()).await;
-    let ticks: Vec<u64> = p
-        .client
-        .stream::<u64>("clock", "ticker", (5, 10))
-        .await
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
-        .await;
+    let ticks = ticks(&p.client, "clock", "ticker", (5, 10)).await;
     assert_eq!(ticks, [0, 1, 2, 3, 4]);
     // More items than one window: credit flows as the consumer reads.
     let mut counted = p
@@ -152,14 +169,7 @@ async fn a_reader_that_never_reads_stalls_only_its_stream() {
             i + 1
         );
     }
-    let ticks: Vec<u64> = p
-        .client
-        .stream::<u64>("clock", "ticker", (3, 10))
-        .await
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
-        .await;
+    let ticks = ticks(&p.client, "clock", "ticker", (3, 10)).await;
     assert_eq!(ticks, [0, 1, 2]);
     // The stalled stream's producer ran for its window, and no further.
     assert_eq!(p.produced.load(Ordering::SeqCst), 8);
@@ -171,16 +181,9 @@ async fn a_reader_that_never_reads_stalls_only_its_stream() {
 async fn dropping_a_stream_drops_the_servers_producer() {
     let p = probe(ServerLimits::default()).await;
     let notified = p.dropped.notified();
-    let forever = p
-        .client
-        .stream::<u64>("probe", "forever", ())
-        .await
-        .unwrap();
+    let forever = p.forever().await;
     // Opened on the server before it is dropped here.
-    assert_eq!(
-        p.client.call::<String>("sigil", "ping", ()).await.unwrap(),
-        "pong"
-    );
+    p.ping().await;
     drop(forever);
     tokio::time::timeout(WAIT, notified)
         .await
@@ -240,24 +243,13 @@ async fn a_stream_without_a_first_item_times_out() {
     })
     .await;
     let notified = p.dropped.notified();
-    let mut forever = p
-        .client
-        .stream::<u64>("probe", "forever", ())
-        .await
-        .unwrap();
+    let mut forever = p.forever().await;
     assert_eq!(code(forever.next().await), ErrorCode::Timeout);
     tokio::time::timeout(WAIT, notified)
         .await
         .expect("the server dropped the producer");
     // A ticker slower than the deadline between items lives on.
-    let ticks: Vec<u64> = p
-        .client
-        .stream::<u64>("clock", "ticker", (2, 300))
-        .await
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
-        .await;
+    let ticks = ticks(&p.client, "clock", "ticker", (2, 300)).await;
     assert_eq!(ticks, [0, 1]);
     // Unless the client wants an item at least every 100 ms.
     let options = StreamOptions {
@@ -281,29 +273,14 @@ async fn streams_over_max_streams_are_busy() {
         ..ServerLimits::default()
     })
     .await;
-    let a = p
-        .client
-        .stream::<u64>("probe", "forever", ())
-        .await
-        .unwrap();
-    let b = p
-        .client
-        .stream::<u64>("probe", "forever", ())
-        .await
-        .unwrap();
-    let mut c = p
-        .client
-        .stream::<u64>("probe", "forever", ())
-        .await
-        .unwrap();
+    let a = p.forever().await;
+    let b = p.forever().await;
+    let mut c = p.forever().await;
     assert_eq!(code(c.next().await), ErrorCode::Busy);
     drop(a);
     // The place is free again once the server has seen the cancel: a
     // call after it is answered after it.
-    assert_eq!(
-        p.client.call::<String>("sigil", "ping", ()).await.unwrap(),
-        "pong"
-    );
+    p.ping().await;
     let mut d = p
         .client
         .stream::<u64>("probe", "count", (1,))
@@ -323,11 +300,7 @@ async fn the_connection_closing_fails_open_streams() {
         .await
         .unwrap();
     assert_eq!(watch.next().await.unwrap().unwrap(), None);
-    let mut stuck = p
-        .client
-        .stream::<u64>("probe", "forever", ())
-        .await
-        .unwrap();
+    let mut stuck = p.forever().await;
     p.client.close().await;
     assert!(matches!(
         watch.next().await,
@@ -340,15 +313,8 @@ async fn the_connection_closing_fails_open_streams() {
     ));
     // And the server shutting down fails them too.
     let p = probe(ServerLimits::default()).await;
-    let mut stuck = p
-        .client
-        .stream::<u64>("probe", "forever", ())
-        .await
-        .unwrap();
-    assert_eq!(
-        p.client.call::<String>("sigil", "ping", ()).await.unwrap(),
-        "pong"
-    );
+    let mut stuck = p.forever().await;
+    p.ping().await;
     p.server.shutdown().await;
     assert!(matches!(
         stuck.next().await,

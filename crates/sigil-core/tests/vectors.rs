@@ -136,6 +136,38 @@ fn check_frames(case: &Case, session: &mut Session, sends: &str) {
     }
 }
 
+/// The client's handshake of `case` started with the vector's ephemeral
+/// key; its message 1 must be the vector's.
+fn start_client(case: &Case, cfg: &ClientConfig) -> ClientHandshake {
+    let (hs, msg1) = ClientHandshake::dangerous_start_with_ephemeral(
+        cfg,
+        secret(&case.client_ephemeral_secret_hex),
+        case.timestamp_ms,
+        none_if_empty(&case.client_payload),
+    )
+    .unwrap();
+    assert_eq!(
+        hex::encode(&msg1),
+        case.msg1_hex,
+        "{}: message 1",
+        case.name
+    );
+    hs
+}
+
+/// The client's session of `case` is the vector's: payload, hash, frames.
+fn check_client_session(case: &Case, answer: Result<(Session, Option<String>), HandshakeError>) {
+    let (mut session, payload) = answer.unwrap();
+    assert_eq!(payload.as_deref(), none_if_empty(&case.server_payload));
+    assert_eq!(
+        hex::encode(session.session_hash()),
+        case.session_hash_hex,
+        "{}",
+        case.name
+    );
+    check_frames(case, &mut session, "c2s");
+}
+
 #[test]
 fn handshakes_client_role() {
     let file = load();
@@ -146,28 +178,9 @@ fn handshakes_client_role() {
             hex::encode(cfg.public_key().as_bytes()),
             case.client_static_public_hex
         );
-        let (hs, msg1) = ClientHandshake::dangerous_start_with_ephemeral(
-            &cfg,
-            secret(&case.client_ephemeral_secret_hex),
-            case.timestamp_ms,
-            none_if_empty(&case.client_payload),
-        )
-        .unwrap();
-        assert_eq!(
-            hex::encode(&msg1),
-            case.msg1_hex,
-            "{}: message 1",
-            case.name
-        );
-        let (mut session, payload) = hs.finish(&hex::decode(&case.msg2_hex).unwrap()).unwrap();
-        assert_eq!(payload.as_deref(), none_if_empty(&case.server_payload));
-        assert_eq!(
-            hex::encode(session.session_hash()),
-            case.session_hash_hex,
-            "{}",
-            case.name
-        );
-        check_frames(case, &mut session, "c2s");
+        let hs = start_client(case, &cfg);
+        let answer = hs.finish(&hex::decode(&case.msg2_hex).unwrap());
+        check_client_session(case, answer);
     }
 }
 
@@ -195,43 +208,19 @@ fn handshakes_client_role_with_a_key_agent() {
             cfg = cfg.with_psk(SymmetricKey::from_bytes(&bytes32(psk)));
         }
         let cfg = cfg.with_prologue(&hex::decode(&case.prologue_hex).unwrap());
-        let start = || {
-            ClientHandshake::dangerous_start_with_ephemeral(
-                &cfg,
-                secret(&case.client_ephemeral_secret_hex),
-                case.timestamp_ms,
-                none_if_empty(&case.client_payload),
-            )
-            .unwrap()
-        };
-        let (hs, msg1) = start();
-        assert_eq!(
-            hex::encode(&msg1),
-            case.msg1_hex,
-            "{}: message 1",
-            case.name
-        );
         let msg2 = hex::decode(&case.msg2_hex).unwrap();
-        let step = hs.read_answer(&msg2).unwrap();
+        let step = start_client(case, &cfg).read_answer(&msg2).unwrap();
         let se = agent.x25519(step.server_ephemeral());
-        let (mut session, payload) = step.finish(&se).unwrap();
-        assert_eq!(payload.as_deref(), none_if_empty(&case.server_payload));
-        assert_eq!(
-            hex::encode(session.session_hash()),
-            case.session_hash_hex,
-            "{}",
-            case.name
-        );
-        check_frames(case, &mut session, "c2s");
+        check_client_session(case, step.finish(&se));
 
         // Without the agent's answer the one-step finish cannot go on.
-        let (hs, _) = start();
+        let hs = start_client(case, &cfg);
         assert!(matches!(
             hs.finish(&msg2),
             Err(HandshakeError::StaticKeyElsewhere)
         ));
         // A wrong answer from the agent fails like a forged message 2.
-        let (hs, _) = start();
+        let hs = start_client(case, &cfg);
         let step = hs.read_answer(&msg2).unwrap();
         let wrong = Agent(secret(&case.server_ephemeral_secret_hex)).x25519(&server);
         assert!(matches!(step.finish(&wrong), Err(HandshakeError::Failed)));
