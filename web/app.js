@@ -136,6 +136,7 @@ function setStatus(state, text) {
 
 function setConnected(connected) {
   for (const fs of document.querySelectorAll("form.call fieldset")) fs.disabled = !connected;
+  $("live").hidden = !connected;
   $("connect").disabled = connected;
   $("disconnect").disabled = !connected;
   $("server-url").readOnly = connected;
@@ -263,6 +264,88 @@ function onKv(event) {
   call("kv", method, method === "set" ? [key, $("kv-value").value] : [key]);
 }
 
+// ---------- live: streams ----------
+
+// A stream the page shows: its AbortController while it runs, and its elements.
+function liveStream(name, idleLabel, runLabel) {
+  return { name, idleLabel, runLabel, controller: null };
+}
+
+const ticker = liveStream("ticker", "Start", "Stop");
+const watcher = liveStream("watch", "Watch", "Stop");
+
+function setLive(live, state, text) {
+  const status = $(`${live.name}-status`);
+  status.dataset.state = state;
+  status.textContent = text;
+  $(`${live.name}-toggle`).textContent = state === "running" ? live.runLabel : live.idleLabel;
+}
+
+// Runs one stream until it ends, fails or is stopped, calling onItem(item) for each item.
+async function runLive(live, object, method, args, onItem) {
+  if (!client) return;
+  const controller = new AbortController();
+  live.controller = controller;
+  const label = `${object}.${method}(${args.map(show).join(", ")})`;
+  setLive(live, "running", `${label}: running…`);
+  try {
+    for await (const item of client.stream(object, method, args, { signal: controller.signal })) {
+      onItem(item);
+    }
+    setLive(live, "done", `${label}: ended by the server.`);
+  } catch (err) {
+    if (err.code === "cancelled") {
+      setLive(live, "stopped", `${label}: stopped.`);
+    } else {
+      setLive(live, "error", `${label}: ${describeError(err)}`);
+      if (err.code !== "connection_closed") log("error", label, `→ ${describeError(err)}`);
+    }
+  } finally {
+    if (live.controller === controller) live.controller = null;
+  }
+}
+
+// The toggle button: stop the stream if it runs (its signal cancels it), else start it.
+function toggle(live, start) {
+  return (event) => {
+    event.preventDefault();
+    if (live.controller) live.controller.abort();
+    else start();
+  };
+}
+
+let ticks = 0;
+
+function startTicker() {
+  const n = Math.trunc(Number($("ticker-count").value));
+  const interval = Math.trunc(Number($("ticker-interval").value));
+  ticks = 0;
+  $("ticker-value").textContent = "—";
+  runLive(ticker, "clock", "ticker", [n, interval], (tick) => {
+    ticks += 1;
+    $("ticker-value").textContent = String(tick);
+    $("ticker-value").dataset.ticks = String(ticks);
+  });
+}
+
+const HISTORY = 8;
+
+function startWatch() {
+  const value = $("watch-value");
+  const history = $("watch-history");
+  value.textContent = "—";
+  history.replaceChildren();
+  runLive(watcher, "kv", "watch", [$("watch-key").value], (item) => {
+    if (value.textContent !== "—") {
+      const old = document.createElement("li");
+      old.textContent = value.textContent;
+      history.prepend(old);
+      while (history.children.length > HISTORY) history.lastElementChild.remove();
+    }
+    value.textContent = item === null ? "(absent)" : show(item);
+  });
+}
+
 // ---------- start ----------
 
 async function main() {
@@ -287,6 +370,8 @@ async function main() {
   $("calc-form").addEventListener("submit", onCalc);
   $("echo-form").addEventListener("submit", onEcho);
   $("kv-form").addEventListener("submit", onKv);
+  $("ticker-form").addEventListener("submit", toggle(ticker, startTicker));
+  $("watch-form").addEventListener("submit", toggle(watcher, startWatch));
   $("clear-log").addEventListener("click", () => $("log").replaceChildren());
   await prefillServerKey();
   $("load-status").textContent = "Ready.";

@@ -289,6 +289,54 @@ test("connects with the right key and calls calculator, echo and kv", async () =
   console.log(`screenshots: ${path.join(ARTIFACTS, "demo.png")}, refusal.png`);
 });
 
+test("the live panel shows ticks as they come, stops a ticker, and watches a key", async () => {
+  assert.ok(await page.isVisible("#live"));
+  // A short ticker runs to its end: every tick shows, the last one stays.
+  await page.fill("#ticker-count", "5");
+  await page.fill("#ticker-interval", "50");
+  await page.click("#ticker-toggle");
+  await page.waitForSelector("#ticker-status[data-state=done]", { timeout: 10_000 });
+  assert.equal(await page.textContent("#ticker-value"), "4");
+  assert.equal(await page.getAttribute("#ticker-value", "data-ticks"), "5");
+
+  // A long one, stopped with its button (the stream's AbortSignal): no tick after that.
+  await page.fill("#ticker-count", "10000");
+  await page.fill("#ticker-interval", "20");
+  await page.click("#ticker-toggle");
+  await page.waitForFunction(() => Number(document.querySelector("#ticker-value").dataset.ticks) >= 3);
+  assert.equal(await page.textContent("#ticker-toggle"), "Stop");
+  await page.click("#ticker-toggle");
+  await page.waitForSelector("#ticker-status[data-state=stopped]");
+  assert.equal(await page.textContent("#ticker-toggle"), "Start");
+  const stoppedAt = await page.textContent("#ticker-value");
+  await page.waitForTimeout(200);
+  assert.equal(await page.textContent("#ticker-value"), stoppedAt);
+
+  // kv.watch: the value now (absent), then changes made by another connection and by this page.
+  const key = `e2e-${randomBytes(4).toString("hex")}`;
+  await page.fill("#watch-key", key);
+  await page.click("#watch-toggle");
+  await page.waitForFunction(() => document.querySelector("#watch-value").textContent === "(absent)");
+  await page.evaluate(async (key) => {
+    const mod = await import("./pkg/sigil_wasm.js");
+    const serverKey = document.querySelector("#server-key").value;
+    const url = document.querySelector("#server-url").value;
+    const other = await mod.Client.connect(url, { serverKey, secretKey: mod.generateKeyPair().secretKey });
+    await other.call("kv", "set", [key, "green"]);
+    other.close();
+  }, key);
+  await page.waitForFunction(() => document.querySelector("#watch-value").textContent === '"green"');
+  await page.fill("#kv-key", key);
+  await page.fill("#kv-value", "red");
+  await page.click("#kv-set");
+  await page.waitForFunction(() => document.querySelector("#watch-value").textContent === '"red"');
+  assert.deepEqual(await page.locator("#watch-history li").allTextContents(), ['"green"', "(absent)"]);
+  await page.screenshot({ path: path.join(ARTIFACTS, "live.png"), fullPage: true });
+  await page.click("#watch-toggle");
+  await page.waitForSelector("#watch-status[data-state=stopped]");
+  assert.equal(await page.textContent("#watch-toggle"), "Watch");
+});
+
 test("many calls in flight on one socket, then disconnect", async () => {
   const results = await page.evaluate(async () => {
     const mod = await import("./pkg/sigil_wasm.js");
@@ -307,6 +355,7 @@ test("many calls in flight on one socket, then disconnect", async () => {
   await page.click("#disconnect");
   await page.waitForSelector("#connection-status[data-state=idle]");
   assert.ok(await page.isDisabled("#calc-run"));
+  assert.ok(await page.isHidden("#live"));
 });
 
 test("the minimal page of the book (hello.html) connects, calls and shows the error", async () => {

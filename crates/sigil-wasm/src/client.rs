@@ -5,8 +5,9 @@
 //! on every message goes to sigil-core's `ClientConnection`, which numbers
 //! the calls, matches responses, keeps deadlines and sends cancels. This
 //! file only moves bytes, settles promises and keeps one timer for the
-//! machine's next deadline. Time is the browser's clock (`Date.now()`);
-//! randomness is `crypto.getRandomValues`.
+//! machine's next deadline; `stream.rs` hands streams' items to their
+//! iterators. Time is the browser's clock (`Date.now()`); randomness is
+//! `crypto.getRandomValues`.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -27,6 +28,7 @@ use web_sys::{AbortSignal, BinaryType, CloseEvent, MessageEvent, WebSocket};
 
 use crate::error::{self, CONNECTION_CLOSED, HANDSHAKE_FAILED, PROTOCOL_ERROR, TIMEOUT};
 use crate::options::{self, ConnectOptions};
+use crate::stream::{Buffer, deliver};
 
 /// The WebSocket subprotocol of sigil/1.
 const SUBPROTOCOL: &str = "sigil.v1";
@@ -44,9 +46,9 @@ extern "C" {
 }
 
 /// A promise's two settling functions.
-struct Settle {
-    resolve: Function,
-    reject: Function,
+pub(crate) struct Settle {
+    pub(crate) resolve: Function,
+    pub(crate) reject: Function,
 }
 
 impl Settle {
@@ -56,9 +58,37 @@ impl Settle {
     fn reject(&self, value: &JsValue) {
         let _ = self.reject.call1(&JsValue::UNDEFINED, value);
     }
+    pub(crate) fn settle(&self, outcome: Result<JsValue, JsValue>) {
+        match outcome {
+            Ok(value) => self.resolve(&value),
+            Err(e) => self.reject(&e),
+        }
+    }
 }
 
-enum Phase {
+/// A listener on an `AbortSignal`'s `abort` event, removed when dropped.
+pub(crate) struct OnAbort {
+    signal: AbortSignal,
+    listener: Closure<dyn FnMut()>,
+}
+
+impl OnAbort {
+    pub(crate) fn new(signal: AbortSignal, f: impl FnMut() + 'static) -> OnAbort {
+        let listener = Closure::<dyn FnMut()>::new(f);
+        let _ = signal.add_event_listener_with_callback("abort", listener.as_ref().unchecked_ref());
+        OnAbort { signal, listener }
+    }
+}
+
+impl Drop for OnAbort {
+    fn drop(&mut self) {
+        let _ = self
+            .signal
+            .remove_event_listener_with_callback("abort", self.listener.as_ref().unchecked_ref());
+    }
+}
+
+pub(crate) enum Phase {
     /// Waiting for the socket to open.
     Opening(ConnectOptions),
     /// Message 1 sent, waiting for message 2 or a refusal.
@@ -77,17 +107,16 @@ struct Handlers {
     _timeout: Closure<dyn FnMut()>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     ws: WebSocket,
-    phase: Phase,
+    pub(crate) phase: Phase,
     ended: bool,
     timeout_ms: u32,
     /// The largest frame payload either way.
     max_message_size: u32,
     connect: Option<Settle>,
-    /// Calls in flight, by id: how to settle their promise, and the abort
-    /// listener to remove when they are over.
-    pending: HashMap<u64, Pending>,
+    /// Calls in flight and streams open in the machine, by id.
+    pub(crate) pending: HashMap<u64, Pending>,
     session_hash: String,
     server_payload: JsValue,
     /// The handshake timer, then the timer for the machine's next deadline.
@@ -98,21 +127,27 @@ struct Inner {
     on_closed: Option<Function>,
 }
 
-/// A call waiting for its outcome.
-struct Pending {
-    settle: Settle,
-    abort: Option<(AbortSignal, Closure<dyn FnMut()>)>,
+/// A call or stream in flight.
+pub(crate) enum Pending {
+    /// A call: how to settle its promise, and the abort listener to remove
+    /// when it is over.
+    Call(Settle, Option<OnAbort>),
+    /// A stream: what it has received.
+    Stream(Rc<RefCell<Buffer>>),
 }
 
 impl Pending {
-    fn settle(self, outcome: Result<JsValue, JsValue>) {
-        if let Some((signal, listener)) = &self.abort {
-            let _ = signal
-                .remove_event_listener_with_callback("abort", listener.as_ref().unchecked_ref());
-        }
-        match outcome {
-            Ok(value) => self.settle.resolve(&value),
-            Err(e) => self.settle.reject(&e),
+    /// Settles a call, or ends a stream, with `outcome`.
+    fn settle(self, rc: &Rc<RefCell<Inner>>, id: u64, outcome: Result<JsValue, JsValue>) {
+        match self {
+            Pending::Call(settle, abort) => {
+                drop(abort);
+                settle.settle(outcome);
+            }
+            Pending::Stream(buffer) => {
+                buffer.borrow_mut().finish(outcome.map(drop));
+                deliver(&Rc::downgrade(rc), id, &buffer);
+            }
         }
     }
 }
@@ -143,7 +178,7 @@ impl End {
 /// `close()` or by either side. Many calls may be in flight at once.
 #[wasm_bindgen]
 pub struct Client {
-    inner: Rc<RefCell<Inner>>,
+    pub(crate) inner: Rc<RefCell<Inner>>,
     closed: Promise,
 }
 
@@ -281,21 +316,7 @@ impl Client {
         settle: Settle,
     ) -> Result<(), JsValue> {
         let started = args_json(args).and_then(|args| {
-            let timeout_ms = if options.is_undefined() || options.is_null() {
-                None
-            } else {
-                options::millis(options, "timeoutMs")?.map(u64::from)
-            };
-            let signal = if options.is_undefined() || options.is_null() {
-                None
-            } else {
-                js_sys::Reflect::get(options, &JsValue::from_str("signal"))
-                    .ok()
-                    .and_then(|s| s.dyn_into::<AbortSignal>().ok())
-            };
-            if signal.as_ref().is_some_and(AbortSignal::aborted) {
-                return Err(error::rpc(&cancelled()));
-            }
+            let (_, timeout_ms, signal) = call_options(options, "call")?;
             let options = CallOptions {
                 timeout_ms,
                 oneway: false,
@@ -312,27 +333,26 @@ impl Client {
                 return Err(e);
             }
         };
+        let weak = Rc::downgrade(&self.inner);
         let abort = signal.map(|signal| {
-            let weak = Rc::downgrade(&self.inner);
-            let listener = Closure::<dyn FnMut()>::new(move || {
-                if let Some(rc) = weak.upgrade() {
-                    cancel_call(&rc, id);
+            OnAbort::new(signal, move || {
+                if let Some(rc) = weak.upgrade()
+                    && let Some(p) = cancel(&rc, id)
+                {
+                    p.settle(&rc, id, Err(cancelled("call")));
                 }
-            });
-            let _ =
-                signal.add_event_listener_with_callback("abort", listener.as_ref().unchecked_ref());
-            (signal, listener)
+            })
         });
         self.inner
             .borrow_mut()
             .pending
-            .insert(id, Pending { settle, abort });
+            .insert(id, Pending::Call(settle, abort));
         Ok(())
     }
 
     /// Runs `f` on the open session's machine, then sends what it sealed
     /// and re-arms the deadline timer.
-    fn with_conn(
+    pub(crate) fn with_conn(
         &self,
         f: impl FnOnce(&mut ClientConnection) -> Result<u64, CallError>,
     ) -> Result<u64, JsValue> {
@@ -357,16 +377,39 @@ impl Client {
     }
 }
 
-/// The `cancelled` error of a call whose signal aborted.
-fn cancelled() -> RpcError {
-    RpcError::new(
-        ErrorCode::Cancelled,
-        "the call was cancelled (its AbortSignal aborted)",
-    )
+/// The options of a call or stream (`what`): an object (none is `{}`),
+/// its `timeoutMs` and its `signal`; an aborted signal is refused with
+/// `cancelled`.
+pub(crate) fn call_options(
+    options: &JsValue,
+    what: &str,
+) -> Result<(JsValue, Option<u64>, Option<AbortSignal>), JsValue> {
+    let options = if options.is_undefined() || options.is_null() {
+        js_sys::Object::new().into()
+    } else {
+        options.clone()
+    };
+    let timeout_ms = options::millis(&options, "timeoutMs")?.map(u64::from);
+    let signal = js_sys::Reflect::get(&options, &JsValue::from_str("signal"))
+        .ok()
+        .and_then(|s| s.dyn_into::<AbortSignal>().ok());
+    if signal.as_ref().is_some_and(AbortSignal::aborted) {
+        return Err(cancelled(what));
+    }
+    Ok((options, timeout_ms, signal))
 }
 
-/// A call's signal aborted: stop it here and on the server.
-fn cancel_call(rc: &Rc<RefCell<Inner>>, id: u64) {
+/// The `cancelled` error of a call or stream (`what`) whose signal aborted.
+pub(crate) fn cancelled(what: &str) -> JsValue {
+    error::rpc(&RpcError::new(
+        ErrorCode::Cancelled,
+        format!("the {what} was cancelled (its AbortSignal aborted)"),
+    ))
+}
+
+/// Cancels call or stream `id` here and on the server; returns it if it
+/// was in flight.
+pub(crate) fn cancel(rc: &Rc<RefCell<Inner>>, id: u64) -> Option<Pending> {
     let pending = {
         let mut s = rc.borrow_mut();
         if let Phase::Open(conn) = &mut s.phase {
@@ -375,15 +418,14 @@ fn cancel_call(rc: &Rc<RefCell<Inner>>, id: u64) {
         s.pending.remove(&id)
     };
     pump(rc);
-    if let Some(p) = pending {
-        p.settle(Err(error::rpc(&cancelled())));
-    }
+    pending
 }
 
 /// Sends what the machine sealed, settles what it decided, and sets the
 /// timer for its next deadline.
-fn pump(rc: &Rc<RefCell<Inner>>) {
+pub(crate) fn pump(rc: &Rc<RefCell<Inner>>) {
     let mut settled = Vec::new();
+    let mut streams = Vec::new();
     let mut closed = None;
     {
         let mut guard = rc.borrow_mut();
@@ -391,22 +433,34 @@ fn pump(rc: &Rc<RefCell<Inner>>) {
         let Phase::Open(conn) = &mut s.phase else {
             return;
         };
-        while let Some(frame) = conn.poll_transmit() {
-            if s.ws.send_with_u8_array(&frame).is_err() {
-                closed = Some(CloseReason::ConnectionLost);
-                break;
-            }
-        }
         while let Some(event) = conn.poll_event() {
             match event {
                 ClientEvent::Response { id, outcome } => {
                     if let Some(p) = s.pending.remove(&id) {
-                        settled.push((p, outcome));
+                        let outcome = outcome
+                            .map(|result| JSON::parse(result.get()).unwrap_or(JsValue::UNDEFINED));
+                        settled.push((id, p, outcome));
+                    }
+                }
+                ClientEvent::Item { id, value } => {
+                    if let Some(Pending::Stream(b)) = s.pending.get(&id) {
+                        b.borrow_mut()
+                            .push(JSON::parse(value.get()).unwrap_or(JsValue::UNDEFINED));
+                        streams.push((id, b.clone()));
+                    }
+                }
+                ClientEvent::StreamEnd { id, outcome } => {
+                    if let Some(p) = s.pending.remove(&id) {
+                        settled.push((id, p, outcome.map(|()| JsValue::UNDEFINED)));
                     }
                 }
                 ClientEvent::Close(reason) => closed = Some(reason),
-                // This client opens no streams (yet).
-                ClientEvent::Item { .. } | ClientEvent::StreamEnd { .. } => {}
+            }
+        }
+        while let Some(frame) = conn.poll_transmit() {
+            if s.ws.send_with_u8_array(&frame).is_err() {
+                closed = Some(CloseReason::ConnectionLost);
+                break;
             }
         }
         let next = conn.poll_timeout();
@@ -428,11 +482,12 @@ fn pump(rc: &Rc<RefCell<Inner>>) {
             ));
         }
     }
-    for (p, outcome) in settled {
-        p.settle(match outcome {
-            Ok(result) => Ok(JSON::parse(result.get()).unwrap_or(JsValue::UNDEFINED)),
-            Err(e) => Err(error::rpc(&e)),
-        });
+    let weak = Rc::downgrade(rc);
+    for (id, buffer) in streams {
+        deliver(&weak, id, &buffer);
+    }
+    for (id, p, outcome) in settled {
+        p.settle(rc, id, outcome.map_err(|e| error::rpc(&e)));
     }
     if let Some(reason) = closed {
         let end = match reason {
@@ -455,7 +510,7 @@ impl Drop for Client {
 }
 
 /// `args` as JSON text: `undefined` or `null` is `[]`.
-fn args_json(args: &JsValue) -> Result<Box<RawValue>, JsValue> {
+pub(crate) fn args_json(args: &JsValue) -> Result<Box<RawValue>, JsValue> {
     let bad = |why: &str| {
         error::rpc(&RpcError::invalid_arguments(format!(
             "args must be an array of JSON values: {why}"
@@ -712,8 +767,8 @@ fn shut(rc: &Rc<RefCell<Inner>>, end: End) {
     if let Some(connect) = connect {
         connect.reject(&end.to_js());
     }
-    for p in pending.into_values() {
-        p.settle(Err(end.to_js()));
+    for (id, p) in pending {
+        p.settle(rc, id, Err(end.to_js()));
     }
     if let Some(resolve) = on_closed {
         let why = match end {

@@ -28,9 +28,11 @@ mod client;
 pub mod error;
 mod keys;
 mod options;
+mod stream;
 
 pub use client::Client;
 pub use keys::{derive_shared_key, fingerprint, generate_key_pair, public_key};
+pub use stream::ItemStream;
 
 use wasm_bindgen::prelude::wasm_bindgen;
 

@@ -103,13 +103,22 @@ impl ConnectOptions {
 /// A number of milliseconds from `options[key]`, if present: 1 to 2^31 − 1
 /// (what `setTimeout` takes).
 pub(crate) fn millis(options: &JsValue, key: &str) -> Result<Option<u32>, JsValue> {
+    number(options, key, 2_147_483_647, "a number of milliseconds")
+}
+
+/// A whole number from `options[key]` (a fraction is dropped), if present:
+/// 1 to `max`; `what` says what it is, for the error.
+pub(crate) fn number(
+    options: &JsValue,
+    key: &str,
+    max: u32,
+    what: &str,
+) -> Result<Option<u32>, JsValue> {
     match get(options, key)? {
         None => Ok(None),
         Some(v) => match v.as_f64() {
-            Some(ms) if (1.0..=2_147_483_647.0).contains(&ms) => Ok(Some(ms as u32)),
-            _ => Err(invalid(&format!(
-                "{key} must be a number of milliseconds from 1 to 2147483647"
-            ))),
+            Some(n) if (1.0..=f64::from(max)).contains(&n) => Ok(Some(n as u32)),
+            _ => Err(invalid(&format!("{key} must be {what} from 1 to {max}"))),
         },
     }
 }

@@ -33,6 +33,41 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
+/** Options of one stream (`client.stream`). */
+export interface StreamOptions {
+  /** How many items the server may send before this side takes them (1 to 65536, default 16): the most a stream buffers. */
+  window?: number;
+  /** The deadline of the first item in milliseconds (default: the connection's `callTimeoutMs`): past it `next()` rejects with `timeout` and the server stops the stream. */
+  timeoutMs?: number;
+  /** After the first item, reject with `timeout` when no item comes for this long while the server may send one (default: wait as long as it takes, as a watch does). */
+  idleTimeoutMs?: number;
+  /** Aborting it cancels the stream: the `next()` waiting, or the next one, rejects with `cancelled`, and the server stops it. */
+  signal?: AbortSignal;
+}
+
+/**
+ * A stream's items as an async iterator: `for await (const item of client.stream(...))`.
+ * Items are JSON values. The iteration ends when the server ends the stream; an error
+ * (`SigilRpcError`, or `SigilConnectionError` when the connection ends) rejects `next()`
+ * once, after the items that came before it, and the iterator is done from then on.
+ * `return()` (which `break` out of `for await` calls) cancels the stream on the server
+ * and drops what it had buffered. Taking an item lets the server send another.
+ */
+export interface SigilStream<T = unknown> extends AsyncIterableIterator<T> {
+  next(): Promise<IteratorResult<T, undefined>>;
+  return(): Promise<IteratorResult<T, undefined>>;
+  [Symbol.asyncIterator](): SigilStream<T>;
+}
+
+export interface Client {
+  /**
+   * Opens a stream: `method` of `object` with `args` (an array of JSON values), its items
+   * as an async iterator. A stream that cannot be opened (bad name or arguments, closed
+   * connection, aborted signal, bad options) does not throw here: its first `next()` rejects.
+   */
+  stream<T = unknown>(object: string, method: string, args?: unknown[], options?: StreamOptions): SigilStream<T>;
+}
+
 /** Refusal codes: 1 handshake failed, 2 rejected by the application, 3 busy, 4 unsupported version, 5 stale or replayed (others may come from newer servers). */
 export type RefusalCode = 1 | 2 | 3 | 4 | 5 | number;
 

@@ -10,7 +10,7 @@
 #![cfg(target_arch = "wasm32")]
 #![allow(clippy::unwrap_used)] // tests panic on failure by design
 
-use js_sys::{Array, Promise, Reflect};
+use js_sys::{Array, Function, Promise, Reflect};
 use serde::Deserialize;
 use sigil_wasm::{Client, derive_shared_key, fingerprint, generate_key_pair, public_key};
 use wasm_bindgen::{JsCast, JsValue};
@@ -354,4 +354,295 @@ async fn call_deadlines_and_abort_signals() {
         .unwrap();
     assert_eq!(pong.as_string().as_deref(), Some("pong"));
     client.close();
+}
+
+// ---------- streams ----------
+
+/// `clock.ticker(n, interval_ms)` as a stream.
+fn open_ticker(client: &Client, n: u32, interval_ms: u32, options: JsValue) -> JsValue {
+    let n_and_interval = args(&[n.into(), interval_ms.into()]);
+    client.stream("clock", "ticker", n_and_interval, options)
+}
+
+/// Takes a ticker's first tick (0), and returns the `next()` that waits
+/// for its second.
+async fn tick_then_wait(ticker: &JsValue) -> Promise {
+    assert_eq!(next(ticker).await.unwrap().unwrap().as_f64(), Some(0.0));
+    invoke(ticker, "next").dyn_into().unwrap()
+}
+
+/// The connection still answers a call.
+async fn assert_answers(client: &Client) {
+    let pong = settle(client.call("sigil", "ping", JsValue::UNDEFINED, JsValue::UNDEFINED))
+        .await
+        .unwrap();
+    assert_eq!(pong.as_string().as_deref(), Some("pong"));
+}
+
+async fn connect_demo() -> Client {
+    let (url, server_key) = server();
+    let me = generate_key_pair().unwrap();
+    Client::connect(url.into(), options(server_key, &text(&me, "secretKey")))
+        .await
+        .unwrap()
+}
+
+/// A JavaScript object from `(key, value)` pairs.
+fn object(pairs: &[(&str, JsValue)]) -> JsValue {
+    let o = js_sys::Object::new();
+    for (key, value) in pairs {
+        Reflect::set(&o, &(*key).into(), value).unwrap();
+    }
+    o.into()
+}
+
+/// Calls `obj[name]()`.
+fn invoke(obj: &JsValue, name: &str) -> JsValue {
+    prop(obj, name)
+        .dyn_into::<Function>()
+        .unwrap()
+        .call0(obj)
+        .unwrap()
+}
+
+/// `stream.next()`: `Ok(Some(value))`, `Ok(None)` once done, or its error.
+async fn next(stream: &JsValue) -> Result<Option<JsValue>, JsValue> {
+    let step = settle(invoke(stream, "next").dyn_into().unwrap()).await?;
+    Ok((!prop(&step, "done").as_bool().unwrap()).then(|| prop(&step, "value")))
+}
+
+/// Runs `body` as the body of an async JavaScript function of `s` (the
+/// page of the tests has no CSP), and awaits what it returns; fails if that
+/// takes more than 10 s (a stalled stream).
+async fn run_js(body: &str, s: &JsValue) -> Result<JsValue, JsValue> {
+    let f = Function::new_with_args(
+        "s",
+        &format!(
+            "return Promise.race([(async () => {{ {body} }})(), new Promise((_, no) => \
+             setTimeout(() => no(new Error('not done within 10 s')), 10000))]);"
+        ),
+    );
+    settle(f.call1(&JsValue::UNDEFINED, s).unwrap().dyn_into().unwrap()).await
+}
+
+fn numbers(v: &JsValue) -> Vec<f64> {
+    Array::from(v).iter().map(|x| x.as_f64().unwrap()).collect()
+}
+
+/// `for await` over `clock.ticker` gets 0..n−1 and ends, also when the window
+/// is smaller than n (so credit must flow back as items are taken).
+#[wasm_bindgen_test]
+async fn streams_are_async_iterators() {
+    let client = connect_demo().await;
+    let ticker = open_ticker(&client, 5, 10, JsValue::UNDEFINED);
+    // The iterator is its own async iterable.
+    let itself = Reflect::get(&ticker, &js_sys::Symbol::async_iterator())
+        .unwrap()
+        .dyn_into::<Function>()
+        .unwrap()
+        .call0(&ticker)
+        .unwrap();
+    assert!(js_sys::Object::is(&itself, &ticker));
+    let collect = "const out = []; for await (const t of s) out.push(t); return out;";
+    let ticks = run_js(collect, &ticker).await.unwrap();
+    assert_eq!(numbers(&ticks), [0.0, 1.0, 2.0, 3.0, 4.0]);
+    // Done stays done.
+    assert_eq!(next(&ticker).await.unwrap(), None);
+
+    // A window of 2 for 40 ticks: the server may only go on because taking
+    // items grants it credit.
+    let small = object(&[("window", 2.into())]);
+    let ticker = open_ticker(&client, 40, 10, small);
+    let ticks = run_js(collect, &ticker).await.unwrap();
+    assert_eq!(numbers(&ticks), (0..40).map(f64::from).collect::<Vec<_>>());
+
+    // Two streams and a call at once on the one connection.
+    let a = open_ticker(&client, 3, 10, JsValue::UNDEFINED);
+    let b = open_ticker(&client, 3, 15, JsValue::UNDEFINED);
+    let both = "const [a, b] = s; const out = [];\
+                for await (const t of a) out.push(t); for await (const t of b) out.push(t); return out;";
+    let pair: JsValue = [a, b].iter().collect::<Array>().into();
+    let echo = client.call("echo", "echo", args(&["x".into()]), JsValue::UNDEFINED);
+    let ticks = run_js(both, &pair).await.unwrap();
+    assert_eq!(numbers(&ticks), [0.0, 1.0, 2.0, 0.0, 1.0, 2.0]);
+    assert_eq!(
+        settle(echo).await.unwrap().as_string().as_deref(),
+        Some("x")
+    );
+    client.close();
+}
+
+/// `kv.watch` gives the key's value now, then each change, made by this
+/// client or another.
+#[wasm_bindgen_test]
+async fn kv_watch_sees_changes_from_any_client() {
+    let key = format!(
+        "watch-{}",
+        &text(&generate_key_pair().unwrap(), "publicKey")[..8]
+    );
+    let (a, b) = (connect_demo().await, connect_demo().await);
+    let set = |c: &Client, v: &str| {
+        c.call(
+            "kv",
+            "set",
+            args(&[key.as_str().into(), v.into()]),
+            JsValue::UNDEFINED,
+        )
+    };
+    settle(set(&a, "first")).await.unwrap();
+    let watch = a.stream(
+        "kv",
+        "watch",
+        args(&[key.as_str().into()]),
+        JsValue::UNDEFINED,
+    );
+    assert_eq!(
+        next(&watch).await.unwrap().unwrap().as_string().as_deref(),
+        Some("first")
+    );
+    // A `next()` waiting when the change comes.
+    let waiting = invoke(&watch, "next").dyn_into::<Promise>().unwrap();
+    settle(set(&b, "second")).await.unwrap();
+    let step = settle(waiting).await.unwrap();
+    assert_eq!(prop(&step, "value").as_string().as_deref(), Some("second"));
+    settle(set(&a, "third")).await.unwrap();
+    settle(b.call(
+        "kv",
+        "delete",
+        args(&[key.as_str().into()]),
+        JsValue::UNDEFINED,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        next(&watch).await.unwrap().unwrap().as_string().as_deref(),
+        Some("third")
+    );
+    assert!(next(&watch).await.unwrap().unwrap().is_null());
+    // return() ends it: done from then on.
+    let step = settle(invoke(&watch, "return").dyn_into().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(prop(&step, "done").as_bool(), Some(true));
+    assert_eq!(next(&watch).await.unwrap(), None);
+    a.close();
+    b.close();
+}
+
+/// `break` out of `for await` cancels the stream on the server: the
+/// connection goes on, and the server's slots for streams (16 by default)
+/// are given back, else the 17th stream would be refused with `busy`.
+#[wasm_bindgen_test]
+async fn breaking_out_cancels_the_stream() {
+    let client = connect_demo().await;
+    let first_three = "const out = []; for await (const t of s) { out.push(t); if (out.length === 3) break; } return out;";
+    for _ in 0..20 {
+        let ticker = open_ticker(&client, 10_000, 10, JsValue::UNDEFINED);
+        let ticks = run_js(first_three, &ticker).await.unwrap();
+        assert_eq!(numbers(&ticks), [0.0, 1.0, 2.0]);
+        assert_eq!(next(&ticker).await.unwrap(), None);
+    }
+    assert_answers(&client).await;
+    client.close();
+}
+
+/// An `AbortSignal` cancels a stream with `cancelled`: a `next()` waiting,
+/// or the next one; an aborted signal refuses the stream at once.
+#[wasm_bindgen_test]
+async fn abort_signals_cancel_streams() {
+    let client = connect_demo().await;
+    let controller = web_sys::AbortController::new().unwrap();
+    let with_signal = || object(&[("signal", controller.signal().into())]);
+    let ticker = open_ticker(&client, 3, 5000, with_signal());
+    // The next tick is 5 s away: abort while `next()` waits.
+    let waiting = tick_then_wait(&ticker).await;
+    controller.abort();
+    let err = settle(waiting).await.unwrap_err();
+    assert_eq!(
+        name_and_code(&err),
+        ("SigilRpcError".into(), JsValue::from("cancelled"))
+    );
+    assert_eq!(next(&ticker).await.unwrap(), None);
+
+    let refused = open_ticker(&client, 3, 10, with_signal());
+    let err = next(&refused).await.unwrap_err();
+    assert_eq!(name_and_code(&err).1, JsValue::from("cancelled"));
+
+    // Aborting between items: the rest is dropped, the next `next()` rejects.
+    let controller = web_sys::AbortController::new().unwrap();
+    let opts = object(&[("signal", controller.signal().into())]);
+    let ticker = open_ticker(&client, 100, 10, opts);
+    assert_eq!(next(&ticker).await.unwrap().unwrap().as_f64(), Some(0.0));
+    controller.abort();
+    let err = next(&ticker).await.unwrap_err();
+    assert_eq!(name_and_code(&err).1, JsValue::from("cancelled"));
+    assert_answers(&client).await;
+    client.close();
+}
+
+/// Errors reject `next()` with the codes calls use: at open (from the
+/// server, or found before sending), mid-stream (an idle timeout), and
+/// when the connection closes.
+#[wasm_bindgen_test]
+async fn fail_stream_errors_reject_next() {
+    let client = connect_demo().await;
+    let cases = [
+        (
+            "clock",
+            "ticker",
+            args(&[10_001.into(), 10.into()]),
+            "invalid_arguments",
+        ),
+        (
+            "calculator",
+            "add",
+            args(&[1.into(), 2.into()]),
+            "invalid_request",
+        ),
+        ("clock", "nope", args(&[]), "no_such_method"),
+        ("os.path", "x", args(&[]), "invalid_request"),
+    ];
+    for (object_name, method, call_args, code) in cases {
+        let s = client.stream(object_name, method, call_args, JsValue::UNDEFINED);
+        let err = next(&s).await.unwrap_err();
+        assert_eq!(
+            name_and_code(&err),
+            ("SigilRpcError".into(), JsValue::from(code)),
+            "{object_name}.{method}"
+        );
+        // After its error, the stream is done.
+        assert_eq!(next(&s).await.unwrap(), None);
+    }
+    // A window out of range is a usage error.
+    let s = open_ticker(&client, 1, 10, object(&[("window", 0.into())]));
+    let err = next(&s).await.unwrap_err();
+    assert_eq!(
+        name_and_code(&err),
+        ("SigilUsageError".into(), JsValue::from("invalid_options"))
+    );
+
+    // Mid-stream: the first tick comes, the second is later than the idle timeout.
+    let s = open_ticker(&client, 3, 5000, object(&[("idleTimeoutMs", 200.into())]));
+    assert_eq!(next(&s).await.unwrap().unwrap().as_f64(), Some(0.0));
+    let err = next(&s).await.unwrap_err();
+    assert_eq!(
+        name_and_code(&err),
+        ("SigilRpcError".into(), JsValue::from("timeout"))
+    );
+
+    // The connection closes under an open stream.
+    let waiting = tick_then_wait(&open_ticker(&client, 3, 5000, JsValue::UNDEFINED)).await;
+    client.close();
+    let err = settle(waiting).await.unwrap_err();
+    assert_eq!(
+        name_and_code(&err),
+        (
+            "SigilConnectionError".into(),
+            JsValue::from("connection_closed")
+        )
+    );
+    let err = next(&open_ticker(&client, 1, 10, JsValue::UNDEFINED))
+        .await
+        .unwrap_err();
+    assert_eq!(name_and_code(&err).1, JsValue::from("connection_closed"));
 }
