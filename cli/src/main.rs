@@ -7,6 +7,7 @@
 //! one or two plain lines on stderr: what is wrong, then what to do.
 
 mod call;
+mod call_tls;
 mod config;
 mod error;
 mod input;

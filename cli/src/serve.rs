@@ -201,7 +201,18 @@ fn startup_notes(
     if settings.has_ephemeral_key() {
         notes.push_str(
             "no server_key configured: using an ephemeral key for this run; \
-             clients must pin the key printed below\n",
+             clients must pin the key printed below\n\
+             the key changes at every start: to keep one, run `sigil keygen --out server.key` \
+             and set server_key = \"server.key\" (or SIGIL_SERVER_KEY)\n",
+        );
+    }
+    for key in settings.public_keys().iter().skip(1) {
+        let _ = writeln!(
+            notes,
+            "also serving clients that pinned {} (server_key, from {}): \
+             drop it once they pin the key below",
+            key.fingerprint(),
+            config.server_key.origin
         );
     }
     notes

@@ -143,7 +143,10 @@ fn fail_wrong_server_key_is_refused_with_code_1() {
     );
     assert_eq!(
         err.lines().next(),
-        Some("sigil: the server refused the handshake (code 1): handshake failed"),
+        Some(
+            "sigil: the server refused the handshake (code 1): the server's key did not match \
+             the pinned key, or the server does not accept this client's key"
+        ),
         "{err}"
     );
     assert!(err.contains("check the pinned server key"), "{err}");

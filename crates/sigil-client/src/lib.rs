@@ -65,7 +65,7 @@ pub use client::{Call, Client};
 pub use connect::SUBPROTOCOL;
 pub use error::{ClientError, ConnectError};
 pub use options::{ClientOptions, DEFAULT_CALL_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT};
-pub use tls::tls_config;
+pub use tls::{CertificateCheck, ClientTls, ServerCertificate, tls_config};
 
 /// The rustls version this crate uses, for [`ClientOptions::with_tls`].
 pub use rustls;

@@ -39,12 +39,17 @@ pub(super) enum Key {
     TlsKey,
     TlsClientCa,
     TlsRequireClientCert,
+    TlsCa,
+    TlsClientCert,
+    TlsClientKey,
+    TlsServerName,
+    TlsServerSerial,
 }
 
 impl Key {
     /// Every key, in the order of [`super::Config::entries`]: top-level keys
     /// first, then the `tls` table.
-    pub(super) const ALL: [Key; 31] = [
+    pub(super) const ALL: [Key; 36] = [
         Key::Host,
         Key::Port,
         Key::ServerKey,
@@ -76,6 +81,11 @@ impl Key {
         Key::TlsKey,
         Key::TlsClientCa,
         Key::TlsRequireClientCert,
+        Key::TlsCa,
+        Key::TlsClientCert,
+        Key::TlsClientKey,
+        Key::TlsServerName,
+        Key::TlsServerSerial,
     ];
 
     /// The key's name in a file and in messages; a table's keys are dotted
@@ -113,6 +123,11 @@ impl Key {
             Key::TlsKey => "tls.key",
             Key::TlsClientCa => "tls.client_ca",
             Key::TlsRequireClientCert => "tls.require_client_cert",
+            Key::TlsCa => "tls.ca",
+            Key::TlsClientCert => "tls.client_cert",
+            Key::TlsClientKey => "tls.client_key",
+            Key::TlsServerName => "tls.server_name",
+            Key::TlsServerSerial => "tls.server_serial",
         }
     }
 
