@@ -8,6 +8,7 @@
 
 mod call;
 mod call_tls;
+mod check;
 mod config;
 mod error;
 mod input;

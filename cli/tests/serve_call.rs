@@ -30,6 +30,14 @@ fn demo_server_answers_every_demo_method_and_stops_on_sigint() {
         "{}",
         serve.startup
     );
+    assert!(
+        serve.startup.contains(
+            "the key changes at every start: to keep one, run `sigil keygen --out server.key` \
+             and set server_key = \"server.key\" (or SIGIL_SERVER_KEY)"
+        ),
+        "{}",
+        serve.startup
+    );
     // The fingerprint line is the fingerprint of the public key line.
     let fingerprint = ok(sigil().args(["fingerprint", &serve.public_key]));
     assert!(
