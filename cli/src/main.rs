@@ -15,6 +15,7 @@ mod input;
 mod keys;
 mod output;
 mod serve;
+mod web;
 
 use std::process::ExitCode;
 

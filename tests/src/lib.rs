@@ -42,3 +42,8 @@ struct BookHardening;
 #[cfg(doctest)]
 #[doc = include_str!("../../book/src/calling.md")]
 struct BookCalling;
+
+/// The "Using sigil in your project" chapter.
+#[cfg(doctest)]
+#[doc = include_str!("../../book/src/using.md")]
+struct BookUsing;
