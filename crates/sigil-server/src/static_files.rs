@@ -130,3 +130,26 @@ fn content_type(name: &str) -> Option<&'static str> {
         _ => return None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_in_memory_follow_the_rules_of_a_folder() {
+        let files = StaticFiles::from_memory(&[("index.html", b"<p>hi"), ("pkg/a.wasm", b"\0asm")])
+            .expect("valid files");
+        assert_eq!(
+            files.get("/").map(|f| f.0),
+            Some("text/html; charset=utf-8")
+        );
+        assert_eq!(
+            files.get("/pkg/a.wasm").map(|f| f.1.as_ref()),
+            Some(&b"\0asm"[..])
+        );
+        assert!(files.get("/other.html").is_none());
+        for bad in ["../x.html", "a/./b.js", "tool.exe", ""] {
+            assert!(StaticFiles::from_memory(&[(bad, b"x")]).is_err(), "{bad}");
+        }
+    }
+}
