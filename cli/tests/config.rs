@@ -231,6 +231,9 @@ fn check_validates_values_and_the_files_they_name() {
             fingerprint(&old).trim()
         )
     );
+    // A key listed twice is held once.
+    let twice = "server_key = [\"new.key\", \"old.key\", \"new.key\"]\nallow_any_client = true\n";
+    assert_eq!(ok(&mut check(twice, &[])), out);
     let err = fails(
         &mut check("server_key = \"gone.key\"\nallow_any_client = true\n", &[]),
         2,

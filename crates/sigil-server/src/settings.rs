@@ -180,16 +180,17 @@ impl ServerSettings {
     /// connect, which is an error.
     pub fn from_config(config: &Config) -> Result<ServerSettings, SetupError> {
         let ephemeral_key = config.server_key.value.is_empty();
-        let keys = if ephemeral_key {
-            vec![SecretKey::generate(&mut OsRandom).map_err(|_| SetupError::Random)?]
-        } else {
-            config
-                .server_key
-                .value
-                .iter()
-                .map(|path| keyfile::read_secret_key(path))
-                .collect::<Result<_, _>>()?
-        };
+        let mut keys: Vec<SecretKey> = Vec::new();
+        if ephemeral_key {
+            keys.push(SecretKey::generate(&mut OsRandom).map_err(|_| SetupError::Random)?);
+        }
+        for path in &config.server_key.value {
+            let key = keyfile::read_secret_key(path)?;
+            // The same key listed twice is held once.
+            if keys.iter().all(|k| k.public_key() != key.public_key()) {
+                keys.push(key);
+            }
+        }
         let mut client_names = HashMap::new();
         let auth = match (&config.authorized_keys.value, config.allow_any_client.value) {
             (_, true) => ClientAuth::AllowAny,
@@ -268,8 +269,11 @@ impl ServerSettings {
     /// the one the server advertises, and its clients cost no more than
     /// with one key; clients of a later key cost one X25519 operation more
     /// per key before it.
+    /// A key the server holds already is ignored.
     pub fn with_additional_key(mut self, key: SecretKey) -> Self {
-        self.keys.push(key);
+        if !self.public_keys().contains(&key.public_key()) {
+            self.keys.push(key);
+        }
         self
     }
 
