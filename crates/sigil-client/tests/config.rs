@@ -188,3 +188,46 @@ async fn from_config_handshake_timeout() {
     assert!(matches!(err, ClientError::Timeout), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// `server_public_key` as a list (a server rotating its key): the keys are
+/// pinned in order, and a connection tries the next when the server
+/// refuses the handshake made for one. The client's `[tls]` keys are
+/// checked together.
+#[tokio::test]
+async fn from_config_pins_several_server_keys_in_order() {
+    let server = TestServer::start(Behavior::default()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("client.key");
+    write_file(
+        &key,
+        &server.client_secret().to_text(KeyFormat::Base64),
+        0o600,
+    );
+    let stale = sigil_client::SecretKey::generate(&mut sigil_core::OsRandom)
+        .expect("key")
+        .public_key();
+    let pinned = format!("{stale},{}", server.server_key);
+    let key = key.to_str().expect("utf-8");
+    let options = ClientOptions::from_config(&config(&[
+        ("client_key", key),
+        ("server_public_key", &pinned),
+    ]))
+    .expect("options");
+    assert_eq!(options.server_keys(), [stale, server.server_key]);
+    let client = Client::connect(&server.url(), options)
+        .await
+        .expect("the second key connects");
+    client.close().await;
+
+    let err = ClientOptions::from_config(&config(&[
+        ("client_key", key),
+        ("server_public_key", &pinned),
+        ("tls.client_cert", "me.pem"),
+    ]))
+    .err()
+    .expect("a certificate without its key");
+    assert!(
+        matches!(&err, ClientError::Config(text) if text.contains("tls.client_cert needs tls.client_key")),
+        "{err}"
+    );
+}
