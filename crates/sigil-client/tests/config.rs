@@ -5,7 +5,7 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{Behavior, TestServer};
@@ -16,6 +16,17 @@ use sigil_core::keys::KeyFormat;
 fn write_file(path: &Path, text: &str, mode: u32) {
     std::fs::write(path, text).expect("write");
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// The test client's secret key, written to `dir/client.key` with `mode`.
+fn client_key_file(dir: &Path, server: &TestServer, mode: u32) -> PathBuf {
+    let key = dir.join("client.key");
+    write_file(
+        &key,
+        &server.client_secret().to_text(KeyFormat::Base64),
+        mode,
+    );
+    key
 }
 
 fn config(settings: &[(&str, &str)]) -> Config {
@@ -35,12 +46,7 @@ async fn from_config_reads_keys_psk_and_prologue() {
     })
     .await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let key = dir.path().join("client.key");
-    write_file(
-        &key,
-        &server.client_secret().to_text(KeyFormat::Base64),
-        0o600,
-    );
+    let key = client_key_file(dir.path(), &server, 0o600);
     let psk = dir.path().join("psk");
     let psk_text = sigil_client::SymmetricKey::from_bytes(&[3; 32]).to_base64();
     write_file(&psk, &format!("{}\n", &*psk_text), 0o600);
@@ -72,12 +78,7 @@ async fn from_config_reads_keys_psk_and_prologue() {
 async fn fail_readable_secret_files_are_refused() {
     let server = TestServer::start(Behavior::default()).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let key = dir.path().join("client.key");
-    write_file(
-        &key,
-        &server.client_secret().to_text(KeyFormat::Base64),
-        0o644,
-    );
+    let key = client_key_file(dir.path(), &server, 0o644);
     let server_key = server.server_key.to_string();
     let key_str = key.to_str().expect("utf-8");
     let err = ClientOptions::from_config(&config(&[
@@ -117,12 +118,7 @@ async fn fail_readable_secret_files_are_refused() {
 async fn fail_missing_settings_and_files() {
     let server = TestServer::start(Behavior::default()).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let key = dir.path().join("client.key");
-    write_file(
-        &key,
-        &server.client_secret().to_text(KeyFormat::Base64),
-        0o600,
-    );
+    let key = client_key_file(dir.path(), &server, 0o600);
     let key_str = key.to_str().expect("utf-8");
     let server_key = server.server_key.to_string();
 
@@ -168,12 +164,7 @@ async fn from_config_handshake_timeout() {
     })
     .await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let key = dir.path().join("client.key");
-    write_file(
-        &key,
-        &server.client_secret().to_text(KeyFormat::Base64),
-        0o600,
-    );
+    let key = client_key_file(dir.path(), &server, 0o600);
     let server_key = server.server_key.to_string();
     let options = ClientOptions::from_config(&config(&[
         ("client_key", key.to_str().expect("utf-8")),
@@ -197,12 +188,7 @@ async fn from_config_handshake_timeout() {
 async fn from_config_pins_several_server_keys_in_order() {
     let server = TestServer::start(Behavior::default()).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let key = dir.path().join("client.key");
-    write_file(
-        &key,
-        &server.client_secret().to_text(KeyFormat::Base64),
-        0o600,
-    );
+    let key = client_key_file(dir.path(), &server, 0o600);
     let stale = sigil_client::SecretKey::generate(&mut sigil_core::OsRandom)
         .expect("key")
         .public_key();
