@@ -5,10 +5,12 @@ use std::path::PathBuf;
 
 use clap::Args;
 use serde_json::value::RawValue;
-use sigil_client::{Client, ClientError, ClientOptions, ConnectError, ErrorCode};
+use sigil_client::{Client, ClientError, ClientOptions, ConnectError, ErrorCode, RefusalCode};
 use sigil_core::config::Resolved;
+use sigil_core::handshake::GENERIC_REASON;
 use sigil_core::rpc::check_name;
 
+use crate::call_tls::{TlsArgs, path_arg};
 use crate::config::{Override, Sources, report_ignored};
 use crate::error::{Failure, plain_io_error};
 use crate::input::{self, Source};
@@ -38,9 +40,9 @@ pub(crate) struct CallArgs {
     /// Ignore the environment entirely (ignored SIGIL_* variables are reported)
     #[arg(long)]
     no_env: bool,
-    /// The server's public key to pin: base64 inline, or a file [default: config server_public_key]
+    /// The server's public key to pin: base64 inline, or a file; repeat it to pin several, tried in order [default: config server_public_key]
     #[arg(long, value_name = "PUBLIC")]
-    server_key: Option<String>,
+    server_key: Vec<String>,
     /// Your secret key file, base64 or PEM [default: config client_key]
     #[arg(long, value_name = "PATH")]
     key: Option<PathBuf>,
@@ -53,6 +55,8 @@ pub(crate) struct CallArgs {
     /// Call a stream method: print each item as one line of JSON as it comes; exit 0 at its end, 1 on an error; Ctrl-C cancels it
     #[arg(long)]
     stream: bool,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 /// `sigil call`: connects, calls, prints the result.
@@ -138,25 +142,22 @@ async fn stream(
 /// for the two keys a call needs.
 fn resolve(args: &CallArgs) -> Result<Resolved, Failure> {
     let sources = Sources::load(args.config.as_deref(), args.no_env)?;
-    let server_key = match &args.server_key {
-        Some(arg) => Some(input::public_key_arg(Some(arg))?.to_string()),
-        None => None,
-    };
+    let server_keys = args
+        .server_key
+        .iter()
+        .map(|arg| Ok(input::public_key_arg(Some(arg))?.to_string()))
+        .collect::<Result<Vec<_>, Failure>>()?
+        .join(",");
     let key_path = match &args.key {
-        Some(path) => Some(path.to_str().ok_or_else(|| {
-            Failure::usage(format_args!(
-                "the --key path {} is not valid UTF-8",
-                path.display()
-            ))
-            .hint("rename the key file, or set client_key in a config file")
-        })?),
+        Some(path) => Some(path_arg("--key", path)?),
         None => None,
     };
+    let tls = args.tls.overrides()?;
     let mut overrides = Vec::new();
-    if let Some(key) = &server_key {
+    if !server_keys.is_empty() {
         overrides.push(Override {
             key: "server_public_key",
-            value: key,
+            value: &server_keys,
             flag: "--server-key",
         });
     }
@@ -174,6 +175,10 @@ fn resolve(args: &CallArgs) -> Result<Resolved, Failure> {
             flag: "--timeout",
         });
     }
+    overrides.extend(
+        tls.iter()
+            .map(|(key, value, flag)| Override { key, value, flag }),
+    );
     sources.resolve(&overrides)
 }
 
@@ -182,7 +187,7 @@ fn resolve(args: &CallArgs) -> Result<Resolved, Failure> {
 /// same refusal of a file that group or others can read).
 fn client_options(resolved: &Resolved) -> Result<ClientOptions, Failure> {
     let config = &resolved.config;
-    if config.server_public_key.value.is_none() {
+    if config.server_public_key.value.is_empty() {
         return Err(Failure::usage(
             "no server key to pin: give --server-key PUBLIC or set server_public_key",
         )
@@ -197,6 +202,7 @@ fn client_options(resolved: &Resolved) -> Result<ClientOptions, Failure> {
     keys::read_secret_key(&Source::File(key_path.clone()))?;
     ClientOptions::from_config(config).map_err(|e| match e {
         ClientError::Config(text) => Failure::usage(text),
+        ClientError::Io(e) => Failure::runtime(plain_io_error(&e)),
         other => Failure::runtime(other),
     })
 }
@@ -237,7 +243,13 @@ fn json_args(args: &[String]) -> Result<Vec<Box<RawValue>>, Failure> {
 fn connect_failure(err: ClientError, url: &str, timeout_ms: u64) -> Failure {
     match err {
         ClientError::Refused { code, reason } => {
-            let reason = if reason.is_empty() {
+            let reason = if code == RefusalCode::HandshakeFailed && reason == GENERIC_REASON {
+                // Code 1 is every key failure alike (no oracle): say what
+                // it most often means, as a rotated server key does.
+                "the server's key did not match the pinned key, or the server does not accept \
+                 this client's key"
+                    .to_owned()
+            } else if reason.is_empty() {
                 code.description().to_owned()
             } else {
                 shown(&reason)
@@ -276,9 +288,14 @@ fn connect_failure(err: ClientError, url: &str, timeout_ms: u64) -> Failure {
                     "use the host name the server expects (its allowed_hosts), e.g. the one `sigil serve` printed",
                 ),
                 ConnectError::NotTls => failure,
-                ConnectError::Tls(_) => {
-                    failure.hint("check the server's certificate and the name in the URL")
-                }
+                ConnectError::ClientCertificateRequired => failure
+                    .hint("give your certificate with --client-cert PATH --client-cert-key PATH"),
+                ConnectError::ClientCertificateRefused(_) => failure.hint(
+                    "the server trusts client certificates of its tls.client_ca only: check --client-cert",
+                ),
+                ConnectError::Tls(_) => failure.hint(
+                    "check the server's certificate, the name in the URL, and --ca (tls.ca) for a private CA",
+                ),
                 _ => failure.hint("check the URL, and that `sigil serve` is running there"),
             }
         }

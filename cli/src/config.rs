@@ -1,4 +1,5 @@
-//! `sigil config show`: every resolved value with its origin.
+//! `sigil config show`: every resolved value with its origin; the layers
+//! of the configuration, which every command resolves the same way.
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -20,6 +21,8 @@ const MAX_CONFIG_FILE: u64 = 1024 * 1024;
 pub(crate) enum ConfigCommand {
     /// Print every resolved value (secrets redacted), optionally with its origin
     Show(ShowArgs),
+    /// Check a configuration and the files it names; exit 0 if usable, 2 if not
+    Check(crate::check::CheckArgs),
 }
 
 /// Arguments of `sigil config show`.
@@ -40,6 +43,7 @@ pub(crate) struct ShowArgs {
 pub(crate) fn run(cmd: &ConfigCommand) -> Result<(), Failure> {
     match cmd {
         ConfigCommand::Show(args) => show(args),
+        ConfigCommand::Check(args) => crate::check::check(args),
     }
 }
 

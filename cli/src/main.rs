@@ -7,12 +7,15 @@
 //! one or two plain lines on stderr: what is wrong, then what to do.
 
 mod call;
+mod call_tls;
+mod check;
 mod config;
 mod error;
 mod input;
 mod keys;
 mod output;
 mod serve;
+mod web;
 
 use std::process::ExitCode;
 

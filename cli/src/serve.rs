@@ -8,14 +8,12 @@ use std::time::Duration;
 
 use clap::Args;
 use sigil_core::config::{Config, LogLevel, Resolved};
-use sigil_server::{
-    Registry, RunningServer, Server, ServerSettings, SetupError, StaticFiles, demo,
-};
+use sigil_server::{Registry, RunningServer, Server, ServerSettings, SetupError, demo};
 use tracing_subscriber::filter::LevelFilter;
 
 use crate::config::{Override, Sources, report_ignored};
 use crate::error::{Failure, plain_io_error};
-use crate::output;
+use crate::{output, web};
 
 /// How long a stopping server waits for its connections to close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -39,50 +37,9 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "PORT")]
     port: Option<String>,
     /// Serve the browser demo page from DIR (index.html, app.js, style.css and
-    /// the built pkg/); with --demo, the repository's web/ is used once built
+    /// the built pkg/); with --demo, the page built into this binary or a built web/ is used
     #[arg(long, value_name = "DIR")]
     web: Option<PathBuf>,
-}
-
-/// The files of the browser demo, relative to its folder (`cargo xtask demo`
-/// builds `pkg/`).
-const WEB_FILES: &[&str] = &[
-    "index.html",
-    "app.js",
-    "style.css",
-    "hello.html",
-    "hello.js",
-    "pkg/sigil_wasm.js",
-    "pkg/sigil_wasm_bg.wasm",
-];
-
-/// Where the demo page is: `--web DIR`, or with `--demo` the first built
-/// `web/` of the current folder and (in a debug build) of the source tree
-/// this binary came from. A release build holds no path of the machine that
-/// built it, so that it can be rebuilt byte for byte elsewhere.
-fn web_root(args: &ServeArgs) -> Option<PathBuf> {
-    if let Some(dir) = &args.web {
-        return Some(dir.clone());
-    }
-    if !args.demo {
-        return None;
-    }
-    [Some(PathBuf::from("web")), source_tree_web()]
-        .into_iter()
-        .flatten()
-        .find(|dir| WEB_FILES.iter().all(|f| dir.join(f).is_file()))
-}
-
-/// The `web/` of the source tree this binary was built from: debug builds only.
-#[cfg(debug_assertions)]
-fn source_tree_web() -> Option<PathBuf> {
-    Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../web"))
-}
-
-/// Release builds hold no path of the machine that built them.
-#[cfg(not(debug_assertions))]
-fn source_tree_web() -> Option<PathBuf> {
-    None
 }
 
 /// `sigil serve`: runs a server until interrupted.
@@ -92,13 +49,9 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), Failure> {
     let config = &resolved.config;
     init_logging(config.log.value);
     let mut settings = ServerSettings::from_config(config).map_err(setup_failure)?;
-    let web = web_root(args);
-    if let Some(dir) = &web {
-        let files = StaticFiles::from_dir(dir, WEB_FILES).map_err(|e| {
-            Failure::usage(format_args!("the web demo in {}: {e}", dir.display()))
-                .hint("build it with `cargo xtask demo`, or leave out --web")
-        })?;
-        settings = settings.with_static_files(files);
+    let web = web::find(args.web.as_deref(), args.demo);
+    if let Some(page) = &web {
+        settings = settings.with_static_files(page.load()?);
     }
 
     let mut registry = Registry::new();
@@ -107,9 +60,7 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), Failure> {
     }
     let mut notes = startup_notes(args.demo, demo_allows_any, config, &settings);
     if args.demo && web.is_none() {
-        notes.push_str(
-            "no web demo page: it is not built (`cargo xtask demo` builds and serves it; or pass --web DIR)\n",
-        );
+        notes.push_str(web::NOT_FOUND);
     }
     let addr = listen_addr(&config.host.value, config.port.value);
 
@@ -201,7 +152,18 @@ fn startup_notes(
     if settings.has_ephemeral_key() {
         notes.push_str(
             "no server_key configured: using an ephemeral key for this run; \
-             clients must pin the key printed below\n",
+             clients must pin the key printed below\n\
+             the key changes at every start: to keep one, run `sigil keygen --out server.key` \
+             and set server_key = \"server.key\" (or SIGIL_SERVER_KEY)\n",
+        );
+    }
+    for key in settings.public_keys().iter().skip(1) {
+        let _ = writeln!(
+            notes,
+            "also serving clients that pinned {} (server_key, from {}): \
+             drop it once they pin the key below",
+            key.fingerprint(),
+            config.server_key.origin
         );
     }
     notes

@@ -1,9 +1,10 @@
-//! Runs the shell walkthroughs of the book's "Keys and provisioning" chapter
-//! (`book/src/keys.md`): every code block whose info string is
-//! `sh,walkthrough`, in order, as one `bash -euo pipefail` script in an
-//! empty directory with the freshly built `sigil` first on `PATH`. The
-//! blocks check their own claims (`[ "$(cat alice.psk)" = "$(cat bob.psk)" ]`),
-//! so a walkthrough that stops being true fails this test.
+//! Runs the shell walkthroughs of the book's "Keys and provisioning" and
+//! "Operating sigil" chapters (`book/src/keys.md`, `book/src/operating.md`):
+//! every code block whose info string is `sh,walkthrough`, in order, as one
+//! `bash -euo pipefail` script with an empty home directory and the freshly
+//! built `sigil` first on `PATH`. The blocks check their own claims
+//! (`[ "$(cat alice.psk)" = "$(cat bob.psk)" ]`), so a walkthrough that
+//! stops being true fails this test.
 
 mod common;
 
@@ -11,8 +12,10 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{require_tool, sigil_path};
+use tempfile::TempDir;
 
 const CHAPTER: &str = "../book/src/keys.md";
+const OPERATING: &str = "../book/src/operating.md";
 
 /// The bodies of the fenced blocks whose info string is `sh,walkthrough`.
 fn walkthrough_blocks(markdown: &str) -> Vec<String> {
@@ -71,27 +74,7 @@ fn keys_chapter_walkthrough_runs() {
         assert!(script.contains(command), "walkthrough lost `{command}`");
     }
 
-    let dir = tempfile::TempDir::new().expect("temp dir");
-    let bin_dir = sigil_path().parent().expect("bin dir").to_path_buf();
-    let path = std::env::join_paths(std::iter::once(bin_dir).chain(std::env::split_paths(
-        &std::env::var_os("PATH").unwrap_or_default(),
-    )))
-    .expect("PATH");
-    let out = Command::new("bash")
-        .args(["-euo", "pipefail", "-c", &script])
-        .current_dir(dir.path())
-        .env_clear()
-        .env("PATH", path)
-        .env("HOME", dir.path())
-        .output()
-        .expect("run bash");
-    assert!(
-        out.status.success(),
-        "the walkthrough in {CHAPTER} failed ({:?})\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let home = run_script(CHAPTER, &script, &[]);
     // It made what it says it made.
     for file in [
         "alice.key",
@@ -101,8 +84,55 @@ fn keys_chapter_walkthrough_runs() {
         "carol.pem",
         "dave.pem",
     ] {
-        assert!(dir.path().join(file).exists(), "{file} missing");
+        assert!(
+            home.path().join("sigil-keys").join(file).exists(),
+            "{file} missing"
+        );
     }
+}
+
+/// The walkthrough of the "Operating sigil" chapter: a server's key rotated
+/// with restarts, clients pinned to the old key, the new one or both. Its
+/// server listens on a free port (`SIGIL_PORT=0`) instead of 7070.
+#[test]
+fn operating_chapter_walkthrough_runs() {
+    let chapter = Path::new(env!("CARGO_MANIFEST_DIR")).join(OPERATING);
+    let markdown = std::fs::read_to_string(&chapter).expect("read the operating chapter");
+    let script = walkthrough_blocks(&markdown).concat();
+    for command in ["config check", "serve", "--server-key", "did not match"] {
+        assert!(script.contains(command), "walkthrough lost `{command}`");
+    }
+    let home = run_script(OPERATING, &script, &[("SIGIL_PORT", "0")]);
+    assert!(home.path().join("sigil-rotation/server-2.key").exists());
+}
+
+/// Runs `script` with bash in a new, empty home directory (its working
+/// directory too) with `sigil` first on `PATH`; fails the test, with its
+/// output, unless it succeeds. Returns the home directory.
+fn run_script(chapter: &str, script: &str, env: &[(&str, &str)]) -> TempDir {
+    let dir = TempDir::new().expect("temp dir");
+    let bin_dir = sigil_path().parent().expect("bin dir").to_path_buf();
+    let path = std::env::join_paths(std::iter::once(bin_dir).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
+    .expect("PATH");
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", script])
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", path)
+        .env("HOME", dir.path())
+        .envs(env.iter().copied())
+        .output()
+        .expect("run bash");
+    assert!(
+        out.status.success(),
+        "the walkthrough in {chapter} failed ({:?})\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
 }
 
 /// The `$ sigil --help` transcript in the introduction is what the binary prints.

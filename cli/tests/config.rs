@@ -192,3 +192,63 @@ fn non_unicode_environment_does_not_panic() {
     let stderr = fails(sigil().args(["config", "show"]).env("SIGIL_PSK", junk), 2);
     assert!(stderr.contains("SIGIL_PSK"), "{stderr}");
 }
+
+/// `sigil config check`: exit 0 and what it checked for a usable
+/// configuration; exit 2 and the first problem for one that is not, be it
+/// a value or a file it names.
+#[test]
+fn check_validates_values_and_the_files_they_name() {
+    let tmp = TempDir::new().expect("temp dir");
+    let d = tmp.path();
+    let check = |file: &str, extra: &[&str]| {
+        std::fs::write(d.join("sigil.toml"), file).expect("write");
+        let mut cmd = sigil();
+        cmd.current_dir(d)
+            .args(["config", "check", "--config", "sigil.toml"])
+            .args(extra);
+        cmd
+    };
+
+    let out = ok(&mut check("port = 7443\n", &[]));
+    assert!(out.starts_with("values: ok"), "{out}");
+    let err = fails(&mut check("port = 70000\n", &[]), 2);
+    assert!(
+        err.contains("invalid value for `port` in sigil.toml line 1"),
+        "{err}"
+    );
+
+    // A server's configuration: its key files are read.
+    let new = ok(sigil().current_dir(d).args(["keygen", "--out", "new.key"]));
+    let old = ok(sigil().current_dir(d).args(["keygen", "--out", "old.key"]));
+    let fingerprint = |public: &str| ok(sigil().args(["fingerprint", public.trim()]));
+    let server = "server_key = [\"new.key\", \"old.key\"]\nallow_any_client = true\n";
+    let out = ok(&mut check(server, &[]));
+    assert_eq!(
+        out,
+        format!(
+            "server settings: ok; public key {}, also serving {}\n",
+            fingerprint(&new).trim(),
+            fingerprint(&old).trim()
+        )
+    );
+    // A key listed twice is held once.
+    let twice = "server_key = [\"new.key\", \"old.key\", \"new.key\"]\nallow_any_client = true\n";
+    assert_eq!(ok(&mut check(twice, &[])), out);
+    let err = fails(
+        &mut check("server_key = \"gone.key\"\nallow_any_client = true\n", &[]),
+        2,
+    );
+    assert!(
+        err.starts_with("sigil: server settings: cannot read gone.key"),
+        "{err}"
+    );
+    let err = fails(&mut check("server_key = \"new.key\"\n", &[]), 2);
+    assert!(err.contains("no client could connect"), "{err}");
+
+    // --client checks what a client needs, even when nothing is set.
+    let err = fails(&mut check("port = 1\n", &["--client"]), 2);
+    assert!(
+        err.contains("client settings: no server public key"),
+        "{err}"
+    );
+}

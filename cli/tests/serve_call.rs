@@ -30,6 +30,14 @@ fn demo_server_answers_every_demo_method_and_stops_on_sigint() {
         "{}",
         serve.startup
     );
+    assert!(
+        serve.startup.contains(
+            "the key changes at every start: to keep one, run `sigil keygen --out server.key` \
+             and set server_key = \"server.key\" (or SIGIL_SERVER_KEY)"
+        ),
+        "{}",
+        serve.startup
+    );
     // The fingerprint line is the fingerprint of the public key line.
     let fingerprint = ok(sigil().args(["fingerprint", &serve.public_key]));
     assert!(
@@ -207,7 +215,10 @@ fn fail_wrong_server_key_is_refused_with_code_1() {
     );
     assert_eq!(
         err.lines().next(),
-        Some("sigil: the server refused the handshake (code 1): handshake failed"),
+        Some(
+            "sigil: the server refused the handshake (code 1): the server's key did not match \
+             the pinned key, or the server does not accept this client's key"
+        ),
         "{err}"
     );
     assert!(err.contains("check the pinned server key"), "{err}");

@@ -1,9 +1,12 @@
 //! Cross-crate integration tests for sigil live in `tests/tests/`.
 //!
-//! This library has no API of its own. It exists so that every Rust example
+//! This library holds what tests share across crates ([`certs`]: TLS
+//! certificates made at run time). It also exists so that every Rust example
 //! in the book (`book/src/*.md`) is compiled and run as a doctest by
 //! `cargo test --doc -p sigil-tests`: each chapter is included below as the
 //! documentation of a private item that exists only under `cfg(doctest)`.
+
+pub mod certs;
 
 /// The "Keys and provisioning" chapter.
 #[cfg(doctest)]
@@ -44,3 +47,7 @@ struct BookCalling;
 #[cfg(doctest)]
 #[doc = include_str!("../../book/src/streams.md")]
 struct BookStreams;
+/// The "Using sigil in your project" chapter.
+#[cfg(doctest)]
+#[doc = include_str!("../../book/src/using.md")]
+struct BookUsing;

@@ -5,118 +5,74 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::*;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
-use rustls::RootCertStore;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use sigil_client::{Client, ClientOptions};
+use rcgen::{CertificateParams, DnType, KeyPair};
+use sigil_client::{Client, ClientError, ClientOptions, ClientTls, ConnectError};
 use sigil_core::handshake::ClientAuth;
-use sigil_server::{HookDecision, ServerSettings, TlsSettings};
+use sigil_server::{HookDecision, RunningServer, ServerSettings, TlsSettings};
+use sigil_tests::certs::{Issued, TestCa as Ca, Usage};
 
-/// A CA that issues certificates.
-struct Ca {
-    issuer: Issuer<'static, KeyPair>,
-    der: CertificateDer<'static>,
-    pem: String,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let key = KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        Ca {
-            der: cert.der().clone(),
-            pem: cert.pem(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// A leaf certificate: (cert PEM, key PEM, cert DER, key DER).
-    fn issue(
-        &self,
-        san: &str,
-        cn: &str,
-        client: bool,
-    ) -> (
-        String,
-        String,
-        CertificateDer<'static>,
-        PrivateKeyDer<'static>,
-    ) {
-        let mut params = CertificateParams::new(vec![san.to_owned()]).unwrap();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.extended_key_usages = vec![if client {
-            ExtendedKeyUsagePurpose::ClientAuth
-        } else {
-            ExtendedKeyUsagePurpose::ServerAuth
-        }];
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        (cert.pem(), key.serialize_pem(), cert.der().clone(), key_der)
-    }
-
-    fn roots(&self) -> RootCertStore {
-        let mut roots = RootCertStore::empty();
-        roots.add(self.der.clone()).unwrap();
-        roots
+/// Client TLS that trusts `ca`, with a client certificate if given.
+fn client_tls(ca: &Ca, identity: Option<Issued>) -> ClientTls {
+    let tls = ClientTls::new().with_ca_pem(ca.pem.as_bytes()).unwrap();
+    match identity {
+        Some(id) => tls
+            .with_client_cert_pem(id.cert_pem.as_bytes(), id.key_pem.as_bytes())
+            .unwrap(),
+        None => tls,
     }
 }
 
-fn client_tls(
-    ca: &Ca,
-    identity: Option<(CertificateDer<'static>, PrivateKeyDer<'static>)>,
-) -> Arc<rustls::ClientConfig> {
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(ca.roots());
-    Arc::new(match identity {
-        Some((cert, key)) => builder.with_client_auth_cert(vec![cert], key).unwrap(),
-        None => builder.with_no_client_auth(),
-    })
+/// Why connecting to `server` with this TLS failed before the handshake.
+async fn connect_cause(server: &RunningServer, tls: ClientTls) -> ConnectError {
+    match Client::connect(&server.url(), options(server, tls)).await {
+        Err(ClientError::Connect { cause, .. }) => cause,
+        Err(other) => panic!("expected a connect error, got {other:?}"),
+        Ok(_) => panic!("connected"),
+    }
+}
+
+/// Options for `server` with this TLS.
+fn options(server: &RunningServer, tls: ClientTls) -> ClientOptions {
+    ClientOptions::new(key(), server.public_key()).with_tls(tls.build().unwrap())
 }
 
 #[tokio::test]
 async fn calls_over_wss() {
     let ca = Ca::new("test ca");
-    let (cert, key_pem, _, _) = ca.issue("127.0.0.1", "server", false);
-    let tls = TlsSettings::from_pem(cert.as_bytes(), key_pem.as_bytes(), None, false).unwrap();
+    let (tls, _) = server_tls(&ca, "127.0.0.1", None);
     let client_key = key();
     let settings =
         ServerSettings::new(key(), ClientAuth::Keys(vec![client_key.public_key()])).with_tls(tls);
     let server = start(settings, demo_registry()).await;
     assert!(server.url().starts_with("wss://127.0.0.1:"));
-    let opts = ClientOptions::new(client_key, server.public_key()).with_tls(client_tls(&ca, None));
+    let opts = ClientOptions::new(client_key, server.public_key())
+        .with_tls(client_tls(&ca, None).build().unwrap());
     let c = Client::connect(&server.url(), opts).await.unwrap();
     assert_eq!(c.call::<i64>("calculator", "add", (1, 2)).await.unwrap(), 3);
     // A client that does not trust the server's CA cannot connect.
     let other = Ca::new("other ca");
-    let opts = ClientOptions::new(key(), server.public_key()).with_tls(client_tls(&other, None));
-    assert!(Client::connect(&server.url(), opts).await.is_err());
+    let cause = connect_cause(&server, client_tls(&other, None)).await;
+    assert!(matches!(cause, ConnectError::Tls(_)), "{cause}");
     server.shutdown().await;
 }
 
-fn mtls_server_settings(ca: &Ca, client_ca: &Ca) -> ServerSettings {
-    let (cert, key_pem, _, _) = ca.issue("127.0.0.1", "server", false);
+/// TLS for a server whose certificate `ca` issued for `san`; with a client
+/// CA, client certificates from it are required.
+fn server_tls(ca: &Ca, san: &str, client_ca: Option<&Ca>) -> (TlsSettings, Issued) {
+    let cert = ca.issue(san, "server", Usage::Server);
     let tls = TlsSettings::from_pem(
-        cert.as_bytes(),
-        key_pem.as_bytes(),
-        Some(client_ca.pem.as_bytes()),
-        true,
+        cert.cert_pem.as_bytes(),
+        cert.key_pem.as_bytes(),
+        client_ca.map(|c| c.pem.as_bytes()),
+        client_ca.is_some(),
     )
     .unwrap();
+    (tls, cert)
+}
+
+fn mtls_server_settings(ca: &Ca, client_ca: &Ca) -> ServerSettings {
+    let (tls, _) = server_tls(ca, "127.0.0.1", Some(client_ca));
     ServerSettings::new(key(), ClientAuth::AllowAny).with_tls(tls)
 }
 
@@ -125,23 +81,101 @@ async fn mutual_tls_refuses_a_wrong_or_missing_client_certificate() {
     let ca = Ca::new("server ca");
     let client_ca = Ca::new("client ca");
     let server = start(mtls_server_settings(&ca, &client_ca), demo_registry()).await;
-    let (_, _, good_cert, good_key) = client_ca.issue("alice.example", "alice", true);
-    let opts = ClientOptions::new(key(), server.public_key())
-        .with_tls(client_tls(&ca, Some((good_cert, good_key))));
-    let c = Client::connect(&server.url(), opts).await.unwrap();
+    let good = client_ca.issue("alice.example", "alice", Usage::Client);
+    let c = Client::connect(&server.url(), options(&server, client_tls(&ca, Some(good))))
+        .await
+        .unwrap();
     assert_eq!(
         c.call::<i64>("calculator", "mul", (6, 7)).await.unwrap(),
         42
     );
     // A certificate from another CA is refused by TLS...
     let rogue = Ca::new("rogue ca");
-    let (_, _, bad_cert, bad_key) = rogue.issue("mallory.example", "alice", true);
-    let opts = ClientOptions::new(key(), server.public_key())
-        .with_tls(client_tls(&ca, Some((bad_cert, bad_key))));
-    assert!(Client::connect(&server.url(), opts).await.is_err());
-    // ...and so is no certificate at all.
-    let opts = ClientOptions::new(key(), server.public_key()).with_tls(client_tls(&ca, None));
-    assert!(Client::connect(&server.url(), opts).await.is_err());
+    let bad = rogue.issue("mallory.example", "alice", Usage::Client);
+    let cause = connect_cause(&server, client_tls(&ca, Some(bad))).await;
+    assert!(
+        matches!(cause, ConnectError::ClientCertificateRefused(_)),
+        "{cause:?}"
+    );
+    // ...and so is no certificate at all, saying that one is needed.
+    let cause = connect_cause(&server, client_tls(&ca, None)).await;
+    assert!(
+        matches!(cause, ConnectError::ClientCertificateRequired),
+        "{cause:?}"
+    );
+    assert!(cause.to_string().contains("requires a client certificate"));
+    server.shutdown().await;
+}
+
+/// A server behind a certificate from `ca` for `san` (any client key).
+async fn tls_server(ca: &Ca, san: &str) -> (RunningServer, Issued) {
+    let (tls, cert) = server_tls(ca, san, None);
+    let settings = ServerSettings::new(key(), ClientAuth::AllowAny).with_tls(tls);
+    (start(settings, demo_registry()).await, cert)
+}
+
+/// What the client checks of the server's certificate besides its chain:
+/// the name it must be valid for (`tls.server_name`, here instead of the
+/// URL's 127.0.0.1), its serial number (`tls.server_serial`), and the
+/// application's own check, which sees serial, common name and names.
+#[tokio::test]
+async fn client_checks_the_server_certificate() {
+    let ca = Ca::new("server ca");
+    let (server, cert) = tls_server(&ca, "rpc.example").await;
+    let url = server.url();
+    let connect = |tls: ClientTls| Client::connect(&url, options(&server, tls));
+    let tls_error = async |tls: ClientTls| match connect_cause(&server, tls).await {
+        ConnectError::Tls(text) => text,
+        other => panic!("expected a TLS error, got {other:?}"),
+    };
+
+    // The certificate is not valid for the URL's host...
+    assert!(
+        tls_error(client_tls(&ca, None))
+            .await
+            .contains("not valid for")
+    );
+    // ...but for the name the client is told to expect.
+    let named = || {
+        client_tls(&ca, None)
+            .with_server_name("rpc.example")
+            .unwrap()
+    };
+    connect(named()).await.unwrap().close().await;
+
+    let serial = sigil_core::cert::CertificateInfo::from_der(&cert.cert_der)
+        .unwrap()
+        .serial;
+    let spelled = serial
+        .to_uppercase()
+        .as_bytes()
+        .chunks(2)
+        .map(|pair| String::from_utf8_lossy(pair).into_owned())
+        .collect::<Vec<_>>()
+        .join(":");
+    let pinned = named().with_server_serials(["01", &spelled]).unwrap();
+    connect(pinned).await.unwrap().close().await;
+    let wrong = named().with_server_serials(["01"]).unwrap();
+    let text = tls_error(wrong).await;
+    assert!(text.contains(&format!("serial number {serial}")), "{text}");
+    assert!(named().with_server_serials(["not hex"]).is_err());
+
+    let checked = named().with_certificate_check(|cert| {
+        assert_eq!(cert.dns_names, ["rpc.example"]);
+        assert!(cert.ip_addresses.is_empty());
+        match cert.common_name.as_deref() {
+            Some("server") => Err("this is not the server we want".into()),
+            _ => Ok(()),
+        }
+    });
+    let text = tls_error(checked).await;
+    assert!(text.contains("this is not the server we want"), "{text}");
+    let accepting = named().with_certificate_check(|cert| {
+        (!cert.serial.is_empty())
+            .then_some(())
+            .ok_or("no serial".into())
+    });
+    connect(accepting).await.unwrap().close().await;
     server.shutdown().await;
 }
 
@@ -160,10 +194,13 @@ async fn hook_checks_the_certificate_common_name() {
         }
     });
     let server = start(settings, demo_registry()).await;
-    let (_, _, alice_cert, alice_key) = client_ca.issue("alice.example", "alice", true);
-    let opts = ClientOptions::new(key(), server.public_key())
-        .with_tls(client_tls(&ca, Some((alice_cert, alice_key))));
-    let alice = Client::connect(&server.url(), opts).await.unwrap();
+    let alice = client_ca.issue("alice.example", "alice", Usage::Client);
+    let alice = Client::connect(
+        &server.url(),
+        options(&server, client_tls(&ca, Some(alice))),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         alice
             .call::<String>("sigil", "ping", [0u8; 0])
@@ -171,10 +208,11 @@ async fn hook_checks_the_certificate_common_name() {
             .unwrap(),
         "pong"
     );
-    let (_, _, bob_cert, bob_key) = client_ca.issue("bob.example", "bob", true);
-    let opts = ClientOptions::new(key(), server.public_key())
-        .with_tls(client_tls(&ca, Some((bob_cert, bob_key))));
-    let err = Client::connect(&server.url(), opts).await.err().unwrap();
+    let bob = client_ca.issue("bob.example", "bob", Usage::Client);
+    let err = Client::connect(&server.url(), options(&server, client_tls(&ca, Some(bob))))
+        .await
+        .err()
+        .unwrap();
     assert_eq!(err.refusal_code(), Some(2), "{err}");
     assert!(err.to_string().contains("\"bob\""), "{err}");
     server.shutdown().await;

@@ -10,8 +10,8 @@
 //! processes; `child.rs` streams their output and stops them; `setup.rs`
 //! knows what can be installed and how; `test.rs` holds the checks, with the
 //! web build in `web.rs` and the browser tests in `browser.rs`; `results.rs`
-//! reads test runners' summary lines; `demo.rs`, `bench.rs` and `fuzz.rs`
-//! are the other commands (`fuzz.rs` also gives `test` its fuzz step).
+//! reads test runners' summary lines; `demo.rs`, `install.rs`, `bench.rs`
+//! and `fuzz.rs` are the other commands (`fuzz.rs` also gives `test` its fuzz step).
 //! The supply-chain commands, each also a step of `test`: `deny.rs` (the
 //! cargo-deny policy), `buildtime.rs` (the list of build-time code),
 //! `release.rs` (reproducible release artefacts) and `sbom.rs`; they share
@@ -27,6 +27,7 @@ mod ctx;
 mod demo;
 mod deny;
 mod fuzz;
+mod install;
 mod json;
 mod release;
 mod results;
@@ -51,6 +52,8 @@ commands:
              `cargo xtask test --help`
   demo       build the browser demo and serve it on http://127.0.0.1:7070/
              (Ctrl-C stops); see `cargo xtask demo --help`
+  install    install the `sigil` binary with the web demo page built in
+             (cargo install); see `cargo xtask install --help`
   bench      build in release mode and measure handshakes, frames and RPC
              calls/s (ratios against baselines in the same run)
   fuzz       run the fuzz targets of fuzz/ (cargo-fuzz, nightly), each for
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
     match command {
         "test" => test::main(rest),
         "demo" => demo::main(rest),
+        "install" => install::main(rest),
         "bench" => bench::main(rest),
         "fuzz" => fuzz::main(rest),
         "deny" => deny::main(rest),

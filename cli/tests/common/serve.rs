@@ -87,7 +87,7 @@ impl Serve {
             }
         }
         assert!(
-            serve.url.starts_with("ws://127.0.0.1:"),
+            serve.url.starts_with("ws://127.0.0.1:") || serve.url.starts_with("wss://127.0.0.1:"),
             "{}",
             serve.startup
         );

@@ -12,10 +12,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use sigil_core::connection::{CallOptions, ClientConnection, SessionLimits, StreamOptions};
-use sigil_core::handshake::ClientConfig;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::connect::{Target, establish, handshake_error};
+use crate::connect::{Keys, Target, establish_pinned};
 use crate::connection::{CallRequest, Command, Connection, Control};
 use crate::error::ClientError;
 use crate::options::ClientOptions;
@@ -59,7 +58,7 @@ impl Client {
     pub async fn connect(url: &str, options: ClientOptions) -> Result<Client, ClientError> {
         let ClientOptions {
             secret_key,
-            server_key,
+            server_keys,
             psk,
             prologue,
             payload,
@@ -69,20 +68,19 @@ impl Client {
             stream_window,
             tls,
         } = options;
-        let mut config = ClientConfig::new(secret_key, server_key)
-            .map_err(handshake_error)?
-            .with_limits(limits)
-            .with_prologue(&prologue);
-        if let Some(psk) = psk {
-            config = config.with_psk(psk);
-        }
+        let keys = Keys {
+            secret: &secret_key,
+            server_keys: &server_keys,
+            psk: psk.as_ref(),
+            prologue: &prologue,
+        };
         let target = Target {
             url,
             tls: tls.as_ref(),
             payload: payload.as_deref(),
             limits,
         };
-        let established = tokio::time::timeout(handshake_timeout, establish(&target, &config))
+        let established = tokio::time::timeout(handshake_timeout, establish_pinned(&target, &keys))
             .await
             .map_err(|_| ClientError::Timeout)??;
 

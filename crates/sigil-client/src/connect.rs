@@ -4,11 +4,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt as _, StreamExt as _};
-use sigil_core::OsRandom;
 use sigil_core::handshake::{
-    ClientConfig, ClientHandshake, HELLO2_FIXED, HandshakeError, Limits, MAX_REASON_LEN, TAG_LEN,
+    ClientConfig, ClientHandshake, HELLO2_FIXED, HandshakeError, Limits, MAX_REASON_LEN,
+    RefusalCode, TAG_LEN,
 };
 use sigil_core::transport::{FRAME_OVERHEAD, Session};
+use sigil_core::{OsRandom, PublicKey, SecretKey, SymmetricKey};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
@@ -45,12 +46,50 @@ pub(crate) struct Established {
     pub(crate) server_payload: Option<String>,
 }
 
+/// The keys of a handshake: ours, and the server's as pinned (several while
+/// the server rotates its key), with the psk and prologue both sides bind in.
+pub(crate) struct Keys<'a> {
+    pub(crate) secret: &'a SecretKey,
+    pub(crate) server_keys: &'a [PublicKey],
+    pub(crate) psk: Option<&'a SymmetricKey>,
+    pub(crate) prologue: &'a [u8],
+}
+
+/// [`establish`] with each pinned server key in turn, moving on to the next
+/// only when the server refuses the handshake as failed (code 1), as it does
+/// a hello made for a key it does not hold. Each key's handshake
+/// configuration (and its static-static X25519) is made only when tried, so
+/// a client whose first key is the server's pays for one.
+pub(crate) async fn establish_pinned(
+    target: &Target<'_>,
+    keys: &Keys<'_>,
+) -> Result<Established, ClientError> {
+    let mut last = None;
+    for server_key in keys.server_keys {
+        let secret = SecretKey::from_bytes(&keys.secret.dangerous_to_bytes());
+        let mut config = ClientConfig::new(secret, *server_key)
+            .map_err(handshake_error)?
+            .with_limits(target.limits)
+            .with_prologue(keys.prologue);
+        if let Some(psk) = keys.psk {
+            config = config.with_psk(psk.clone());
+        }
+        match establish(target, &config).await {
+            Err(
+                e @ ClientError::Refused {
+                    code: RefusalCode::HandshakeFailed,
+                    ..
+                },
+            ) => last = Some(e),
+            other => return other,
+        }
+    }
+    Err(last.unwrap_or_else(|| ClientError::Config("no server key is pinned".into())))
+}
+
 /// Connects to `url`, upgrades to WebSocket with the subprotocol
 /// `sigil.v1`, and runs the handshake. The caller applies the timeout.
-pub(crate) async fn establish(
-    target: &Target<'_>,
-    config: &ClientConfig,
-) -> Result<Established, ClientError> {
+async fn establish(target: &Target<'_>, config: &ClientConfig) -> Result<Established, ClientError> {
     let url = target.url;
     let mut request = url
         .into_client_request()
@@ -174,19 +213,41 @@ fn connect_error(e: tungstenite::Error, tls: bool) -> ConnectError {
         Error::Protocol(ProtocolError::SecWebSocketSubProtocolError(_)) => {
             ConnectError::NoSubprotocol
         }
+        Error::Tls(tungstenite::error::TlsError::Rustls(e)) => tls_error(&e),
         Error::Tls(e) => ConnectError::Tls(e.to_string()),
         Error::Io(e) => match e
             .get_ref()
             .and_then(|inner| inner.downcast_ref::<rustls::Error>())
         {
-            // A plain server answers the ClientHello with HTTP text (or
-            // closes on it).
-            Some(rustls::Error::InvalidMessage(_)) => ConnectError::NotTls,
-            Some(other) => ConnectError::Tls(other.to_string()),
+            Some(e) => tls_error(e),
             None if tls && e.kind() == std::io::ErrorKind::UnexpectedEof => ConnectError::NotTls,
             None => ConnectError::Tcp(e),
         },
         other => ConnectError::Protocol(describe(&other)),
+    }
+}
+
+/// Why TLS failed, from rustls' error.
+fn tls_error(e: &rustls::Error) -> ConnectError {
+    use rustls::AlertDescription as Alert;
+    match e {
+        // A plain server answers the ClientHello with HTTP text (or closes
+        // on it).
+        rustls::Error::InvalidMessage(_) => ConnectError::NotTls,
+        // Alerts about certificates come from the server about ours: its
+        // own are checked here, and refused with a local error.
+        rustls::Error::AlertReceived(Alert::CertificateRequired) => {
+            ConnectError::ClientCertificateRequired
+        }
+        rustls::Error::AlertReceived(
+            Alert::BadCertificate
+            | Alert::UnknownCA
+            | Alert::CertificateExpired
+            | Alert::CertificateRevoked
+            | Alert::CertificateUnknown
+            | Alert::UnsupportedCertificate,
+        ) => ConnectError::ClientCertificateRefused(e.to_string()),
+        other => ConnectError::Tls(other.to_string()),
     }
 }
 

@@ -83,9 +83,21 @@ pub enum ConnectError {
          or closed): use a ws:// URL, or give the server tls.cert and tls.key"
     )]
     NotTls,
-    /// The TLS handshake failed (certificate not trusted, name mismatch, …).
+    /// The TLS handshake failed (certificate not trusted, name mismatch, a
+    /// certificate check that refused it, …).
     #[error("TLS: {0}")]
     Tls(String),
+    /// The server asks for a client certificate (mutual TLS) and none was
+    /// given.
+    #[error(
+        "the server requires a client certificate (mutual TLS), and none was given \
+         (tls.client_cert and tls.client_key)"
+    )]
+    ClientCertificateRequired,
+    /// The server refused the client certificate (not issued by a CA it
+    /// trusts, expired, …); the text is rustls' account of the alert.
+    #[error("the server refused this client's certificate ({0})")]
+    ClientCertificateRefused(String),
     /// The server answered the WebSocket upgrade with this HTTP status
     /// instead of 101.
     #[error("{}", upgrade_refused(*status, *retry_after_s))]

@@ -70,7 +70,7 @@ pub use options::{
 };
 pub use sigil_core::connection::StreamOptions;
 pub use stream::ItemStream;
-pub use tls::tls_config;
+pub use tls::{CertificateCheck, ClientTls, ServerCertificate, tls_config};
 
 /// The rustls version this crate uses, for [`ClientOptions::with_tls`].
 pub use rustls;

@@ -27,7 +27,8 @@ pub const DEFAULT_STREAM_WINDOW: u32 = 16;
 /// key, so it has no `Debug` and no `Clone`.
 pub struct ClientOptions {
     pub(crate) secret_key: SecretKey,
-    pub(crate) server_key: PublicKey,
+    /// The pinned server keys, tried in order; never empty.
+    pub(crate) server_keys: Vec<PublicKey>,
     pub(crate) psk: Option<SymmetricKey>,
     pub(crate) prologue: Vec<u8>,
     pub(crate) payload: Option<String>,
@@ -47,7 +48,7 @@ impl ClientOptions {
     pub fn new(secret_key: SecretKey, server_key: PublicKey) -> ClientOptions {
         ClientOptions {
             secret_key,
-            server_key,
+            server_keys: vec![server_key],
             psk: None,
             prologue: Vec::new(),
             payload: None,
@@ -109,17 +110,36 @@ impl ClientOptions {
         self
     }
 
+    /// Also accepts the server whose public key is `server_key` (a server
+    /// that rotates its key). The pinned keys are tried in the order given:
+    /// when the server refuses the handshake made for one (code 1), the
+    /// client connects again with the next, within the handshake timeout.
+    /// Pin the key the server advertises first, so that the usual
+    /// connection takes one try.
+    pub fn with_server_key(mut self, server_key: PublicKey) -> ClientOptions {
+        if !self.server_keys.contains(&server_key) {
+            self.server_keys.push(server_key);
+        }
+        self
+    }
+
     /// Uses this TLS configuration for `wss://` URLs (custom roots, a client
-    /// certificate). Without it, the Mozilla roots of `webpki-roots` are
-    /// trusted. [`tls_config`](crate::tls_config) builds one from a root store.
+    /// certificate, checks of the server's certificate). Without it, the
+    /// Mozilla roots of `webpki-roots` are trusted. [`ClientTls`](crate::ClientTls)
+    /// builds one.
     pub fn with_tls(mut self, tls: Arc<rustls::ClientConfig>) -> ClientOptions {
         self.tls = Some(tls);
         self
     }
 
-    /// The pinned server key.
+    /// The (first) pinned server key.
     pub fn server_key(&self) -> PublicKey {
-        self.server_key
+        self.server_keys[0]
+    }
+
+    /// Every pinned server key, in the order they are tried.
+    pub fn server_keys(&self) -> &[PublicKey] {
+        &self.server_keys
     }
 
     /// This client's public key.
@@ -128,21 +148,28 @@ impl ClientOptions {
     }
 
     /// Options from a resolved configuration: the secret key from the file
-    /// `client_key`, the pinned `server_public_key`, `psk` or the file
-    /// `psk_file`, `prologue`, `max_message_size`, `max_handshake_payload`,
-    /// `handshake_timeout_ms`, `call_timeout_ms` and `stream_window`.
+    /// `client_key`, the pinned `server_public_key` (one key or several),
+    /// `psk` or the file `psk_file`, `prologue`, `max_message_size`,
+    /// `max_handshake_payload`, `handshake_timeout_ms`, `call_timeout_ms`,
+    /// `stream_window`, and the client's `[tls]` keys (see
+    /// [`ClientTls::from_config`](crate::ClientTls::from_config)).
     ///
     /// `client_key` and `server_public_key` are required. On Unix, a secret
     /// file (`client_key`, `psk_file`) that group or others can read is
     /// refused, as ssh refuses such private keys.
     pub fn from_config(config: &Config) -> Result<ClientOptions, ClientError> {
-        let server_key = config.server_public_key.value.ok_or_else(|| {
-            ClientError::Config(
+        let (&server_key, more_keys) =
+            config
+                .server_public_key
+                .value
+                .split_first()
+                .ok_or_else(|| {
+                    ClientError::Config(
                 "no server public key: set `server_public_key` (or SIGIL_SERVER_PUBLIC_KEY) \
                  to the server's public key, as `sigil pubkey` prints it"
                     .into(),
             )
-        })?;
+                })?;
         let key_path = config.client_key.value.as_deref().ok_or_else(|| {
             ClientError::Config(
                 "no client key: set `client_key` (or SIGIL_CLIENT_KEY) to the path of the \
@@ -176,6 +203,12 @@ impl ClientOptions {
             .with_call_timeout(Duration::from_millis(config.call_timeout_ms.value))
             .with_stream_window(to_u32(config.stream_window.value, "stream_window")?);
         options.psk = psk;
+        for key in more_keys {
+            options = options.with_server_key(*key);
+        }
+        if let Some(tls) = crate::tls::ClientTls::from_config(config)? {
+            options = options.with_tls(tls.build()?);
+        }
         Ok(options)
     }
 }
@@ -190,7 +223,7 @@ fn to_u32(value: u64, key: &str) -> Result<u32, ClientError> {
 }
 
 /// An unreadable file is an I/O error; unusable contents are a config error.
-fn key_file_error(key: &str, e: keyfile::KeyFileError) -> ClientError {
+pub(crate) fn key_file_error(key: &str, e: keyfile::KeyFileError) -> ClientError {
     match e {
         keyfile::KeyFileError::Io { path, source } => ClientError::Io(std::io::Error::new(
             source.kind(),

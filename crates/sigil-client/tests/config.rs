@@ -5,7 +5,7 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::hostile::Hostile;
@@ -17,6 +17,17 @@ use sigil_core::keys::KeyFormat;
 fn write_file(path: &Path, text: &str, mode: u32) {
     std::fs::write(path, text).expect("write");
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// The test client's secret key, written to `dir/client.key` with `mode`.
+fn client_key_file(dir: &Path, real: &Real, mode: u32) -> PathBuf {
+    let key = dir.join("client.key");
+    write_file(
+        &key,
+        &real.keys.client_secret().to_text(KeyFormat::Base64),
+        mode,
+    );
+    key
 }
 
 fn config(settings: &[(&str, &str)]) -> Config {
@@ -177,4 +188,42 @@ async fn from_config_handshake_timeout() {
     let err = err.expect_err("timeout");
     assert!(matches!(err, ClientError::Timeout), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// `server_public_key` as a list (a server rotating its key): the keys are
+/// pinned in order, and a connection tries the next when the server
+/// refuses the handshake made for one. The client's `[tls]` keys are
+/// checked together.
+#[tokio::test]
+async fn from_config_pins_several_server_keys_in_order() {
+    let real = Real::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = client_key_file(dir.path(), &real, 0o600);
+    let stale = sigil_client::SecretKey::generate(&mut sigil_core::OsRandom)
+        .expect("key")
+        .public_key();
+    let pinned = format!("{stale},{}", real.keys.server_key);
+    let key = key.to_str().expect("utf-8");
+    let options = ClientOptions::from_config(&config(&[
+        ("client_key", key),
+        ("server_public_key", &pinned),
+    ]))
+    .expect("options");
+    assert_eq!(options.server_keys(), [stale, real.keys.server_key]);
+    let client = Client::connect(&real.url(), options)
+        .await
+        .expect("the second key connects");
+    client.close().await;
+
+    let err = ClientOptions::from_config(&config(&[
+        ("client_key", key),
+        ("server_public_key", &pinned),
+        ("tls.client_cert", "me.pem"),
+    ]))
+    .err()
+    .expect("a certificate without its key");
+    assert!(
+        matches!(&err, ClientError::Config(text) if text.contains("tls.client_cert needs tls.client_key")),
+        "{err}"
+    );
 }

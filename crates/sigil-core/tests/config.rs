@@ -59,9 +59,9 @@ fn defaults() -> Result<(), ConfigError> {
     let c = Config::builder().build()?.config;
     assert_eq!(c.host.value, "127.0.0.1");
     assert_eq!(c.port.value, 7070);
-    assert_eq!(c.server_key.value, None);
+    assert!(c.server_key.value.is_empty());
     assert_eq!(c.client_key.value, None);
-    assert_eq!(c.server_public_key.value, None);
+    assert!(c.server_public_key.value.is_empty());
     assert_eq!(c.authorized_keys.value, None);
     assert!(!c.allow_any_client.value);
     assert!(c.psk.value.is_none());
@@ -90,6 +90,11 @@ fn defaults() -> Result<(), ConfigError> {
     assert_eq!(c.tls.key.value, None);
     assert_eq!(c.tls.client_ca.value, None);
     assert!(!c.tls.require_client_cert.value);
+    assert_eq!(c.tls.ca.value, None);
+    assert_eq!(c.tls.client_cert.value, None);
+    assert_eq!(c.tls.client_key.value, None);
+    assert_eq!(c.tls.server_name.value, None);
+    assert!(c.tls.server_serial.value.is_empty());
 
     let entries = c.entries();
     let keys: Vec<&str> = entries.iter().map(|e| e.key).collect();
@@ -115,6 +120,8 @@ fn defaults() -> Result<(), ConfigError> {
         shown("tls.require_client_cert"),
         "tls.require_client_cert = false"
     );
+    assert_eq!(shown("tls.server_name"), "tls.server_name = (unset)");
+    assert_eq!(shown("tls.server_serial"), "tls.server_serial = (unset)");
     assert_eq!(keys[..2], ["host", "port"]);
     assert!(!entries[2].is_set && entries[0].is_set);
     Ok(())
@@ -215,12 +222,12 @@ fn file_values_of_every_kind_with_their_lines() -> Result<(), ConfigError> {
     let c = Config::builder().file("sigil.toml", &file).build()?.config;
     assert_eq!(c.host.value, "::1");
     assert_eq!(c.port.value, 0);
-    assert_eq!(c.server_key.value.as_deref(), Some(Path::new("server.key")));
+    assert_eq!(c.server_key.value, [Path::new("server.key")]);
     assert_eq!(c.server_key.origin, file_origin(4));
     assert_eq!(c.client_key.value, Some(PathBuf::from("client.key")));
     assert_eq!(
         c.server_public_key.value,
-        Some(PublicKey::parse(ALICE_PK).unwrap())
+        [PublicKey::parse(ALICE_PK).unwrap()]
     );
     assert_eq!(c.server_public_key.origin, file_origin(6));
     assert_eq!(
@@ -250,6 +257,49 @@ fn file_values_of_every_kind_with_their_lines() -> Result<(), ConfigError> {
         .find(|e| e.key == "server_public_key")
         .unwrap();
     assert_eq!(spk.display_value, format!("\"{ALICE_PK}\""));
+    Ok(())
+}
+
+/// Rotation: `server_key` and `server_public_key` take one value or a list
+/// (comma-separated in the environment), shown as a string or an array.
+#[test]
+fn keys_that_take_one_value_or_several() -> Result<(), ConfigError> {
+    let file = format!(
+        "server_key = [\"new.key\", \"old.key\"]\nserver_public_key = [\"{ALICE_PK}\", \"{BOB_PK}\"]\n\
+         [tls]\nserver_serial = \"0A:1B\"\nserver_name = \"rpc.example\"\nca = \"ca.pem\"\n\
+         client_cert = \"me.pem\"\nclient_key = \"me.key\"\n"
+    );
+    let c = Config::builder().file("sigil.toml", &file).build()?.config;
+    assert_eq!(
+        c.server_key.value,
+        [Path::new("new.key"), Path::new("old.key")]
+    );
+    let alice = PublicKey::parse(ALICE_PK).unwrap();
+    let bob = PublicKey::parse(BOB_PK).unwrap();
+    assert_eq!(c.server_public_key.value, [alice, bob]);
+    assert_eq!(c.tls.server_serial.value, ["a1b"]);
+    assert_eq!(c.tls.server_serial.origin, file_origin(4));
+    assert_eq!(c.tls.server_name.value.as_deref(), Some("rpc.example"));
+    assert_eq!(c.tls.ca.value, Some(PathBuf::from("ca.pem")));
+    assert_eq!(c.tls.client_cert.value, Some(PathBuf::from("me.pem")));
+    assert_eq!(c.tls.client_key.value, Some(PathBuf::from("me.key")));
+    let shown: Vec<String> = c.entries().iter().map(ToString::to_string).collect();
+    assert!(shown.contains(&"server_key = [\"new.key\", \"old.key\"]".to_owned()));
+    assert!(shown.contains(&format!(
+        "server_public_key = [\"{ALICE_PK}\", \"{BOB_PK}\"]"
+    )));
+    assert!(shown.contains(&"tls.server_serial = \"a1b\"".to_owned()));
+
+    let c = Config::builder()
+        .env(env(&[
+            ("SIGIL_SERVER_PUBLIC_KEY", &format!("{BOB_PK}, {ALICE_PK}")),
+            ("SIGIL_SERVER_KEY", "a.key"),
+        ]))
+        .build()?
+        .config;
+    assert_eq!(c.server_public_key.value, [bob, alice]);
+    assert_eq!(c.server_key.value, [Path::new("a.key")]);
+    assert_eq!(c.entries()[2].to_string(), "server_key = \"a.key\"");
     Ok(())
 }
 
@@ -307,7 +357,7 @@ fn env_values_of_every_kind() -> Result<(), ConfigError> {
     assert_eq!(c.host.value, "0.0.0.0");
     assert_eq!(
         c.server_public_key.value,
-        Some(PublicKey::parse(BOB_PK).unwrap())
+        [PublicKey::parse(BOB_PK).unwrap()]
     );
     assert!(c.allow_any_client.value);
     assert_eq!(c.prologue.value, "");
@@ -522,8 +572,8 @@ fn fail_ill_typed_file_values() {
             "invalid value for `max_connections` in sigil.toml line 1: must be from 1 to 1000000",
         ),
         (
-            "allowed_origins = \"https://a.example\"",
-            "invalid value for `allowed_origins` in sigil.toml line 1: expected a list of non-empty strings, found a string",
+            "allowed_origins = 1",
+            "invalid value for `allowed_origins` in sigil.toml line 1: expected a list of non-empty strings, found an integer",
         ),
         (
             "allowed_hosts = [\"a\", 1]",
@@ -551,7 +601,19 @@ fn fail_ill_typed_file_values() {
         ),
         (
             "server_key = \"\"",
-            "invalid value for `server_key` in sigil.toml line 1: expected a path, found an empty value",
+            "invalid value for `server_key` in sigil.toml line 1: expected a path, or a list of paths, found an empty entry",
+        ),
+        (
+            "server_key = []",
+            "invalid value for `server_key` in sigil.toml line 1: expected a path, or a list of paths, found an empty list",
+        ),
+        (
+            "[tls]\nserver_serial = [\"0a\", \"xy\"]",
+            "invalid value for `tls.server_serial` in sigil.toml line 2: expected a certificate serial number in hex (`0a:1b:…` or `0A1B…`), or a list of them",
+        ),
+        (
+            "[tls]\nserver_name = \"\"",
+            "invalid value for `tls.server_name` in sigil.toml line 2: must not be empty",
         ),
         (
             "log = \"loud\"",
@@ -559,7 +621,7 @@ fn fail_ill_typed_file_values() {
         ),
         (
             "server_public_key = \"abc\"",
-            "invalid value for `server_public_key` in sigil.toml line 1: expected a public key (base64 or PEM): invalid base64 key: expected 44 characters of base64 (32 bytes)",
+            "invalid value for `server_public_key` in sigil.toml line 1: expected a public key (base64 or PEM), or a list of them: invalid base64 key: expected 44 characters of base64 (32 bytes)",
         ),
         (
             "[tls]\nrequire_client_cert = 1",
@@ -567,7 +629,7 @@ fn fail_ill_typed_file_values() {
         ),
         (
             "tls = \"on\"",
-            "invalid value for `tls` in sigil.toml line 1: expected a table (with keys cert, key, client_ca, require_client_cert), found a string",
+            "invalid value for `tls` in sigil.toml line 1: expected a table (with keys cert, key, client_ca, require_client_cert, ca, client_cert, client_key, server_name, server_serial), found a string",
         ),
         (
             "[port]\nx = 1",

@@ -90,6 +90,17 @@ impl Pair {
     }
 }
 
+/// A second handle on the same secret key.
+trait CopyKey {
+    fn copy(&self) -> SecretKey;
+}
+
+impl CopyKey for SecretKey {
+    fn copy(&self) -> SecretKey {
+        SecretKey::from_bytes(&self.dangerous_to_bytes())
+    }
+}
+
 fn assert_generic(r: &Refusal, detail: RefusalDetail) {
     assert_eq!(r.code(), RefusalCode::HandshakeFailed);
     assert_eq!(r.reason(), "handshake failed");
@@ -147,6 +158,87 @@ fn fail_wrong_server_key() {
     p.client = ClientConfig::new(client_key, p.client.server_key()).unwrap();
     let (_, msg1) = p.hello(None);
     assert_generic(&p.refusal(&msg1), RefusalDetail::BadTag);
+}
+
+/// A server rotating its key holds the new key and the old one: clients
+/// pinned to either are served, and the hello says which key it was made
+/// for. Dropping the old key refuses its clients as a wrong server key.
+#[test]
+fn rotation_serves_clients_of_every_key() {
+    for psk_first in [false, true] {
+        let mut p = Pair::new(40);
+        let old_key = SecretKey::generate(&mut p.rng).unwrap();
+        let new_key = SecretKey::generate(&mut p.rng).unwrap();
+        let client_key = SecretKey::generate(&mut p.rng).unwrap();
+        let (old, new) = (old_key.public_key(), new_key.public_key());
+        let psk = SymmetricKey::from_bytes(&[9; 32]);
+        let server =
+            ServerConfig::new(old_key, ClientAuth::Keys(vec![client_key.public_key()])).unwrap();
+        p.server = if psk_first {
+            server
+                .with_psk(psk.clone())
+                .with_additional_key(new_key.copy())
+                .unwrap()
+        } else {
+            server
+                .with_additional_key(new_key.copy())
+                .unwrap()
+                .with_psk(psk.clone())
+        };
+        // A key it holds already is not added twice.
+        p.server = p.server.with_additional_key(new_key.copy()).unwrap();
+        assert_eq!(p.server.public_keys(), [old, new]);
+        assert_eq!(p.server.public_key(), old);
+
+        for (index, pinned) in [(0, old), (1, new)] {
+            p.client = ClientConfig::new(client_key.copy(), pinned)
+                .unwrap()
+                .with_psk(psk.clone());
+            let (hs, msg1) = p.hello(None);
+            let hello = accept_hello(&p.server, &mut p.replay, p.now, &msg1).unwrap();
+            assert_eq!(hello.server_key_index(), index);
+            assert_eq!(*hello.server_key(), pinned);
+            let (msg2, mut server) = hello.accept(&mut p.rng, None).unwrap();
+            let (mut client, _) = hs.finish(&msg2).unwrap();
+            assert_eq!(client.session_hash(), server.session_hash());
+            let f = c_seal(&mut client, b"[1]");
+            assert_eq!(server.open(&f).unwrap(), b"[1]");
+        }
+
+        // The old key dropped: its clients are refused, the new key's served.
+        p.server = ServerConfig::new(new_key, ClientAuth::Keys(vec![client_key.public_key()]))
+            .unwrap()
+            .with_psk(psk.clone());
+        p.client = ClientConfig::new(client_key.copy(), old)
+            .unwrap()
+            .with_psk(psk.clone());
+        let (_, msg1) = p.hello(None);
+        assert_generic(&p.refusal(&msg1), RefusalDetail::BadTag);
+        p.client = ClientConfig::new(client_key, new).unwrap().with_psk(psk);
+        p.connect();
+    }
+}
+
+/// With two server keys, a client that is not authorised is refused as
+/// before (after trying both keys, as a bad tag is).
+#[test]
+fn fail_unknown_client_key_with_two_server_keys() {
+    let mut p = Pair::new(41);
+    let extra = SecretKey::generate(&mut p.rng).unwrap();
+    let pinned = extra.public_key();
+    p.server = p_server_with(&mut p, extra);
+    let stranger = SecretKey::generate(&mut p.rng).unwrap();
+    p.client = ClientConfig::new(stranger, pinned).unwrap();
+    let (_, msg1) = p.hello(None);
+    assert_generic(&p.refusal(&msg1), RefusalDetail::UnauthorizedClient);
+}
+
+/// The pair's server with `extra` as its second key.
+fn p_server_with(p: &mut Pair, extra: SecretKey) -> ServerConfig {
+    let placeholder = ServerConfig::new(extra.copy(), ClientAuth::AllowAny).unwrap();
+    std::mem::replace(&mut p.server, placeholder)
+        .with_additional_key(extra)
+        .unwrap()
 }
 
 #[test]

@@ -136,6 +136,18 @@ pub(crate) async fn run<S>(
         Err(refusal) => return refuse(&mut ws, &shared, peer, claimed, refusal).await,
     };
     let client_key = *client_hello.client_key();
+    if client_hello.server_key_index() > 0 {
+        shared
+            .logs
+            .event("clients of a key not advertised", Level::Info, || {
+                format!(
+                    "client {} at {peer} pinned server key {} (not the advertised one): \
+                 it must pin the advertised key before that one is dropped",
+                    client_key.fingerprint(),
+                    client_hello.server_key().fingerprint()
+                )
+            });
+    }
     let decision = match &shared.hook {
         None => HookDecision::Accept(None),
         Some(hook) => hook(&HandshakeInfo {

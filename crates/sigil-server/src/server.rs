@@ -112,10 +112,18 @@ impl Server {
             );
         }
         let allow_any = matches!(s.auth, ClientAuth::AllowAny);
-        let mut core = ServerConfig::new(s.key, s.auth)
-            .map_err(|e| SetupError::Config(format!("authorized_keys: {e}")))?
-            .with_prologue(&s.prologue)
-            .with_limits(s.limits);
+        let authorized_keys_error = |e| SetupError::Config(format!("authorized_keys: {e}"));
+        let mut keys = s.keys.into_iter();
+        let first = keys
+            .next()
+            .ok_or_else(|| SetupError::Config("no server key".into()))?;
+        let mut core = ServerConfig::new(first, s.auth).map_err(authorized_keys_error)?;
+        for key in keys {
+            core = core
+                .with_additional_key(key)
+                .map_err(authorized_keys_error)?;
+        }
+        let mut core = core.with_prologue(&s.prologue).with_limits(s.limits);
         if let Some(psk) = s.psk {
             core = core.with_psk(psk);
         }
@@ -135,6 +143,7 @@ impl Server {
             HELLO1_FIXED + s.limits.max_handshake_payload as usize + TAG_LEN + 14 + 512;
         let objects_json = serde_json::to_string(&self.registry.describe())
             .map_err(|e| SetupError::Config(e.to_string()))?;
+        let public_keys = core.public_keys();
         let public_key = core.public_key();
         let server_key_json = Bytes::from(
             serde_json::json!({
@@ -185,7 +194,7 @@ impl Server {
         info!("sigil server listening on {local_addr}");
         Ok(RunningServer {
             local_addr,
-            public_key,
+            public_keys,
             tls: s.tls.is_some(),
             stop: stop_tx,
             task,
@@ -198,7 +207,8 @@ impl Server {
 /// [`shutdown`](Self::shutdown).
 pub struct RunningServer {
     local_addr: SocketAddr,
-    public_key: PublicKey,
+    /// Never empty: the advertised key first.
+    public_keys: Vec<PublicKey>,
     tls: bool,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
@@ -211,9 +221,15 @@ impl RunningServer {
         self.local_addr
     }
 
-    /// The server's public key, for clients to pin.
+    /// The server's public key, for clients to pin: the first of its keys.
     pub fn public_key(&self) -> PublicKey {
-        self.public_key
+        self.public_keys[0]
+    }
+
+    /// Every public key the server answers to, the advertised one first
+    /// (more than one while it rotates keys).
+    pub fn public_keys(&self) -> &[PublicKey] {
+        &self.public_keys
     }
 
     /// The URL of the endpoint: `ws://HOST:PORT/sigil` (`wss://` under TLS).

@@ -135,9 +135,10 @@ impl Default for ServerLimits {
 
 /// Everything a [`Server`](crate::Server) is built from.
 pub struct ServerSettings {
-    /// The server's static key.
-    pub(crate) key: SecretKey,
-    /// True when `key` was made at startup because none was configured.
+    /// The server's static keys: the first is advertised, the others are
+    /// kept while clients move off them (rotation). Never empty.
+    pub(crate) keys: Vec<SecretKey>,
+    /// True when the key was made at startup because none was configured.
     pub(crate) ephemeral_key: bool,
     pub(crate) auth: ClientAuth,
     pub(crate) psk: Option<SymmetricKey>,
@@ -156,7 +157,7 @@ impl ServerSettings {
     /// Settings with a key and a client policy, and default limits.
     pub fn new(key: SecretKey, auth: ClientAuth) -> ServerSettings {
         ServerSettings {
-            key,
+            keys: vec![key],
             ephemeral_key: false,
             auth,
             psk: None,
@@ -172,21 +173,28 @@ impl ServerSettings {
         }
     }
 
-    /// Settings from a resolved [`Config`]: reads `server_key` (or makes an
-    /// ephemeral key if none is set: see [`has_ephemeral_key`](Self::has_ephemeral_key)),
+    /// Settings from a resolved [`Config`]: reads the `server_key` files
+    /// (the first is advertised; see [`with_additional_key`](Self::with_additional_key)),
+    /// or makes an ephemeral key if none is set (see
+    /// [`has_ephemeral_key`](Self::has_ephemeral_key)),
     /// `authorized_keys` / `allow_any_client`, `psk` / `psk_file`,
     /// `prologue`, the limits and the `tls.*` files.
     ///
     /// With neither `authorized_keys` nor `allow_any_client` no client could
     /// connect, which is an error.
     pub fn from_config(config: &Config) -> Result<ServerSettings, SetupError> {
-        let (key, ephemeral_key) = match &config.server_key.value {
-            Some(path) => (keyfile::read_secret_key(path)?, false),
-            None => (
-                SecretKey::generate(&mut OsRandom).map_err(|_| SetupError::Random)?,
-                true,
-            ),
-        };
+        let ephemeral_key = config.server_key.value.is_empty();
+        let mut keys: Vec<SecretKey> = Vec::new();
+        if ephemeral_key {
+            keys.push(SecretKey::generate(&mut OsRandom).map_err(|_| SetupError::Random)?);
+        }
+        for path in &config.server_key.value {
+            let key = keyfile::read_secret_key(path)?;
+            // The same key listed twice is held once.
+            if keys.iter().all(|k| k.public_key() != key.public_key()) {
+                keys.push(key);
+            }
+        }
         let mut client_names = HashMap::new();
         let auth = match (&config.authorized_keys.value, config.allow_any_client.value) {
             (_, true) => ClientAuth::AllowAny,
@@ -245,7 +253,7 @@ impl ServerSettings {
             handshake_rate_per_key: clamp_u32(config.handshake_rate_per_key.value),
         };
         Ok(ServerSettings {
-            key,
+            keys,
             ephemeral_key,
             auth,
             psk,
@@ -259,6 +267,19 @@ impl ServerSettings {
             allowed_origins: config.allowed_origins.value.clone(),
             client_names,
         })
+    }
+
+    /// Also serves clients that pinned `key`: while rotating keys, the old
+    /// key (or the new one, before it is advertised). The first key stays
+    /// the one the server advertises, and its clients cost no more than
+    /// with one key; clients of a later key cost one X25519 operation more
+    /// per key before it.
+    /// A key the server holds already is ignored.
+    pub fn with_additional_key(mut self, key: SecretKey) -> Self {
+        if !self.public_keys().contains(&key.public_key()) {
+            self.keys.push(key);
+        }
+        self
     }
 
     /// Binds a pre-shared key into every handshake.
@@ -342,9 +363,14 @@ impl ServerSettings {
         self
     }
 
-    /// The server's public key (what clients pin).
+    /// The server's public key (what clients pin): the first of its keys.
     pub fn public_key(&self) -> PublicKey {
-        self.key.public_key()
+        self.keys[0].public_key()
+    }
+
+    /// Every public key the server answers to, the advertised one first.
+    pub fn public_keys(&self) -> Vec<PublicKey> {
+        self.keys.iter().map(SecretKey::public_key).collect()
     }
 
     /// True when no server key was configured and one was made for this run.

@@ -23,12 +23,18 @@ pub(super) enum Slot<'a> {
     },
     /// An optional list of non-empty strings.
     List(&'a mut Setting<Option<Vec<String>>>),
+    /// An optional non-empty string.
+    Name(&'a mut Setting<Option<String>>),
+    /// One path or several (empty: unset).
+    Paths(&'a mut Setting<Vec<PathBuf>>),
+    /// One public key or several (empty: unset).
+    PublicKeys(&'a mut Setting<Vec<PublicKey>>),
+    /// One certificate serial number or several, hex (empty: unset).
+    Serials(&'a mut Setting<Vec<String>>),
     /// A boolean.
     Flag(&'a mut Setting<bool>),
     /// An optional path; an empty path is refused.
     Path(&'a mut Setting<Option<PathBuf>>),
-    /// An optional public key in text form.
-    PublicKey(&'a mut Setting<Option<PublicKey>>),
     /// An optional secret symmetric key, base64 of 32 bytes.
     Secret(&'a mut Setting<Option<SymmetricKey>>),
     /// A log level.
@@ -48,9 +54,12 @@ pub(super) enum View<'a> {
     Port(&'a Setting<u16>),
     Number(&'a Setting<u64>),
     List(&'a Setting<Option<Vec<String>>>),
+    Name(&'a Setting<Option<String>>),
+    Paths(&'a Setting<Vec<PathBuf>>),
+    PublicKeys(&'a Setting<Vec<PublicKey>>),
+    Serials(&'a Setting<Vec<String>>),
     Flag(&'a Setting<bool>),
     Path(&'a Setting<Option<PathBuf>>),
-    PublicKey(&'a Setting<Option<PublicKey>>),
     Secret(&'a Setting<Option<SymmetricKey>>),
     Log(&'a Setting<LogLevel>),
 }
@@ -64,9 +73,9 @@ impl Config {
                 non_empty: true,
             },
             Key::Port => Slot::Port(&mut self.port),
-            Key::ServerKey => Slot::Path(&mut self.server_key),
+            Key::ServerKey => Slot::Paths(&mut self.server_key),
             Key::ClientKey => Slot::Path(&mut self.client_key),
-            Key::ServerPublicKey => Slot::PublicKey(&mut self.server_public_key),
+            Key::ServerPublicKey => Slot::PublicKeys(&mut self.server_public_key),
             Key::AuthorizedKeys => Slot::Path(&mut self.authorized_keys),
             Key::AllowAnyClient => Slot::Flag(&mut self.allow_any_client),
             Key::Psk => Slot::Secret(&mut self.psk),
@@ -98,6 +107,11 @@ impl Config {
             Key::TlsKey => Slot::Path(&mut self.tls.key),
             Key::TlsClientCa => Slot::Path(&mut self.tls.client_ca),
             Key::TlsRequireClientCert => Slot::Flag(&mut self.tls.require_client_cert),
+            Key::TlsCa => Slot::Path(&mut self.tls.ca),
+            Key::TlsClientCert => Slot::Path(&mut self.tls.client_cert),
+            Key::TlsClientKey => Slot::Path(&mut self.tls.client_key),
+            Key::TlsServerName => Slot::Name(&mut self.tls.server_name),
+            Key::TlsServerSerial => Slot::Serials(&mut self.tls.server_serial),
         }
     }
 
@@ -106,9 +120,9 @@ impl Config {
         match key {
             Key::Host => View::Text(&self.host),
             Key::Port => View::Port(&self.port),
-            Key::ServerKey => View::Path(&self.server_key),
+            Key::ServerKey => View::Paths(&self.server_key),
             Key::ClientKey => View::Path(&self.client_key),
-            Key::ServerPublicKey => View::PublicKey(&self.server_public_key),
+            Key::ServerPublicKey => View::PublicKeys(&self.server_public_key),
             Key::AuthorizedKeys => View::Path(&self.authorized_keys),
             Key::AllowAnyClient => View::Flag(&self.allow_any_client),
             Key::Psk => View::Secret(&self.psk),
@@ -137,6 +151,11 @@ impl Config {
             Key::TlsKey => View::Path(&self.tls.key),
             Key::TlsClientCa => View::Path(&self.tls.client_ca),
             Key::TlsRequireClientCert => View::Flag(&self.tls.require_client_cert),
+            Key::TlsCa => View::Path(&self.tls.ca),
+            Key::TlsClientCert => View::Path(&self.tls.client_cert),
+            Key::TlsClientKey => View::Path(&self.tls.client_key),
+            Key::TlsServerName => View::Name(&self.tls.server_name),
+            Key::TlsServerSerial => View::Serials(&self.tls.server_serial),
         }
     }
 }
@@ -151,9 +170,12 @@ impl View<'_> {
             View::Port(s) => &s.origin,
             View::Number(s) => &s.origin,
             View::List(s) => &s.origin,
+            View::Name(s) => &s.origin,
+            View::Paths(s) => &s.origin,
+            View::PublicKeys(s) => &s.origin,
+            View::Serials(s) => &s.origin,
             View::Flag(s) => &s.origin,
             View::Path(s) => &s.origin,
-            View::PublicKey(s) => &s.origin,
             View::Secret(s) => &s.origin,
             View::Log(s) => &s.origin,
         }
@@ -162,7 +184,10 @@ impl View<'_> {
     pub(super) fn is_set(&self) -> bool {
         match self {
             View::Path(s) => s.value.is_some(),
-            View::PublicKey(s) => s.value.is_some(),
+            View::Name(s) => s.value.is_some(),
+            View::Paths(s) => !s.value.is_empty(),
+            View::PublicKeys(s) => !s.value.is_empty(),
+            View::Serials(s) => !s.value.is_empty(),
             View::List(s) => s.value.is_some(),
             View::Secret(s) => s.value.is_some(),
             _ => true,
@@ -175,28 +200,44 @@ impl View<'_> {
             View::Text(s) => toml_string(&s.value),
             View::Port(s) => s.value.to_string(),
             View::Number(s) => s.value.to_string(),
-            View::List(s) => s.value.as_ref().map_or_else(
-                || UNSET.to_owned(),
-                |items| {
-                    let items: Vec<String> = items.iter().map(|i| toml_string(i)).collect();
-                    format!("[{}]", items.join(", "))
-                },
-            ),
+            View::List(s) => s
+                .value
+                .as_ref()
+                .map_or_else(|| UNSET.to_owned(), |items| toml_array(items)),
+            View::Name(s) => s
+                .value
+                .as_ref()
+                .map_or_else(|| UNSET.to_owned(), |n| toml_string(n)),
+            View::Paths(s) => one_or_several(s.value.iter().map(|p| p.to_string_lossy())),
+            View::PublicKeys(s) => one_or_several(s.value.iter().map(ToString::to_string)),
+            View::Serials(s) => one_or_several(s.value.iter()),
             View::Flag(s) => s.value.to_string(),
             View::Path(s) => s
                 .value
                 .as_ref()
                 .map_or_else(|| UNSET.to_owned(), |p| toml_string(&p.to_string_lossy())),
-            View::PublicKey(s) => s
-                .value
-                .as_ref()
-                .map_or_else(|| UNSET.to_owned(), |k| toml_string(&k.to_string())),
             View::Secret(s) => match s.value {
                 Some(_) => REDACTED.to_owned(),
                 None => UNSET.to_owned(),
             },
             View::Log(s) => toml_string(s.value.as_str()),
         }
+    }
+}
+
+/// A TOML array of strings: `["a", "b"]`.
+fn toml_array<T: AsRef<str>>(items: &[T]) -> String {
+    let items: Vec<String> = items.iter().map(|i| toml_string(i.as_ref())).collect();
+    format!("[{}]", items.join(", "))
+}
+
+/// A key that takes one value or several: unset, one string, or an array.
+fn one_or_several<T: AsRef<str>>(items: impl Iterator<Item = T>) -> String {
+    let items: Vec<T> = items.collect();
+    match items.as_slice() {
+        [] => UNSET.to_owned(),
+        [one] => toml_string(one.as_ref()),
+        several => toml_array(several),
     }
 }
 

@@ -41,12 +41,17 @@ pub(super) enum Key {
     TlsKey,
     TlsClientCa,
     TlsRequireClientCert,
+    TlsCa,
+    TlsClientCert,
+    TlsClientKey,
+    TlsServerName,
+    TlsServerSerial,
 }
 
 impl Key {
     /// Every key, in the order of [`super::Config::entries`]: top-level keys
     /// first, then the `tls` table.
-    pub(super) const ALL: [Key; 33] = [
+    pub(super) const ALL: [Key; 38] = [
         Key::Host,
         Key::Port,
         Key::ServerKey,
@@ -80,6 +85,11 @@ impl Key {
         Key::TlsKey,
         Key::TlsClientCa,
         Key::TlsRequireClientCert,
+        Key::TlsCa,
+        Key::TlsClientCert,
+        Key::TlsClientKey,
+        Key::TlsServerName,
+        Key::TlsServerSerial,
     ];
 
     /// The key's name in a file and in messages; a table's keys are dotted
@@ -119,6 +129,11 @@ impl Key {
             Key::TlsKey => "tls.key",
             Key::TlsClientCa => "tls.client_ca",
             Key::TlsRequireClientCert => "tls.require_client_cert",
+            Key::TlsCa => "tls.ca",
+            Key::TlsClientCert => "tls.client_cert",
+            Key::TlsClientKey => "tls.client_key",
+            Key::TlsServerName => "tls.server_name",
+            Key::TlsServerSerial => "tls.server_serial",
         }
     }
 

@@ -106,12 +106,17 @@ pub struct Config {
     pub host: Setting<String>,
     /// Port the server binds (`port`, default 7070; 0 picks a free port).
     pub port: Setting<u16>,
-    /// The server's secret key file (`server_key`).
-    pub server_key: Setting<Option<PathBuf>>,
+    /// The server's secret key files (`server_key`: one path, or a list
+    /// while rotating keys). The first is the key the server advertises;
+    /// clients that pinned any of the others are still served. Empty when
+    /// unset.
+    pub server_key: Setting<Vec<PathBuf>>,
     /// The client's secret key file (`client_key`).
     pub client_key: Setting<Option<PathBuf>>,
-    /// The server's public key, pinned by clients (`server_public_key`).
-    pub server_public_key: Setting<Option<PublicKey>>,
+    /// The server's public keys, pinned by clients (`server_public_key`:
+    /// one key, or a list while the server rotates its key; a client tries
+    /// them in order). Empty when unset.
+    pub server_public_key: Setting<Vec<PublicKey>>,
     /// The file of client public keys the server accepts (`authorized_keys`).
     pub authorized_keys: Setting<Option<PathBuf>>,
     /// Accept any client key (`allow_any_client`, default false).
@@ -190,6 +195,21 @@ pub struct TlsConfig {
     pub client_ca: Setting<Option<PathBuf>>,
     /// Refuse clients without a certificate (`tls.require_client_cert`, default false).
     pub require_client_cert: Setting<bool>,
+    /// Client: CA certificates (PEM) to trust for `wss://`, instead of the
+    /// built-in public roots (`tls.ca`).
+    pub ca: Setting<Option<PathBuf>>,
+    /// Client: the certificate chain (PEM) shown to servers that ask for
+    /// one, mutual TLS (`tls.client_cert`).
+    pub client_cert: Setting<Option<PathBuf>>,
+    /// Client: the private key (PEM) of `tls.client_cert` (`tls.client_key`;
+    /// a secret file: refused if group or others can read it).
+    pub client_key: Setting<Option<PathBuf>>,
+    /// Client: the name the server's certificate must be valid for, instead
+    /// of the URL's host (`tls.server_name`).
+    pub server_name: Setting<Option<String>>,
+    /// Client: serial numbers (hex) the server's certificate must have one
+    /// of (`tls.server_serial`). Empty when unset: any serial.
+    pub server_serial: Setting<Vec<String>>,
 }
 
 impl Default for Config {
@@ -197,9 +217,9 @@ impl Default for Config {
         Config {
             host: Setting::default_value("127.0.0.1".to_owned()),
             port: Setting::default_value(7070),
-            server_key: Setting::default_value(None),
+            server_key: Setting::default_value(Vec::new()),
             client_key: Setting::default_value(None),
-            server_public_key: Setting::default_value(None),
+            server_public_key: Setting::default_value(Vec::new()),
             authorized_keys: Setting::default_value(None),
             allow_any_client: Setting::default_value(false),
             psk: Setting::default_value(None),
@@ -229,6 +249,11 @@ impl Default for Config {
                 key: Setting::default_value(None),
                 client_ca: Setting::default_value(None),
                 require_client_cert: Setting::default_value(false),
+                ca: Setting::default_value(None),
+                client_cert: Setting::default_value(None),
+                client_key: Setting::default_value(None),
+                server_name: Setting::default_value(None),
+                server_serial: Setting::default_value(Vec::new()),
             },
         }
     }

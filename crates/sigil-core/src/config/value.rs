@@ -68,23 +68,46 @@ fn apply(slot: Slot<'_>, input: Input<'_>, origin: Origin) -> Result<(), String>
             set(setting, n, origin);
         }
         Slot::List(setting) => {
-            const EXPECTED: &str = "a list of non-empty strings";
-            let items: Vec<String> = match input {
-                // The environment's form: comma-separated.
-                Input::Text(text) => text.split(',').map(|i| i.trim().to_owned()).collect(),
-                Input::Toml(DeValue::Array(items)) => items
-                    .iter()
-                    .map(|i| match i.get_ref() {
-                        DeValue::String(s) => Ok(s.to_string()),
-                        other => Err(expected_toml(EXPECTED, other)),
-                    })
-                    .collect::<Result<_, _>>()?,
-                Input::Toml(other) => return Err(expected_toml(EXPECTED, other)),
-            };
-            if items.iter().any(String::is_empty) {
-                return Err(format!("expected {EXPECTED}, found an empty entry"));
+            set(
+                setting,
+                Some(items(input, "a list of non-empty strings")?),
+                origin,
+            );
+        }
+        Slot::Name(setting) => {
+            let text = string(input, "a string")?;
+            if text.is_empty() {
+                return Err("must not be empty".to_owned());
             }
-            set(setting, Some(items), origin);
+            set(setting, Some(text.to_owned()), origin);
+        }
+        Slot::Paths(setting) => {
+            let paths = several(input, "a path, or a list of paths")?;
+            set(
+                setting,
+                paths.into_iter().map(PathBuf::from).collect(),
+                origin,
+            );
+        }
+        Slot::PublicKeys(setting) => {
+            const EXPECTED: &str = "a public key (base64 or PEM), or a list of them";
+            let keys = several(input, EXPECTED)?
+                .iter()
+                .map(|text| PublicKey::parse(text).map_err(|e| format!("expected {EXPECTED}: {e}")))
+                .collect::<Result<_, _>>()?;
+            set(setting, keys, origin);
+        }
+        Slot::Serials(setting) => {
+            const EXPECTED: &str =
+                "a certificate serial number in hex (`0a:1b:…` or `0A1B…`), or a list of them";
+            let serials = several(input, EXPECTED)?
+                .iter()
+                .map(|text| {
+                    crate::cert::normalize_serial(text)
+                        .ok_or_else(|| format!("expected {EXPECTED}"))
+                })
+                .collect::<Result<_, _>>()?;
+            set(setting, serials, origin);
         }
         Slot::Flag(setting) => {
             let flag = match input {
@@ -103,12 +126,6 @@ fn apply(slot: Slot<'_>, input: Input<'_>, origin: Origin) -> Result<(), String>
             }
             set(setting, Some(PathBuf::from(text)), origin);
         }
-        Slot::PublicKey(setting) => {
-            const EXPECTED: &str = "a public key (base64 or PEM)";
-            let text = string(input, EXPECTED)?;
-            let key = PublicKey::parse(text).map_err(|e| format!("expected {EXPECTED}: {e}"))?;
-            set(setting, Some(key), origin);
-        }
         Slot::Secret(setting) => {
             // The key error is not shown: only what was expected, never a
             // hint of the value.
@@ -126,6 +143,37 @@ fn apply(slot: Slot<'_>, input: Input<'_>, origin: Origin) -> Result<(), String>
         }
     }
     Ok(())
+}
+
+/// The items of a value that may hold one string or several: a TOML string
+/// or array of strings, or text from the environment or an override, where
+/// items are separated by commas. No item may be empty.
+fn items(input: Input<'_>, expected: &str) -> Result<Vec<String>, String> {
+    let items: Vec<String> = match input {
+        Input::Text(text) => text.split(',').map(|i| i.trim().to_owned()).collect(),
+        Input::Toml(DeValue::String(s)) => vec![s.to_string()],
+        Input::Toml(DeValue::Array(items)) => items
+            .iter()
+            .map(|i| match i.get_ref() {
+                DeValue::String(s) => Ok(s.to_string()),
+                other => Err(expected_toml(expected, other)),
+            })
+            .collect::<Result<_, _>>()?,
+        Input::Toml(other) => return Err(expected_toml(expected, other)),
+    };
+    if items.iter().any(String::is_empty) {
+        return Err(format!("expected {expected}, found an empty entry"));
+    }
+    Ok(items)
+}
+
+/// [`items`], of which there must be at least one.
+fn several(input: Input<'_>, expected: &str) -> Result<Vec<String>, String> {
+    let items = items(input, expected)?;
+    if items.is_empty() {
+        return Err(format!("expected {expected}, found an empty list"));
+    }
+    Ok(items)
 }
 
 /// The text of a string value.

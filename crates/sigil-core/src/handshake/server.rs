@@ -26,57 +26,113 @@ pub enum ClientAuth {
     Keys(Vec<PublicKey>),
 }
 
-/// What a server needs to answer handshakes: its key, its client policy, the
-/// optional psk and prologue, and its limits.
+/// What a server needs to answer handshakes: its keys, its client policy,
+/// the optional psk and prologue, and its limits.
+///
+/// A server may hold several static keys while it rotates them
+/// ([`with_additional_key`](Self::with_additional_key)): the first is the
+/// one it advertises, and a client that pinned any of them is served.
+/// Message 1 does not name the key it was made for (the key is bound into
+/// the transcript), so the server tries its keys in order: a client of the
+/// first key costs exactly what it costs a server with one key, a client of
+/// the second one more X25519 operation, and so on.
 ///
 /// For authorised keys, building it computes the static-static
-/// Diffie-Hellman result (`ss`) once per key; handshakes reuse them.
+/// Diffie-Hellman result (`ss`) once per client key and server key;
+/// handshakes reuse them.
 pub struct ServerConfig {
-    static_key: SecretKey,
+    /// Never empty; the first is advertised.
+    keys: Vec<StaticKey>,
+    /// `None`: any client; otherwise the authorised keys (kept to compute
+    /// their `ss` with keys added later).
+    clients: Option<Vec<PublicKey>>,
     psk: Option<SymmetricKey>,
     prologue: Vec<u8>,
+    limits: Limits,
+}
+
+/// One static key of a server, and what handshakes addressed to it reuse.
+struct StaticKey {
+    secret: SecretKey,
+    public: PublicKey,
     initial: Transcript,
     /// `None`: any client; otherwise authorised keys and their `ss`.
     authorized: Option<HashMap<PublicKey, Zeroizing<[u8; 32]>>>,
     /// Stands in for `ss` when a hello names a key that is not authorised,
     /// so that refusing it costs what refusing an authorised key costs (one
-    /// X25519 operation) and its timing tells nothing. Secret (derived from
-    /// the server's key), so no one can make a tag that verifies with it.
+    /// X25519 operation per server key) and its timing tells nothing.
+    /// Secret (derived from the server's key), so no one can make a tag
+    /// that verifies with it.
     unknown_ss: Zeroizing<[u8; 32]>,
-    limits: Limits,
+}
+
+impl StaticKey {
+    fn new(
+        secret: SecretKey,
+        clients: Option<&[PublicKey]>,
+        prologue: &[u8],
+        psk: Option<&SymmetricKey>,
+    ) -> Result<StaticKey, HandshakeError> {
+        let authorized = match clients {
+            None => None,
+            Some(keys) => {
+                let mut map = HashMap::with_capacity(keys.len());
+                for key in keys {
+                    let ss = secret.diffie_hellman(key)?;
+                    map.insert(*key, Zeroizing::new(*ss.dangerous_as_bytes()));
+                }
+                Some(map)
+            }
+        };
+        let public = secret.public_key();
+        let unknown_ss = Zeroizing::new(
+            Sha256::new()
+                .chain_update(b"sigil/1 stand-in ss for unknown clients")
+                .chain_update(secret.dangerous_to_bytes().as_ref())
+                .finalize()
+                .into(),
+        );
+        Ok(StaticKey {
+            initial: Transcript::initial(prologue, &public, psk),
+            secret,
+            public,
+            authorized,
+            unknown_ss,
+        })
+    }
 }
 
 impl ServerConfig {
     /// A server config. A low-order key among the authorised keys is refused.
     pub fn new(static_key: SecretKey, auth: ClientAuth) -> Result<ServerConfig, HandshakeError> {
-        let authorized = match auth {
+        let clients = match auth {
             ClientAuth::AllowAny => None,
-            ClientAuth::Keys(keys) => {
-                let mut map = HashMap::with_capacity(keys.len());
-                for key in keys {
-                    let ss = static_key.diffie_hellman(&key)?;
-                    map.insert(key, Zeroizing::new(*ss.dangerous_as_bytes()));
-                }
-                Some(map)
-            }
+            ClientAuth::Keys(keys) => Some(keys),
         };
-        let public = static_key.public_key();
-        let unknown_ss = Zeroizing::new(
-            Sha256::new()
-                .chain_update(b"sigil/1 stand-in ss for unknown clients")
-                .chain_update(static_key.dangerous_to_bytes().as_ref())
-                .finalize()
-                .into(),
-        );
+        let key = StaticKey::new(static_key, clients.as_deref(), &[], None)?;
         Ok(ServerConfig {
-            static_key,
+            keys: vec![key],
+            clients,
             psk: None,
             prologue: Vec::new(),
-            initial: Transcript::initial(&[], &public, None),
-            authorized,
-            unknown_ss,
             limits: Limits::default(),
         })
+    }
+
+    /// Also answers clients that pinned `key` (key rotation). Keys are
+    /// tried in the order they were given, after the first; the first stays
+    /// the one the server advertises. A key it already holds is ignored.
+    pub fn with_additional_key(mut self, key: SecretKey) -> Result<ServerConfig, HandshakeError> {
+        if self.keys.iter().all(|k| k.public != key.public_key()) {
+            let key = StaticKey::new(
+                key,
+                self.clients.as_deref(),
+                &self.prologue,
+                self.psk.as_ref(),
+            )?;
+            self.keys.push(key);
+        }
+        Ok(self)
     }
 
     /// Binds a pre-shared key into the handshake (clients must use it too).
@@ -98,17 +154,22 @@ impl ServerConfig {
     }
 
     fn reinit(mut self) -> ServerConfig {
-        self.initial = Transcript::initial(
-            &self.prologue,
-            &self.static_key.public_key(),
-            self.psk.as_ref(),
-        );
+        for key in &mut self.keys {
+            key.initial = Transcript::initial(&self.prologue, &key.public, self.psk.as_ref());
+        }
         self
     }
 
-    /// The server's static public key (what clients pin).
+    /// The server's static public key: the one it advertises, and clients
+    /// pin.
     pub fn public_key(&self) -> PublicKey {
-        self.static_key.public_key()
+        self.keys[0].public
+    }
+
+    /// Every static public key the server answers to, the advertised one
+    /// first.
+    pub fn public_keys(&self) -> Vec<PublicKey> {
+        self.keys.iter().map(|k| k.public).collect()
     }
 
     /// The limits in force.
@@ -118,7 +179,7 @@ impl ServerConfig {
 
     /// Whether `key` may connect (always true under [`ClientAuth::AllowAny`]).
     pub fn is_authorized(&self, key: &PublicKey) -> bool {
-        self.authorized.as_ref().is_none_or(|m| m.contains_key(key))
+        self.clients.as_ref().is_none_or(|keys| keys.contains(key))
     }
 }
 
@@ -126,6 +187,8 @@ impl ServerConfig {
 /// application's decision.
 pub struct ClientHello {
     transcript: Transcript,
+    server_key: PublicKey,
+    server_key_index: usize,
     client_key: PublicKey,
     client_ephemeral: PublicKey,
     timestamp_ms: u64,
@@ -139,7 +202,8 @@ pub struct ClientHello {
 /// 1. type and version (code 1, or 4 for another version);
 /// 2. declared payload length ≤ `max_handshake_payload` (code 1), exact length (code 1);
 /// 3. `|now − timestamp| ≤ max_clock_skew_ms` (code 5);
-/// 4. `tag1`, in constant time, and no all-zero Diffie-Hellman result (code 1);
+/// 4. `tag1`, in constant time, and no all-zero Diffie-Hellman result (code 1),
+///    for each of the server's keys in turn until one verifies;
 /// 5. the client key is authorised (code 1; checked with the tag and at the
 ///    same cost, see the comment in the code);
 /// 6. the client's ephemeral key is not a replay (code 5; code 3 when the
@@ -193,39 +257,27 @@ pub fn accept_hello(
     let (body, tag1) = msg.split_at(HELLO1_FIXED + n as usize);
     let client_ephemeral = read_key(&msg[2..]);
     let client_key = read_key(&msg[34..]);
-    let mut t = config.initial.clone();
-    t.mix_hash(body);
-    let es = config
-        .static_key
-        .diffie_hellman(&client_ephemeral)
-        .map_err(|_| Refusal::generic(RefusalDetail::LowOrderKey))?;
-    let _ = t.mix_key(es.dangerous_as_bytes());
-    // With authorized_keys, every hello costs one X25519 operation (`es`):
-    // an authorised key's `ss` is cached, and an unknown key's tag is
-    // checked against a secret stand-in, where it fails. Refusing either
-    // takes the same time (code 1 both), so timing reveals nothing about
-    // authorized_keys. Under allow_any_client every key is authorised and
-    // its `ss` is computed here (two operations for every hello).
-    let (k1, authorised) = match &config.authorized {
-        Some(keys) => match keys.get(&client_key) {
-            Some(ss) => (t.mix_key(ss.as_ref()), true),
-            None => (t.mix_key(config.unknown_ss.as_ref()), false),
-        },
-        None => {
-            let ss = config
-                .static_key
-                .diffie_hellman(&client_key)
-                .map_err(|_| Refusal::generic(RefusalDetail::LowOrderKey))?;
-            (t.mix_key(ss.dangerous_as_bytes()), true)
+    // Message 1 does not say which of the server's keys it was made for:
+    // try them in order, the advertised one first. A client of the first
+    // key costs what it costs a server with one key. An unknown client
+    // goes through every key, as an authorised client with a bad tag does,
+    // so that refusing either takes the same time.
+    let mut authorised = true;
+    let mut accepted = None;
+    for (index, key) in config.keys.iter().enumerate() {
+        let (t, tag_ok, known) = check_tag(key, body, tag1, &client_ephemeral, &client_key)?;
+        authorised = known;
+        if tag_ok && known {
+            accepted = Some((index, key.public, t));
+            break;
         }
-    };
-    let tag_ok = bool::from(t.tag(&k1).ct_eq(tag1));
+    }
     if !authorised {
         return Err(Refusal::generic(RefusalDetail::UnauthorizedClient));
     }
-    if !tag_ok {
+    let Some((server_key_index, server_key, mut t)) = accepted else {
         return Err(Refusal::generic(RefusalDetail::BadTag));
-    }
+    };
     t.mix_hash(tag1);
 
     match replay.check_and_insert(&client_key, &client_ephemeral, timestamp_ms, now_ms) {
@@ -266,12 +318,53 @@ pub fn accept_hello(
     };
     Ok(ClientHello {
         transcript: t,
+        server_key,
+        server_key_index,
         client_key,
         client_ephemeral,
         timestamp_ms,
         payload,
         limits: config.limits,
     })
+}
+
+/// Checks `tag1` as made for the server key `key`: the transcript after it,
+/// whether it verified, and whether the client key is authorised.
+fn check_tag(
+    key: &StaticKey,
+    body: &[u8],
+    tag1: &[u8],
+    client_ephemeral: &PublicKey,
+    client_key: &PublicKey,
+) -> Result<(Transcript, bool, bool), Refusal> {
+    let mut t = key.initial.clone();
+    t.mix_hash(body);
+    let es = key
+        .secret
+        .diffie_hellman(client_ephemeral)
+        .map_err(|_| Refusal::generic(RefusalDetail::LowOrderKey))?;
+    let _ = t.mix_key(es.dangerous_as_bytes());
+    // With authorized_keys, every hello costs one X25519 operation (`es`)
+    // per key tried: an authorised key's `ss` is cached, and an unknown
+    // key's tag is checked against a secret stand-in, where it fails.
+    // Refusing either takes the same time (code 1 both), so timing reveals
+    // nothing about authorized_keys. Under allow_any_client every key is
+    // authorised and its `ss` is computed here (two operations per key).
+    let (k1, authorised) = match &key.authorized {
+        Some(keys) => match keys.get(client_key) {
+            Some(ss) => (t.mix_key(ss.as_ref()), true),
+            None => (t.mix_key(key.unknown_ss.as_ref()), false),
+        },
+        None => {
+            let ss = key
+                .secret
+                .diffie_hellman(client_key)
+                .map_err(|_| Refusal::generic(RefusalDetail::LowOrderKey))?;
+            (t.mix_key(ss.dangerous_as_bytes()), true)
+        }
+    };
+    let tag_ok = bool::from(t.tag(&k1).ct_eq(tag1));
+    Ok((t, tag_ok, authorised))
 }
 
 /// The client key that message 1 names, if the message is long enough to
@@ -285,6 +378,18 @@ impl ClientHello {
     /// The client's static public key (authenticated).
     pub fn client_key(&self) -> &PublicKey {
         &self.client_key
+    }
+
+    /// The server key the client pinned: the one this hello was made for.
+    pub fn server_key(&self) -> &PublicKey {
+        &self.server_key
+    }
+
+    /// Where [`server_key`](Self::server_key) is among the server's keys:
+    /// 0 for the advertised key, more for a key kept during a rotation
+    /// (such a client should pin the new key before the old one is dropped).
+    pub fn server_key_index(&self) -> usize {
+        self.server_key_index
     }
 
     /// The client's handshake payload (JSON text), if it sent one.
