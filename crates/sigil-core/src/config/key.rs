@@ -36,6 +36,10 @@ pub(super) enum Key {
     HandshakeRatePerKey,
     AllowedHosts,
     AllowedOrigins,
+    TrustedProxies,
+    PingIntervalMs,
+    RevokedSessions,
+    MetricsAddr,
     Log,
     TlsCert,
     TlsKey,
@@ -46,7 +50,7 @@ pub(super) enum Key {
 impl Key {
     /// Every key, in the order of [`super::Config::entries`]: top-level keys
     /// first, then the `tls` table.
-    pub(super) const ALL: [Key; 33] = [
+    pub(super) const ALL: [Key; 37] = [
         Key::Host,
         Key::Port,
         Key::ServerKey,
@@ -75,6 +79,10 @@ impl Key {
         Key::HandshakeRatePerKey,
         Key::AllowedHosts,
         Key::AllowedOrigins,
+        Key::TrustedProxies,
+        Key::PingIntervalMs,
+        Key::RevokedSessions,
+        Key::MetricsAddr,
         Key::Log,
         Key::TlsCert,
         Key::TlsKey,
@@ -114,6 +122,10 @@ impl Key {
             Key::HandshakeRatePerKey => "handshake_rate_per_key",
             Key::AllowedHosts => "allowed_hosts",
             Key::AllowedOrigins => "allowed_origins",
+            Key::TrustedProxies => "trusted_proxies",
+            Key::PingIntervalMs => "ping_interval_ms",
+            Key::RevokedSessions => "revoked_sessions",
+            Key::MetricsAddr => "metrics_addr",
             Key::Log => "log",
             Key::TlsCert => "tls.cert",
             Key::TlsKey => "tls.key",
@@ -140,6 +152,8 @@ impl Key {
             Key::MaxClockSkewMs => (0, 600_000),
             Key::ReplayCacheCapacity => (16, 16 * 1024 * 1024),
             Key::HandshakeRatePerIp | Key::HandshakeRatePerKey => (1, 1_000_000),
+            // 0: no pings.
+            Key::PingIntervalMs => (0, 3_600_000),
             _ => return None,
         })
     }

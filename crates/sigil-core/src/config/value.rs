@@ -7,7 +7,8 @@ use toml::de::DeValue;
 
 use super::fields::Slot;
 use super::key::Key;
-use super::{Config, ConfigError, LogLevel, Origin, Setting};
+use super::net::listen_addr;
+use super::{Config, ConfigError, IpNet, LogLevel, Origin, RevokedSessions, Setting};
 use crate::keys::{PublicKey, SymmetricKey};
 
 /// A value as one layer gives it.
@@ -68,23 +69,38 @@ fn apply(slot: Slot<'_>, input: Input<'_>, origin: Origin) -> Result<(), String>
             set(setting, n, origin);
         }
         Slot::List(setting) => {
-            const EXPECTED: &str = "a list of non-empty strings";
-            let items: Vec<String> = match input {
-                // The environment's form: comma-separated.
-                Input::Text(text) => text.split(',').map(|i| i.trim().to_owned()).collect(),
-                Input::Toml(DeValue::Array(items)) => items
-                    .iter()
-                    .map(|i| match i.get_ref() {
-                        DeValue::String(s) => Ok(s.to_string()),
-                        other => Err(expected_toml(EXPECTED, other)),
-                    })
-                    .collect::<Result<_, _>>()?,
-                Input::Toml(other) => return Err(expected_toml(EXPECTED, other)),
-            };
-            if items.iter().any(String::is_empty) {
-                return Err(format!("expected {EXPECTED}, found an empty entry"));
-            }
+            let items = list(input, "a list of non-empty strings")?;
             set(setting, Some(items), origin);
+        }
+        Slot::Networks(setting) => {
+            const EXPECTED: &str = "a list of IP networks (CIDR: 10.0.0.0/8, ::1/128)";
+            // The environment's way to say "none": an empty value.
+            let items = match input {
+                Input::Text("") => Vec::new(),
+                _ => list(input, EXPECTED)?,
+            };
+            let nets = items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    item.parse::<IpNet>()
+                        .map_err(|e| format!("expected {EXPECTED}: entry {}: {e}", i + 1))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            set(setting, nets, origin);
+        }
+        Slot::Addr(setting) => {
+            const EXPECTED: &str = "an address to listen on";
+            let text = string(input, EXPECTED)?;
+            let addr = listen_addr(text).map_err(|e| format!("expected {e}"))?;
+            set(setting, Some(addr), origin);
+        }
+        Slot::Revoked(setting) => {
+            const EXPECTED: &str = "close or keep";
+            let text = string(input, EXPECTED)?;
+            let choice =
+                RevokedSessions::from_name(text).ok_or_else(|| format!("expected {EXPECTED}"))?;
+            set(setting, choice, origin);
         }
         Slot::Flag(setting) => {
             let flag = match input {
@@ -126,6 +142,27 @@ fn apply(slot: Slot<'_>, input: Input<'_>, origin: Origin) -> Result<(), String>
         }
     }
     Ok(())
+}
+
+/// A list of non-empty strings: comma-separated text, or a TOML array of
+/// strings.
+fn list(input: Input<'_>, expected: &str) -> Result<Vec<String>, String> {
+    let items: Vec<String> = match input {
+        // The environment's form: comma-separated.
+        Input::Text(text) => text.split(',').map(|i| i.trim().to_owned()).collect(),
+        Input::Toml(DeValue::Array(items)) => items
+            .iter()
+            .map(|i| match i.get_ref() {
+                DeValue::String(s) => Ok(s.to_string()),
+                other => Err(expected_toml(expected, other)),
+            })
+            .collect::<Result<_, _>>()?,
+        Input::Toml(other) => return Err(expected_toml(expected, other)),
+    };
+    if items.iter().any(String::is_empty) {
+        return Err(format!("expected {expected}, found an empty entry"));
+    }
+    Ok(items)
 }
 
 /// The text of a string value.

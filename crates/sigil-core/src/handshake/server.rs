@@ -37,7 +37,7 @@ pub struct ServerConfig {
     prologue: Vec<u8>,
     initial: Transcript,
     /// `None`: any client; otherwise authorised keys and their `ss`.
-    authorized: Option<HashMap<PublicKey, Zeroizing<[u8; 32]>>>,
+    authorized: Option<Authorized>,
     /// Stands in for `ss` when a hello names a key that is not authorised,
     /// so that refusing it costs what refusing an authorised key costs (one
     /// X25519 operation) and its timing tells nothing. Secret (derived from
@@ -49,17 +49,7 @@ pub struct ServerConfig {
 impl ServerConfig {
     /// A server config. A low-order key among the authorised keys is refused.
     pub fn new(static_key: SecretKey, auth: ClientAuth) -> Result<ServerConfig, HandshakeError> {
-        let authorized = match auth {
-            ClientAuth::AllowAny => None,
-            ClientAuth::Keys(keys) => {
-                let mut map = HashMap::with_capacity(keys.len());
-                for key in keys {
-                    let ss = static_key.diffie_hellman(&key)?;
-                    map.insert(key, Zeroizing::new(*ss.dangerous_as_bytes()));
-                }
-                Some(map)
-            }
-        };
+        let authorized = authorize(&static_key, auth, None)?;
         let public = static_key.public_key();
         let unknown_ss = Zeroizing::new(
             Sha256::new()
@@ -76,6 +66,23 @@ impl ServerConfig {
             authorized,
             unknown_ss,
             limits: Limits::default(),
+        })
+    }
+
+    /// The same configuration with another client policy, for a server
+    /// that reloads its authorized_keys while it runs: `ss` is computed for
+    /// the keys that are new and kept for the others. A low-order key is
+    /// refused, and `self` is unchanged either way.
+    pub fn with_client_auth(&self, auth: ClientAuth) -> Result<ServerConfig, HandshakeError> {
+        let authorized = authorize(&self.static_key, auth, self.authorized.as_ref())?;
+        Ok(ServerConfig {
+            static_key: self.static_key.duplicate(),
+            psk: self.psk.clone(),
+            prologue: self.prologue.clone(),
+            initial: self.initial.clone(),
+            authorized,
+            unknown_ss: self.unknown_ss.clone(),
+            limits: self.limits,
         })
     }
 
@@ -120,6 +127,29 @@ impl ServerConfig {
     pub fn is_authorized(&self, key: &PublicKey) -> bool {
         self.authorized.as_ref().is_none_or(|m| m.contains_key(key))
     }
+}
+
+/// Authorised keys and their `ss` (`None`: any client); the `ss` of a key
+/// in `known` is reused.
+type Authorized = HashMap<PublicKey, Zeroizing<[u8; 32]>>;
+
+fn authorize(
+    static_key: &SecretKey,
+    auth: ClientAuth,
+    known: Option<&Authorized>,
+) -> Result<Option<Authorized>, HandshakeError> {
+    let ClientAuth::Keys(keys) = auth else {
+        return Ok(None);
+    };
+    let mut map = HashMap::with_capacity(keys.len());
+    for key in keys {
+        let ss = match known.and_then(|k| k.get(&key)) {
+            Some(ss) => ss.clone(),
+            None => Zeroizing::new(*static_key.diffie_hellman(&key)?.dangerous_as_bytes()),
+        };
+        map.insert(key, ss);
+    }
+    Ok(Some(map))
 }
 
 /// An authenticated, authorised, fresh ClientHello, waiting for the
