@@ -386,12 +386,12 @@ impl Registry {
             };
         }
         let methods = self.objects.get(object).ok_or_else(|| {
-            RpcError::new(
-                ErrorCode::NoSuchObject,
-                format!("no object named {object}"),
-            )
+            RpcError::new(ErrorCode::NoSuchObject, format!("no object named {object}"))
         })?;
-        methods.get(method).map(Lookup::Handler).ok_or_else(no_method)
+        methods
+            .get(method)
+            .map(Lookup::Handler)
+            .ok_or_else(no_method)
     }
 
     /// Every object and its method names, sorted, the built-in one included:
