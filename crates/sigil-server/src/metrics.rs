@@ -126,6 +126,20 @@ pub(crate) enum Limit {
 }
 
 impl Limit {
+    const ALL: [Limit; 11] = [
+        Limit::MaxPendingHandshakes,
+        Limit::MaxPendingPerIp,
+        Limit::MaxConnections,
+        Limit::HandshakeRatePerIp,
+        Limit::HandshakeRatePerKey,
+        Limit::ReplayCacheCapacity,
+        Limit::HandshakeTimeout,
+        Limit::IdleTimeout,
+        Limit::CallTimeout,
+        Limit::WriteTimeout,
+        Limit::PingRate,
+    ];
+
     fn label(self) -> &'static str {
         match self {
             Limit::MaxPendingHandshakes => "max_pending_handshakes",
@@ -142,6 +156,23 @@ impl Limit {
         }
     }
 }
+
+const HANDSHAKE_OUTCOMES: [&str; 4] = ["accepted", "refused", "timed_out", "failed"];
+const REFUSAL_CODES: [&str; 5] = [
+    "handshake_failed",
+    "rejected",
+    "busy",
+    "unsupported_version",
+    "stale_or_replayed",
+];
+const FRAME_REASONS: [&str; 6] = [
+    "bad_tag",
+    "bad_sequence",
+    "too_large",
+    "malformed",
+    "protocol",
+    "text_message",
+];
 
 /// How a handshake ended, besides a refusal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,7 +227,7 @@ impl Metrics {
             "frames_refused",
             "Messages from clients that closed their session, by reason",
         );
-        let limits = add(
+        let limits: Family<One, Counter> = add(
             r,
             "limits_hit",
             "Times a limit turned something away or ended it, by the limit's config key",
@@ -211,7 +242,7 @@ impl Metrics {
             "sent_bytes",
             "Bytes sent on WebSocket connections after the HTTP upgrade",
         );
-        let reloads = add(
+        let reloads: Family<Two, Counter> = add(
             r,
             "reloads",
             "Reloads of authorized_keys and of the TLS files, by file and outcome",
@@ -221,6 +252,26 @@ impl Metrics {
             "revoked_sessions_closed",
             "Sessions closed because their key left authorized_keys",
         );
+        // Every series of a fixed label set shows from the start, at 0, so
+        // that rates and alerts need no special case for "never happened".
+        let fixed: [(&Family<One, Counter>, &'static str, &[&'static str]); 3] = [
+            (&handshakes, "outcome", &HANDSHAKE_OUTCOMES[..]),
+            (&refusals, "code", &REFUSAL_CODES[..]),
+            (&frames_refused, "reason", &FRAME_REASONS[..]),
+        ];
+        for (family, label, values) in fixed {
+            for value in values {
+                family.get_or_create_owned(&[(label, *value)]);
+            }
+        }
+        for limit in Limit::ALL {
+            limits.get_or_create_owned(&[("limit", limit.label())]);
+        }
+        for file in ["authorized_keys", "tls"] {
+            for outcome in ["ok", "failed"] {
+                reloads.get_or_create_owned(&[("file", file), ("outcome", outcome)]);
+            }
+        }
         let label = |name: &str| -> Arc<str> { Arc::from(name) };
         let mut names: HashMap<String, HashMap<String, MethodLabels>> = HashMap::new();
         for (object, methods) in objects {
