@@ -39,3 +39,8 @@ struct BookHardening;
 #[cfg(doctest)]
 #[doc = include_str!("../../book/src/calling.md")]
 struct BookCalling;
+
+/// The "Operating sigil" chapter.
+#[cfg(doctest)]
+#[doc = include_str!("../../book/src/operating.md")]
+struct BookOperating;
