@@ -393,7 +393,7 @@ impl Session {
         mut self,
         mut ws: WebSocketStream<S>,
         mut stop: watch::Receiver<bool>,
-        mut revocation: Option<watch::Receiver<Arc<Authorized>>>,
+        revocation: Option<watch::Receiver<Arc<Authorized>>>,
     ) where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -410,6 +410,10 @@ impl Session {
         };
         let mut pings = TokenBucket::full(PINGS_PER_SECOND, 0);
         let mut keepalive = Keepalive::new(limits.ping_interval);
+        // One future for the whole session: it stays registered with the
+        // key set's channel instead of joining and leaving it per message.
+        let revoked = reload::revoked(revocation, self.cx.client_key);
+        tokio::pin!(revoked);
         let end = 'session: loop {
             // What the machine has to say: frames to send, calls to stop.
             while let Some(frame) = self.conn.poll_transmit() {
@@ -542,7 +546,7 @@ impl Session {
                     let now = self.now_ms();
                     self.conn.handle_timeout(now);
                 }
-                () = reload::revoked(&mut revocation, &self.cx.client_key) => {
+                () = &mut revoked => {
                     self.log_revoked();
                     break End::Close(CloseCode::Policy, "client key revoked");
                 }

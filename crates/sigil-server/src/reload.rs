@@ -191,15 +191,15 @@ impl Clients {
 
 /// Resolves once `key` is no longer authorised, under `revoked_sessions =
 /// "close"`; never under `keep` (the session ends on its own).
-pub(crate) async fn revoked(watch: &mut Option<watch::Receiver<Arc<Authorized>>>, key: &PublicKey) {
-    let Some(rx) = watch else {
+pub(crate) async fn revoked(watch: Option<watch::Receiver<Arc<Authorized>>>, key: PublicKey) {
+    let Some(mut rx) = watch else {
         return std::future::pending().await;
     };
     loop {
         if rx.changed().await.is_err() {
             return std::future::pending().await;
         }
-        if !rx.borrow_and_update().core.is_authorized(key) {
+        if !rx.borrow_and_update().core.is_authorized(&key) {
             return;
         }
     }
