@@ -121,7 +121,9 @@ pub fn register(registry: &mut Registry) {
                     "echo.repeat repeats at most {REPEAT_MAX_ITEMS} times"
                 )));
             }
-            Ok(stream::iter((0..n).map(move |_| Ok::<_, RpcError>(v.clone()))))
+            Ok(stream::iter(
+                (0..n).map(move |_| Ok::<_, RpcError>(v.clone())),
+            ))
         });
 
     let store = Arc::new(Kv {

@@ -28,9 +28,14 @@
 mod budget;
 mod connection;
 pub mod demo;
+mod keepalive;
 mod logs;
+mod metrics;
+mod operating;
 mod preauth;
+mod proxy;
 mod registry;
+mod reload;
 mod server;
 mod settings;
 mod static_files;
@@ -39,6 +44,7 @@ mod tls;
 pub use registry::{
     BUILTIN_OBJECT, CallContext, NoArgs, ObjectBuilder, Registry, RegistryError, StateBuilder,
 };
+pub use reload::{KeyChanges, ReloadError, Reloaded};
 pub use server::{ENDPOINT, RunningServer, SUBPROTOCOL, Server};
 pub use settings::{HandshakeInfo, Hook, HookDecision, ServerLimits, ServerSettings, SetupError};
 pub use sigil_core::rpc::{ErrorCode, RpcError};
@@ -47,7 +53,7 @@ pub use static_files::StaticFiles;
 // What a server program needs besides this crate's own types, so that it
 // imports from one crate: keys, the client policy, the random source for
 // keys, the configuration and the handshake limits.
-pub use sigil_core::config::Config;
+pub use sigil_core::config::{AuthorizedKey, Config, IpNet, RevokedSessions};
 pub use sigil_core::handshake::{ClientAuth, Limits};
 pub use sigil_core::{OsRandom, PublicKey, SecretKey, SymmetricKey};
 pub use tls::{PeerCertificate, TlsSettings};

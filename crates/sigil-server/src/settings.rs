@@ -11,6 +11,7 @@ use sigil_core::keyfile::{self, KeyFileError};
 use sigil_core::keys::{PublicKey, SecretKey, SymmetricKey};
 use sigil_core::rand::OsRandom;
 
+use crate::operating::Operating;
 use crate::static_files::StaticFiles;
 use crate::tls::{PeerCertificate, TlsSettings};
 
@@ -112,6 +113,10 @@ pub struct ServerLimits {
     /// Authenticated hellos a second per client key (per address under
     /// `allow_any_client`).
     pub handshake_rate_per_key: u32,
+    /// A session that sent and received no frame for this long is sent a
+    /// WebSocket ping, so that proxies keep it open (`None`: no pings).
+    /// Pings and pongs never count as activity for `idle_timeout`.
+    pub ping_interval: Option<Duration>,
 }
 
 impl Default for ServerLimits {
@@ -129,6 +134,7 @@ impl Default for ServerLimits {
             replay_cache_capacity: 262_144,
             handshake_rate_per_ip: 20,
             handshake_rate_per_key: 100,
+            ping_interval: Some(Duration::from_secs(30)),
         }
     }
 }
@@ -151,6 +157,8 @@ pub struct ServerSettings {
     pub(crate) allowed_hosts: Option<Vec<String>>,
     pub(crate) allowed_origins: Option<Vec<String>>,
     pub(crate) client_names: HashMap<PublicKey, String>,
+    /// Reloads, metrics, proxies (see `operating`).
+    pub(crate) operating: Operating,
 }
 
 impl ServerSettings {
@@ -170,6 +178,7 @@ impl ServerSettings {
             allowed_hosts: None,
             allowed_origins: None,
             client_names: HashMap::new(),
+            operating: Operating::default(),
         }
     }
 
@@ -251,6 +260,8 @@ impl ServerSettings {
             replay_cache_capacity: clamp_usize(config.replay_cache_capacity.value),
             handshake_rate_per_ip: clamp_u32(config.handshake_rate_per_ip.value),
             handshake_rate_per_key: clamp_u32(config.handshake_rate_per_key.value),
+            ping_interval: (config.ping_interval_ms.value > 0)
+                .then(|| Duration::from_millis(config.ping_interval_ms.value)),
         };
         Ok(ServerSettings {
             keys,
@@ -266,6 +277,7 @@ impl ServerSettings {
             allowed_hosts: config.allowed_hosts.value.clone(),
             allowed_origins: config.allowed_origins.value.clone(),
             client_names,
+            operating: Operating::from_config(config),
         })
     }
 
