@@ -93,6 +93,8 @@ impl Client {
             stream_window,
             call_timeout_ms: u64::try_from(call_timeout.as_millis()).unwrap_or(u64::MAX),
             idle_timeout_ms: None,
+            // The server pings; the client answers.
+            ping_interval_ms: None,
         };
         let conn = ClientConnection::new(established.session, session_limits);
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);

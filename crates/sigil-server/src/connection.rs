@@ -40,7 +40,6 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tracing::{debug, info};
 
 use crate::budget::AddrBucket;
-use crate::keepalive::Keepalive;
 use crate::logs::Level;
 use crate::metrics::{Handshake, Limit, outcome_of};
 use crate::preauth::ReadBudget;
@@ -229,6 +228,9 @@ pub(crate) async fn run<S>(
         stream_window: 1,
         call_timeout_ms: u64::try_from(limits.call_timeout.as_millis()).unwrap_or(u64::MAX),
         idle_timeout_ms: Some(u64::try_from(limits.idle_timeout.as_millis()).unwrap_or(u64::MAX)),
+        ping_interval_ms: limits
+            .ping_interval
+            .map(|i| u64::try_from(i.as_millis()).unwrap_or(u64::MAX)),
     };
     // Sessions do not keep the key set of their handshake alive.
     drop(authorized);
@@ -421,7 +423,6 @@ impl Session {
             produced,
         };
         let mut pings = TokenBucket::full(PINGS_PER_SECOND, 0);
-        let mut keepalive = Keepalive::new(limits.ping_interval);
         // One future for the whole session: it stays registered with the
         // key set's channel instead of joining and leaving it per message.
         let revoked = reload::revoked(revocation, self.cx.client_key);
@@ -432,7 +433,6 @@ impl Session {
                 if let Err(end) = self.send(&mut ws, frame).await {
                     break 'session end;
                 }
-                keepalive.active();
             }
             while let Some(event) = self.conn.poll_event() {
                 match event {
@@ -467,6 +467,14 @@ impl Session {
                             credit.add_permits(n as usize);
                         }
                     }
+                    ServerEvent::Ping => {
+                        // A quiet session: keep the proxies in between.
+                        let ping = ws.send(Message::Ping(Default::default()));
+                        let sent = timeout(limits.write_timeout, ping).await;
+                        if let Err(end) = self.written(sent, "pings") {
+                            break 'session end;
+                        }
+                    }
                     ServerEvent::Close(CloseReason::IdleTimeout) => {
                         self.shared.metrics.limit(Limit::IdleTimeout);
                         debug!("{} idle for {:?}: closing", self.peer, limits.idle_timeout);
@@ -485,7 +493,6 @@ impl Session {
             tokio::select! {
                 msg = ws.next() => match msg {
                     Some(Ok(Message::Binary(frame))) => {
-                        keepalive.active();
                         let now = self.now_ms();
                         match self.conn.handle_frame(now, &frame) {
                             Ok(Some(call)) if call.stream => {
@@ -561,13 +568,6 @@ impl Session {
                 () = &mut revoked => {
                     self.log_revoked();
                     break End::Close(CloseCode::Policy, "client key revoked");
-                }
-                () = keepalive.due(), if keepalive.is_on() => {
-                    let ping = ws.send(Message::Ping(Default::default()));
-                    let sent = timeout(limits.write_timeout, ping).await;
-                    if let Err(end) = self.written(sent, "pings") {
-                        break end;
-                    }
                 }
                 _ = stop.changed() => break End::Close(CloseCode::Away, "server shutting down"),
             }

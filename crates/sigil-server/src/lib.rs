@@ -28,7 +28,6 @@
 mod budget;
 mod connection;
 pub mod demo;
-mod keepalive;
 mod logs;
 mod metrics;
 mod operating;
