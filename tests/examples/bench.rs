@@ -1,11 +1,19 @@
-//! `cargo xtask bench`: the speed of sigil's hot paths, as ratios against
-//! baselines measured in the same run on the same machine.
+//! `cargo xtask bench`: the speed and memory of sigil's hot paths, beside
+//! its peers measured in the same run on the same machine, as ratios.
 //!
-//! - handshake (client + server, in memory) against its own floor: 8
-//!   X25519 operations (2 keygens + 6 DH when `ss` is cached);
+//! - handshake (client + server, in memory) against snow's
+//!   `Noise_IK_25519_ChaChaPoly_SHA256` (interleaved), and against its own
+//!   floor of 8 X25519 operations (2 keygens + 6 DH, `ss` being cached);
 //! - frame seal + open against raw HMAC-SHA256 over the same bytes;
-//! - RPC calls per second over loopback WebSocket, sequential and with 64 in
-//!   flight, with p50/p99 latency;
+//! - RPC calls per second over loopback WebSocket against a `sigil serve`
+//!   process: sequential, 64 in flight on one connection, 16 connections ×
+//!   4, beside a raw tokio-tungstenite echo of the same message sizes,
+//!   jsonrpsee (its own client, and the same raw client loop) and, where
+//!   Python is present, Pyro4 with HMAC and Pyro5 (see `bench/rpc.rs`);
+//! - handshakes per second over loopback with 4 connectors, and the CPU
+//!   they cost beyond X25519;
+//! - the server's memory with 0, 1,000 and 10,000 idle sessions and after
+//!   they close (`bench/memory.rs`);
 //! - RPC under hostile load: an honest client's sequential calls per second
 //!   alone (before and after the floods), under a flood of junk hellos and
 //!   under a flood of silent connections (attackers from 127.0.0.2 and up,
@@ -19,14 +27,30 @@
 //!   (about 1: both cost one X25519 operation, so timing tells an attacker
 //!   nothing about `authorized_keys`).
 //!
+//! Every compared figure is measured [`REPS`] times, interleaved with what
+//! it is compared to, and shown as min / median / max; the whole run is
+//! written as JSON to `target/bench/latest.json` (or `$SIGIL_BENCH_DIR`).
 //! Wall-clock numbers vary with the machine and its load; the ratios are
-//! what to compare between runs (under hostile load the attackers share the
-//! machine's cores with the server). Nothing here asserts a time.
+//! what to compare between runs. Nothing here asserts a time.
 
 #![allow(clippy::unwrap_used, missing_docs)] // a measuring program, not a library
 
 #[path = "bench/flood.rs"]
 mod flood;
+#[path = "bench/load.rs"]
+mod load;
+#[path = "bench/memory.rs"]
+mod memory;
+#[path = "bench/peers.rs"]
+mod peers;
+#[path = "bench/procs.rs"]
+mod procs;
+#[path = "bench/pyro.rs"]
+mod pyro;
+#[path = "bench/report.rs"]
+mod report;
+#[path = "bench/rpc.rs"]
+mod rpc;
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -42,6 +66,10 @@ use sigil_core::replay::ReplayCache;
 use sigil_server::{Registry, RunningServer, Server, ServerSettings, demo};
 
 use flood::{ATTACKERS, Attack};
+use report::Report;
+
+/// Repetitions of every compared figure (1 with `--quick`).
+const REPS: usize = 5;
 
 /// A clock for in-memory handshakes (any fixed time will do).
 const NOW_MS: u64 = 1_795_000_000_000;
@@ -89,17 +117,27 @@ fn replay_cache(capacity: usize) -> ReplayCache {
     ReplayCache::new(capacity, 60_000).with_rate(u32::MAX)
 }
 
-fn handshakes() {
+/// In-memory handshakes, sigil and snow interleaved; returns the X25519
+/// floor of one sigil handshake (both sides), in µs.
+fn handshakes(report: &mut Report, reps: usize) -> f64 {
+    const G: &str = "handshake (client + server, in memory), handshakes/s";
     let (server, client) = configs();
     let mut replay = replay_cache(usize::MAX);
     let mut now = NOW_MS;
-    let hs_rate = rate(Duration::from_secs(2), || {
-        now += 1;
-        let (hs, m1) = ClientHandshake::start(&client, &mut OsRandom, now, None).unwrap();
-        let hello = accept_hello(&server, &mut replay, now, &m1).unwrap();
-        let (m2, _s) = hello.accept(&mut OsRandom, None).unwrap();
-        black_box(hs.finish(&m2).unwrap());
-    });
+    let mut snow = peers::Snow::new();
+    let each = Duration::from_millis(400);
+    for _ in 0..reps {
+        let sigil = rate(each, || {
+            now += 1;
+            let (hs, m1) = ClientHandshake::start(&client, &mut OsRandom, now, None).unwrap();
+            let hello = accept_hello(&server, &mut replay, now, &m1).unwrap();
+            let (m2, _s) = hello.accept(&mut OsRandom, None).unwrap();
+            black_box(hs.finish(&m2).unwrap());
+        });
+        report.sample(G, "sigil/1", "1/s", sigil);
+        let noise = rate(each, || snow.handshake());
+        report.sample(G, &format!("snow {}", peers::NOISE_IK), "1/s", noise);
+    }
     let a = SecretKey::generate(&mut OsRandom).unwrap();
     let b: PublicKey = SecretKey::generate(&mut OsRandom).unwrap().public_key();
     let dh_rate = rate(Duration::from_secs(1), || {
@@ -109,20 +147,29 @@ fn handshakes() {
         black_box(SecretKey::generate(&mut OsRandom).unwrap());
     });
     let floor = 1.0 / (2.0 / keygen_rate + 6.0 / dh_rate);
-    println!("handshake (client + server, in memory)");
-    println!("  {hs_rate:>10.0} handshakes/s");
+    report.sample(G, "X25519 floor: 2 keygens + 6 DH", "1/s", floor);
+    report.print_group(G);
     println!(
-        "  {:>10.1} µs per X25519 DH, {:.1} µs per keygen",
+        "  ({:.1} µs per X25519 DH, {:.1} µs per keygen)",
         1e6 / dh_rate,
         1e6 / keygen_rate
     );
-    println!(
-        "  {:>10.2} × the floor of 2 keygens + 6 DH ({floor:.0}/s)",
-        hs_rate / floor
+    report.ratio(
+        "handshake in memory: sigil / snow IK",
+        "sigil/1",
+        &format!("snow {}", peers::NOISE_IK),
+        Some(1.4),
     );
+    report.ratio(
+        "handshake in memory: sigil / its X25519 floor",
+        "sigil/1",
+        "X25519 floor: 2 keygens + 6 DH",
+        None,
+    );
+    1e6 / floor
 }
 
-fn frames() {
+fn frames(report: &mut Report) {
     let (server, client) = configs();
     let mut replay = replay_cache(16);
     let (hs, m1) = ClientHandshake::start(&client, &mut OsRandom, 1, None).unwrap();
@@ -153,6 +200,13 @@ fn frames() {
             sealed * size as f64 / 1e6,
             sealed / raw
         );
+        report.sample(
+            "frames",
+            &format!("seal + open, {size} B"),
+            "frames/s",
+            sealed,
+        );
+        report.sample("frames", &format!("two raw HMACs, {size} B"), "1/s", raw);
     }
 }
 
@@ -235,37 +289,6 @@ async fn sequential(c: &Client, budget: Duration) -> Calls {
         failed,
         first_error,
     }
-}
-
-async fn rpc() {
-    let (server, client_key) = demo_server().await;
-    let c = connect(&server, &client_key).await.unwrap();
-    println!("RPC over loopback WebSocket (calculator.add, signed frames)");
-    let seq = sequential(&c, CALLS_BUDGET).await;
-    println!(
-        "  sequential:   {:>9.0} calls/s  p50 {:.0} µs  p99 {:.0} µs{}",
-        seq.per_s,
-        seq.p(0.5),
-        seq.p(0.99),
-        seq.failures()
-    );
-    // 64 in flight.
-    let start = Instant::now();
-    let mut done = 0u64;
-    while start.elapsed() < CALLS_BUDGET && done < MAX_CALLS {
-        let calls = (0..64).map(|i| {
-            let c = c.clone();
-            async move { c.call::<i64>("calculator", "add", (i, 1)).await.unwrap() }
-        });
-        black_box(futures_util::future::join_all(calls).await);
-        done += 64;
-    }
-    println!(
-        "  64 in flight: {:>9.0} calls/s",
-        done as f64 / start.elapsed().as_secs_f64()
-    );
-    c.close().await;
-    server.shutdown().await;
 }
 
 /// An honest client's sequential calls, with `attack` going on (started
@@ -444,18 +467,83 @@ fn refusal_timing() {
     );
 }
 
+/// Where the JSON and the Pyro virtualenv go: `$SIGIL_BENCH_DIR`, or
+/// `target/bench` (this program is `target/release/examples/bench`).
+fn bench_dir() -> std::path::PathBuf {
+    if let Some(dir) = std::env::var_os("SIGIL_BENCH_DIR") {
+        return dir.into();
+    }
+    let exe = std::env::current_exe().unwrap();
+    exe.ancestors()
+        .nth(3)
+        .map_or_else(|| "target".into(), std::path::Path::to_path_buf)
+        .join("bench")
+}
+
+/// The peers' servers and `sigil serve`, started for the RPC rows.
+fn start_servers(
+    setup: &procs::SigilSetup,
+    dir: &std::path::Path,
+    report: &mut Report,
+) -> rpc::Servers {
+    let sigil = setup.serve().unwrap_or_else(|e| panic!("sigil serve: {e}"));
+    let pyro = match pyro::Pyro::start(dir) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            report.skip("Pyro4 and Pyro5 rows", &e);
+            None
+        }
+    };
+    rpc::Servers {
+        sigil_key: sigil.public_key.unwrap(),
+        sigil,
+        client_key: SecretKey::from_bytes(&setup.clients[0].dangerous_to_bytes()),
+        echo: procs::serve_peer("echo", dir).unwrap(),
+        jsonrpsee: procs::serve_peer("jsonrpsee", dir).unwrap(),
+        pyro,
+    }
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, flag, name] = args.as_slice()
+        && flag == "--serve"
+    {
+        peers::serve(name);
+    }
     if cfg!(debug_assertions) {
         println!("note: a debug build; run `cargo xtask bench` for release numbers");
     }
-    handshakes();
-    frames();
+    // The session rows hold 10,000 sockets here and in the server (which
+    // inherits the limit).
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let machine = report::machine();
+    println!("machine: {machine}");
+    let dir = bench_dir();
+    // `--quick`: one repetition and 1,000 sessions, to try the benchmark out.
+    let quick = args.iter().any(|a| a == "--quick");
+    let reps = if quick { 1 } else { REPS };
+    let sessions: &[usize] = if quick { &[1_000] } else { &[1_000, 10_000] };
+    let mut report = Report::default();
+    let floor_us = handshakes(&mut report, reps);
+    frames(&mut report);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(rpc());
+    let setup = procs::SigilSetup::new();
+    let servers = start_servers(&setup, &dir, &mut report);
+    rt.block_on(rpc::rpc(&servers, reps, &mut report));
+    rt.block_on(rpc::handshakes(&servers, 4, reps, floor_us, &mut report));
+    drop(servers);
+    rt.block_on(memory::sessions(&setup, &mut report, sessions));
     rt.block_on(hostile());
     refusal_timing();
+    report.print_summary();
+    let json = dir.join("latest.json");
+    match report.write_json(&json, &machine) {
+        Ok(()) => println!("written: {}", json.display()),
+        Err(e) => println!("could not write {}: {e}", json.display()),
+    }
 }
