@@ -524,22 +524,47 @@ fn main() {
     let quick = args.iter().any(|a| a == "--quick");
     let reps = if quick { 1 } else { REPS };
     let sessions: &[usize] = if quick { &[1_000] } else { &[1_000, 10_000] };
+    // `--only SECTION,…`: just those sections (handshake, frames, rpc,
+    // loopback, memory, hostile, refusal), to profile one of them.
+    let only: Option<Vec<String>> = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .map(|list| list.split(',').map(str::to_owned).collect());
+    let run = |section: &str| only.as_ref().is_none_or(|o| o.iter().any(|s| s == section));
     let mut report = Report::default();
-    let floor_us = handshakes(&mut report, reps);
-    frames(&mut report);
+    let floor_us = if run("handshake") {
+        handshakes(&mut report, reps)
+    } else {
+        f64::NAN
+    };
+    if run("frames") {
+        frames(&mut report);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
     let setup = procs::SigilSetup::new();
-    let servers = start_servers(&setup, &dir, &mut report);
-    rt.block_on(rpc::rpc(&servers, reps, &mut report));
-    rt.block_on(rpc::handshakes(&servers, 4, reps, floor_us, &mut report));
-    drop(servers);
-    rt.block_on(memory::sessions(&setup, &mut report, sessions));
-    rt.block_on(hostile());
-    refusal_timing();
+    if run("rpc") || run("loopback") {
+        let servers = start_servers(&setup, &dir, &mut report);
+        if run("rpc") {
+            rt.block_on(rpc::rpc(&servers, reps, &mut report));
+        }
+        if run("loopback") {
+            rt.block_on(rpc::handshakes(&servers, 4, reps, floor_us, &mut report));
+        }
+    }
+    if run("memory") {
+        rt.block_on(memory::sessions(&setup, &mut report, sessions));
+    }
+    if run("hostile") {
+        rt.block_on(hostile());
+    }
+    if run("refusal") {
+        refusal_timing();
+    }
     report.print_summary();
     let json = dir.join("latest.json");
     match report.write_json(&json, &machine) {
