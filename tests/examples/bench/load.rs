@@ -206,23 +206,21 @@ pub(crate) fn source(i: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, 10 + (i % 64) as u8))
 }
 
-/// The WebSocket config of the raw loop's clients: 4 KiB read buffers, so
-/// that 10,000 of them fit in this process (tungstenite's default is 128
-/// KiB each).
+/// The WebSocket config of the raw loop's clients, whatever the protocol:
+/// 4 KiB read buffers, so that 10,000 of them fit in this process
+/// (tungstenite's default is 128 KiB each, zero-filled before each read).
 fn client_ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(0)
 }
 
-/// A WebSocket to `ws://addr/path` from `src`, with `subprotocol` if any;
-/// `small`: 4 KiB buffers instead of tungstenite's defaults.
+/// A WebSocket to `ws://addr/path` from `src`, with `subprotocol` if any.
 pub(crate) async fn ws_connect(
     src: IpAddr,
     addr: SocketAddr,
     path: &str,
     subprotocol: Option<&'static str>,
-    small: bool,
 ) -> Result<Ws, String> {
     let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
     socket.set_reuseaddr(true).map_err(|e| e.to_string())?;
@@ -242,8 +240,7 @@ pub(crate) async fn ws_connect(
             .headers_mut()
             .insert("Sec-WebSocket-Protocol", HeaderValue::from_static(p));
     }
-    let config = small.then(client_ws_config);
-    let (ws, _) = client_async_with_config(request, tcp, config)
+    let (ws, _) = client_async_with_config(request, tcp, Some(client_ws_config()))
         .await
         .map_err(|e| format!("upgrade: {e}"))?;
     Ok(ws)
@@ -272,7 +269,7 @@ pub(crate) async fn sigil_session(
     key: &SecretKey,
     server: PublicKey,
 ) -> Result<(Ws, ClientConnection), String> {
-    let mut ws = ws_connect(src, addr, "/sigil", Some("sigil.v1"), true).await?;
+    let mut ws = ws_connect(src, addr, "/sigil", Some("sigil.v1")).await?;
     let key = SecretKey::from_bytes(&key.dangerous_to_bytes());
     let config = ClientConfig::new(key, server).map_err(|e| e.to_string())?;
     let (hs, hello) = ClientHandshake::start(&config, &mut OsRandom, now_ms(), None)

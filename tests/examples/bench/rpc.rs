@@ -127,9 +127,7 @@ impl Servers {
     ) -> Vec<(Ws, P)> {
         let mut conns = Vec::new();
         for i in 0..n {
-            let ws = ws_connect(source(i), addr, path, None, false)
-                .await
-                .unwrap();
+            let ws = ws_connect(source(i), addr, path, None).await.unwrap();
             conns.push((ws, proto()));
         }
         conns
@@ -208,9 +206,18 @@ fn check(who: &str, run: &Run) {
 /// The RPC rows: every mode, every contender, `reps` times.
 pub(crate) async fn rpc(servers: &Servers, reps: usize, report: &mut Report) {
     let who = [SIGIL_CLIENT, SIGIL_RAW, ECHO, JSONRPSEE, JSONRPSEE_RAW];
+    // `SIGIL_BENCH_ROWS=TEXT`: only the rows whose names contain TEXT (to
+    // profile one of them).
+    let filter = std::env::var("SIGIL_BENCH_ROWS").ok();
     for rep in 0..reps {
         for mode in MODES {
             for w in who {
+                if filter
+                    .as_deref()
+                    .is_some_and(|f| !row(mode.label, w).contains(f))
+                {
+                    continue;
+                }
                 let run = servers.run(w, mode).await;
                 check(w, &run);
                 report.sample(GROUP, &row(mode.label, w), "calls/s", run.per_s());
@@ -220,7 +227,7 @@ pub(crate) async fn rpc(servers: &Servers, reps: usize, report: &mut Report) {
                 }
             }
         }
-        if let Some(pyro) = &servers.pyro {
+        if let Some(pyro) = servers.pyro.as_ref().filter(|_| filter.is_none()) {
             for name in PYROS {
                 match pyro.calls(name, BUDGET.as_secs_f64()) {
                     Ok(per_s) => {
@@ -232,7 +239,9 @@ pub(crate) async fn rpc(servers: &Servers, reps: usize, report: &mut Report) {
         }
         println!("  RPC repetition {} of {reps} done", rep + 1);
     }
-    payload_rows(servers, reps, report).await;
+    if filter.as_deref().is_none_or(|f| f.contains("16 KiB")) {
+        payload_rows(servers, reps, report).await;
+    }
     report.print_group(GROUP);
     report.print_group(LATENCY);
     report.print_group(PAYLOAD);
