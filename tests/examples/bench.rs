@@ -498,6 +498,11 @@ fn start_servers(
         sigil_key: sigil.public_key.unwrap(),
         sigil,
         client_key: SecretKey::from_bytes(&setup.clients[0].dangerous_to_bytes()),
+        client_keys: setup
+            .clients
+            .iter()
+            .map(|k| SecretKey::from_bytes(&k.dangerous_to_bytes()))
+            .collect(),
         echo: procs::serve_peer("echo", dir).unwrap(),
         jsonrpsee: procs::serve_peer("jsonrpsee", dir).unwrap(),
         pyro,
