@@ -1,11 +1,19 @@
-//! `cargo xtask bench`: the speed of sigil's hot paths, as ratios against
-//! baselines measured in the same run on the same machine.
+//! `cargo xtask bench`: the speed and memory of sigil's hot paths, beside
+//! its peers measured in the same run on the same machine, as ratios.
 //!
-//! - handshake (client + server, in memory) against its own floor: 8
-//!   X25519 operations (2 keygens + 6 DH when `ss` is cached);
+//! - handshake (client + server, in memory) against snow's
+//!   `Noise_IK_25519_ChaChaPoly_SHA256` (interleaved), and against its own
+//!   floor of 8 X25519 operations (2 keygens + 6 DH, `ss` being cached);
 //! - frame seal + open against raw HMAC-SHA256 over the same bytes;
-//! - RPC calls per second over loopback WebSocket, sequential and with 64 in
-//!   flight, with p50/p99 latency;
+//! - RPC calls per second over loopback WebSocket against a `sigil serve`
+//!   process: sequential, 64 in flight on one connection, 16 connections ×
+//!   4, beside a raw tokio-tungstenite echo of the same message sizes,
+//!   jsonrpsee (its own client, and the same raw client loop) and, where
+//!   Python is present, Pyro4 with HMAC and Pyro5 (see `bench/rpc.rs`);
+//! - handshakes per second over loopback with 4 connectors, and the CPU
+//!   they cost beyond X25519;
+//! - the server's memory with 0, 1,000 and 10,000 idle sessions and after
+//!   they close (`bench/memory.rs`);
 //! - RPC under hostile load: an honest client's sequential calls per second
 //!   alone (before and after the floods), under a flood of junk hellos and
 //!   under a flood of silent connections (attackers from 127.0.0.2 and up,
@@ -19,14 +27,32 @@
 //!   (about 1: both cost one X25519 operation, so timing tells an attacker
 //!   nothing about `authorized_keys`).
 //!
+//! Every compared figure is measured [`REPS`] times, interleaved with what
+//! it is compared to, and shown as min / median / max; the whole run is
+//! written as JSON to `target/bench/latest.json` (or `$SIGIL_BENCH_DIR`).
 //! Wall-clock numbers vary with the machine and its load; the ratios are
-//! what to compare between runs (under hostile load the attackers share the
-//! machine's cores with the server). Nothing here asserts a time.
+//! what to compare between runs. Nothing here asserts a time.
 
 #![allow(clippy::unwrap_used, missing_docs)] // a measuring program, not a library
 
 #[path = "bench/flood.rs"]
 mod flood;
+#[path = "bench/load.rs"]
+mod load;
+#[path = "bench/memory.rs"]
+mod memory;
+#[path = "bench/peers.rs"]
+mod peers;
+#[path = "bench/procs.rs"]
+mod procs;
+#[path = "bench/pyro.rs"]
+mod pyro;
+#[path = "bench/report.rs"]
+mod report;
+#[path = "bench/rpc.rs"]
+mod rpc;
+#[path = "bench/streams.rs"]
+mod streams;
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -42,6 +68,10 @@ use sigil_core::replay::ReplayCache;
 use sigil_server::{Registry, RunningServer, Server, ServerSettings, demo};
 
 use flood::{ATTACKERS, Attack};
+use report::Report;
+
+/// Repetitions of every compared figure (1 with `--quick`).
+const REPS: usize = 5;
 
 /// A clock for in-memory handshakes (any fixed time will do).
 const NOW_MS: u64 = 1_795_000_000_000;
@@ -84,55 +114,13 @@ fn configs() -> (ServerConfig, ClientConfig) {
     (server, client)
 }
 
-/// A replay cache that never stands in the way of a measurement.
-fn replay_cache(capacity: usize) -> ReplayCache {
-    ReplayCache::new(capacity, 60_000).with_rate(u32::MAX)
-}
-
-/// Whole handshakes a second between `client` and `server`, in memory.
-fn handshake_rate(server: &ServerConfig, client: &ClientConfig, budget: Duration) -> f64 {
-    let mut replay = replay_cache(usize::MAX);
-    let mut now = NOW_MS;
-    rate(budget, || {
-        now += 1;
-        let (hs, m1) = ClientHandshake::start(client, &mut OsRandom, now, None).unwrap();
-        let hello = accept_hello(server, &mut replay, now, &m1).unwrap();
-        let (m2, _s) = hello.accept(&mut OsRandom, None).unwrap();
-        black_box(hs.finish(&m2).unwrap());
-    })
-}
-
-fn handshakes() {
-    let (server, client) = configs();
-    let hs_rate = handshake_rate(&server, &client, Duration::from_secs(2));
-    let a = SecretKey::generate(&mut OsRandom).unwrap();
-    let b: PublicKey = SecretKey::generate(&mut OsRandom).unwrap().public_key();
-    let dh_rate = rate(Duration::from_secs(1), || {
-        black_box(a.diffie_hellman(black_box(&b)).unwrap());
-    });
-    let keygen_rate = rate(Duration::from_secs(1), || {
-        black_box(SecretKey::generate(&mut OsRandom).unwrap());
-    });
-    let floor = 1.0 / (2.0 / keygen_rate + 6.0 / dh_rate);
-    println!("handshake (client + server, in memory)");
-    println!("  {hs_rate:>10.0} handshakes/s");
-    println!(
-        "  {:>10.1} µs per X25519 DH, {:.1} µs per keygen",
-        1e6 / dh_rate,
-        1e6 / keygen_rate
+/// A server rotating its key (the new one advertised, the old one still
+/// held), and a client pinned to each.
+fn rotation_configs() -> (ServerConfig, ClientConfig, ClientConfig) {
+    let (new, old) = (
+        SecretKey::generate(&mut OsRandom).unwrap(),
+        SecretKey::generate(&mut OsRandom).unwrap(),
     );
-    println!(
-        "  {:>10.2} × the floor of 2 keygens + 6 DH ({floor:.0}/s)",
-        hs_rate / floor
-    );
-    rotation(hs_rate);
-}
-
-/// A server holding a second key while it rotates: its first key's clients
-/// cost what they cost with one key; the second key's, one X25519 more.
-fn rotation(one_key_rate: f64) {
-    let old = SecretKey::generate(&mut OsRandom).unwrap();
-    let new = SecretKey::generate(&mut OsRandom).unwrap();
     let client_key = SecretKey::generate(&mut OsRandom).unwrap();
     let pinned = |key: &SecretKey| {
         let copy = SecretKey::from_bytes(&client_key.dangerous_to_bytes());
@@ -143,17 +131,84 @@ fn rotation(one_key_rate: f64) {
         .unwrap()
         .with_additional_key(old)
         .unwrap();
-    let first = handshake_rate(&server, &of_new, Duration::from_secs(2));
-    let second = handshake_rate(&server, &of_old, Duration::from_secs(2));
-    println!("  rotation, a server holding two keys:");
-    println!(
-        "  {:>10.2} × one key for clients of the advertised key, {:.2} × for the other",
-        first / one_key_rate,
-        second / one_key_rate
-    );
+    (server, of_new, of_old)
 }
 
-fn frames() {
+/// A replay cache that never stands in the way of a measurement.
+fn replay_cache(capacity: usize) -> ReplayCache {
+    ReplayCache::new(capacity, 60_000).with_rate(u32::MAX)
+}
+
+/// In-memory handshakes, sigil and snow interleaved; returns the X25519
+/// floor of one sigil handshake (both sides), in µs.
+fn handshakes(report: &mut Report, reps: usize) -> f64 {
+    const G: &str = "handshake (client + server, in memory), handshakes/s";
+    let (server, client) = configs();
+    let mut replay = replay_cache(usize::MAX);
+    let mut now = NOW_MS;
+    let mut snow = peers::Snow::new();
+    let each = Duration::from_millis(400);
+    // Key rotation: a server holding two keys; a client of the advertised
+    // key costs what it costs with one key, one of the other key one X25519 more.
+    let (rotating, of_first, of_second) = rotation_configs();
+    let mut handshake = |server: &ServerConfig, client: &ClientConfig| {
+        rate(each, || {
+            now += 1;
+            let (hs, m1) = ClientHandshake::start(client, &mut OsRandom, now, None).unwrap();
+            let hello = accept_hello(server, &mut replay, now, &m1).unwrap();
+            let (m2, _s) = hello.accept(&mut OsRandom, None).unwrap();
+            black_box(hs.finish(&m2).unwrap());
+        })
+    };
+    for _ in 0..reps {
+        report.sample(G, "sigil/1", "1/s", handshake(&server, &client));
+        let noise = rate(each, || snow.handshake());
+        report.sample(G, &format!("snow {}", peers::NOISE_IK), "1/s", noise);
+        let first = handshake(&rotating, &of_first);
+        report.sample(G, "sigil/1, 2 server keys, advertised key", "1/s", first);
+        let second = handshake(&rotating, &of_second);
+        report.sample(G, "sigil/1, 2 server keys, the other key", "1/s", second);
+    }
+    let a = SecretKey::generate(&mut OsRandom).unwrap();
+    let b: PublicKey = SecretKey::generate(&mut OsRandom).unwrap().public_key();
+    let dh_rate = rate(Duration::from_secs(1), || {
+        black_box(a.diffie_hellman(black_box(&b)).unwrap());
+    });
+    let keygen_rate = rate(Duration::from_secs(1), || {
+        black_box(SecretKey::generate(&mut OsRandom).unwrap());
+    });
+    let floor = 1.0 / (2.0 / keygen_rate + 6.0 / dh_rate);
+    report.sample(G, "X25519 floor: 2 keygens + 6 DH", "1/s", floor);
+    report.print_group(G);
+    println!(
+        "  ({:.1} µs per X25519 DH, {:.1} µs per keygen)",
+        1e6 / dh_rate,
+        1e6 / keygen_rate
+    );
+    report.ratio(
+        "handshake in memory: sigil / snow IK",
+        "sigil/1",
+        &format!("snow {}", peers::NOISE_IK),
+        Some(1.4),
+    );
+    report.ratio(
+        "handshake in memory: sigil / its X25519 floor",
+        "sigil/1",
+        "X25519 floor: 2 keygens + 6 DH",
+        None,
+    );
+    for key in ["advertised key", "the other key"] {
+        report.ratio(
+            &format!("key rotation: {key} / one key"),
+            &format!("sigil/1, 2 server keys, {key}"),
+            "sigil/1",
+            None,
+        );
+    }
+    1e6 / floor
+}
+
+fn frames(report: &mut Report) {
     let (server, client) = configs();
     let mut replay = replay_cache(16);
     let (hs, m1) = ClientHandshake::start(&client, &mut OsRandom, 1, None).unwrap();
@@ -184,6 +239,13 @@ fn frames() {
             sealed * size as f64 / 1e6,
             sealed / raw
         );
+        report.sample(
+            "frames",
+            &format!("seal + open, {size} B"),
+            "frames/s",
+            sealed,
+        );
+        report.sample("frames", &format!("two raw HMACs, {size} B"), "1/s", raw);
     }
 }
 
@@ -266,37 +328,6 @@ async fn sequential(c: &Client, budget: Duration) -> Calls {
         failed,
         first_error,
     }
-}
-
-async fn rpc() {
-    let (server, client_key) = demo_server().await;
-    let c = connect(&server, &client_key).await.unwrap();
-    println!("RPC over loopback WebSocket (calculator.add, signed frames)");
-    let seq = sequential(&c, CALLS_BUDGET).await;
-    println!(
-        "  sequential:   {:>9.0} calls/s  p50 {:.0} µs  p99 {:.0} µs{}",
-        seq.per_s,
-        seq.p(0.5),
-        seq.p(0.99),
-        seq.failures()
-    );
-    // 64 in flight.
-    let start = Instant::now();
-    let mut done = 0u64;
-    while start.elapsed() < CALLS_BUDGET && done < MAX_CALLS {
-        let calls = (0..64).map(|i| {
-            let c = c.clone();
-            async move { c.call::<i64>("calculator", "add", (i, 1)).await.unwrap() }
-        });
-        black_box(futures_util::future::join_all(calls).await);
-        done += 64;
-    }
-    println!(
-        "  64 in flight: {:>9.0} calls/s",
-        done as f64 / start.elapsed().as_secs_f64()
-    );
-    c.close().await;
-    server.shutdown().await;
 }
 
 /// An honest client's sequential calls, with `attack` going on (started
@@ -475,18 +506,120 @@ fn refusal_timing() {
     );
 }
 
+/// Where the JSON and the Pyro virtualenv go: `$SIGIL_BENCH_DIR`, or
+/// `target/bench` (this program is `target/release/examples/bench`).
+fn bench_dir() -> std::path::PathBuf {
+    if let Some(dir) = std::env::var_os("SIGIL_BENCH_DIR") {
+        return dir.into();
+    }
+    let exe = std::env::current_exe().unwrap();
+    exe.ancestors()
+        .nth(3)
+        .map_or_else(|| "target".into(), std::path::Path::to_path_buf)
+        .join("bench")
+}
+
+/// The peers' servers and `sigil serve`, started for the RPC rows.
+fn start_servers(
+    setup: &procs::SigilSetup,
+    dir: &std::path::Path,
+    report: &mut Report,
+) -> rpc::Servers {
+    let sigil = setup.serve().unwrap_or_else(|e| panic!("sigil serve: {e}"));
+    let pyro = match pyro::Pyro::start(dir) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            report.skip("Pyro4 and Pyro5 rows", &e);
+            None
+        }
+    };
+    rpc::Servers {
+        sigil_key: sigil.public_key.unwrap(),
+        sigil,
+        client_key: SecretKey::from_bytes(&setup.clients[0].dangerous_to_bytes()),
+        client_keys: setup
+            .clients
+            .iter()
+            .map(|k| SecretKey::from_bytes(&k.dangerous_to_bytes()))
+            .collect(),
+        echo: procs::serve_peer("echo", dir).unwrap(),
+        jsonrpsee: procs::serve_peer("jsonrpsee", dir).unwrap(),
+        pyro,
+    }
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, flag, name] = args.as_slice()
+        && flag == "--serve"
+    {
+        peers::serve(name);
+    }
     if cfg!(debug_assertions) {
         println!("note: a debug build; run `cargo xtask bench` for release numbers");
     }
-    handshakes();
-    frames();
+    // The session rows hold 10,000 sockets here and in the server (which
+    // inherits the limit).
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let machine = report::machine();
+    println!("machine: {machine}");
+    let dir = bench_dir();
+    // `--quick`: one repetition and 1,000 sessions, to try the benchmark out.
+    let quick = args.iter().any(|a| a == "--quick");
+    let reps = if quick { 1 } else { REPS };
+    let sessions: &[usize] = if quick { &[1_000] } else { &[1_000, 10_000] };
+    // `--only SECTION,…`: just those sections (handshake, frames, rpc,
+    // loopback, streams, memory, hostile, refusal), to profile one of them.
+    let only: Option<Vec<String>> = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .map(|list| list.split(',').map(str::to_owned).collect());
+    let run = |section: &str| only.as_ref().is_none_or(|o| o.iter().any(|s| s == section));
+    let mut report = Report::default();
+    let floor_us = if run("handshake") {
+        handshakes(&mut report, reps)
+    } else {
+        f64::NAN
+    };
+    if run("frames") {
+        frames(&mut report);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(rpc());
-    rt.block_on(hostile());
-    refusal_timing();
+    let setup = procs::SigilSetup::new();
+    if run("rpc") || run("loopback") || run("streams") {
+        let servers = start_servers(&setup, &dir, &mut report);
+        if run("rpc") {
+            rt.block_on(rpc::rpc(&servers, reps, &mut report));
+        }
+        if run("streams") {
+            rt.block_on(async {
+                let client = servers.sigil_client().await;
+                streams::streams(&client, reps, &mut report).await;
+                client.close().await;
+            });
+        }
+        if run("loopback") {
+            rt.block_on(rpc::handshakes(&servers, 4, reps, floor_us, &mut report));
+        }
+    }
+    if run("memory") {
+        rt.block_on(memory::sessions(&setup, &mut report, sessions));
+    }
+    if run("hostile") {
+        rt.block_on(hostile());
+    }
+    if run("refusal") {
+        refusal_timing();
+    }
+    report.print_summary();
+    let json = dir.join("latest.json");
+    match report.write_json(&json, &machine) {
+        Ok(()) => println!("written: {}", json.display()),
+        Err(e) => println!("could not write {}: {e}", json.display()),
+    }
 }

@@ -54,8 +54,8 @@ commands:
              (Ctrl-C stops); see `cargo xtask demo --help`
   install    install the `sigil` binary with the web demo page built in
              (cargo install); see `cargo xtask install --help`
-  bench      build in release mode and measure handshakes, frames and RPC
-             calls/s (ratios against baselines in the same run)
+  bench      [--quick] release build; sigil beside snow, jsonrpsee, a raw echo and Pyro
+             in one run: ratios, min/median/max, target/bench/latest.json
   fuzz       run the fuzz targets of fuzz/ (cargo-fuzz, nightly), each for
              60 s or --seconds N; see `cargo xtask fuzz --help`
   deny       check the dependency graph against deny.toml (cargo-deny,

@@ -26,6 +26,14 @@ use crate::tls::default_tls_config;
 /// The WebSocket subprotocol of sigil/1.
 pub const SUBPROTOCOL: &str = "sigil.v1";
 
+/// The WebSocket read buffer: the most read from the socket at once, and
+/// what is zero-filled before each read (tungstenite's `read_in` resizes
+/// the buffer to it), so it is sized for responses, not bulk transfer:
+/// a response of a few KiB comes in one read, a larger one in reads of
+/// 16 KiB. tungstenite's default, 128 KiB, zero-filled 128 KiB for every
+/// response read, more than the rest of a small call cost.
+const READ_BUFFER: usize = 16 * 1024;
+
 /// Time allowed for a closing handshake before the socket is dropped.
 pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -118,7 +126,8 @@ async fn establish(target: &Target<'_>, config: &ClientConfig) -> Result<Establi
     let max = max_ws_message(target.limits);
     let ws_config = WebSocketConfig::default()
         .max_message_size(Some(max))
-        .max_frame_size(Some(max));
+        .max_frame_size(Some(max))
+        .read_buffer_size(READ_BUFFER);
     let (mut ws, response) = tokio_tungstenite::connect_async_tls_with_config(
         request,
         Some(ws_config),

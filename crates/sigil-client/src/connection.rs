@@ -18,7 +18,7 @@ use std::future::poll_fn;
 use std::task::{Context, Poll, ready};
 
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
 use serde_json::value::RawValue;
 use sigil_core::connection::{
     CallError, CallOptions, ClientConnection, ClientEvent, CloseReason, StreamOptions,
@@ -70,6 +70,11 @@ impl Waiter {
 /// Most sealed messages waiting for the socket before the task stops taking
 /// new commands (backpressure on the callers).
 const MAX_OUTBOX: usize = 64;
+
+/// Most commands, or messages from the server, handled in one turn of the
+/// task once one has come: the calls of many callers go out in one write,
+/// and the responses read together reach their callers together.
+const BATCH: usize = MAX_OUTBOX;
 
 /// A call as the caller hands it over: names, arguments (a JSON array) and
 /// options. `token` names it for a later [`Control`].
@@ -228,6 +233,10 @@ impl Connection {
                     if let Err(end) = self.on_incoming(incoming) {
                         break end;
                     }
+                    // And the responses already read with it.
+                    if let Err(end) = self.take_ready_incoming() {
+                        break end;
+                    }
                 }
                 written = poll_fn(|cx| self.writer.poll_write(cx)), if write => {
                     if let Err(e) = written {
@@ -240,6 +249,11 @@ impl Connection {
                         break End::new("the client was dropped", CloseCode::Normal);
                     };
                     if let Err(end) = self.on_command(command) {
+                        break end;
+                    }
+                    // And the calls already waiting, so that their requests
+                    // go out in one write.
+                    if let Err(end) = self.take_ready_commands() {
                         break end;
                     }
                 }
@@ -278,6 +292,30 @@ impl Connection {
                     }
                 }
                 ClientEvent::Close(reason) => return Err(closed_by(&reason)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles the messages that can be read without waiting (at most
+    /// [`BATCH`]): their outcomes go to the callers at once, and the socket
+    /// is not polled again for each.
+    fn take_ready_incoming(&mut self) -> Result<(), End> {
+        for _ in 0..BATCH {
+            match self.stream.next().now_or_never() {
+                Some(incoming) => self.on_incoming(incoming)?,
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the commands that are already waiting (at most [`BATCH`]).
+    fn take_ready_commands(&mut self) -> Result<(), End> {
+        for _ in 0..BATCH {
+            match self.commands.try_recv() {
+                Ok(command) => self.on_command(command)?,
+                Err(_) => break,
             }
         }
         Ok(())

@@ -43,6 +43,26 @@ pub const ENDPOINT: &str = "/sigil";
 /// The WebSocket subprotocol.
 pub const SUBPROTOCOL: &str = "sigil.v1";
 
+/// Each connection's WebSocket read buffer, allocated when the connection
+/// is upgraded and kept for its life: the largest share of an idle
+/// session's memory, so it is sized for the messages sigil carries, not
+/// for bulk transfer. A call (a request frame of a few hundred bytes)
+/// arrives in one read; a larger message grows the buffer to its size
+/// (tungstenite reserves the whole message once its header is read) and
+/// is read 4 KiB per system call. tungstenite's default, 128 KiB, cost
+/// ~128 KiB of resident memory per idle session, and zero-filled all of it
+/// before every read (`FrameCodec::read_in` resizes the buffer to its
+/// capacity), which cost more than the rest of a small call.
+const READ_BUFFER: usize = 4 * 1024;
+
+/// Responses are written to the socket once this many bytes wait, or when
+/// the session has no more requests ready to read (it flushes once per
+/// batch). A peer that does not read is closed once this much and one
+/// more message wait for it (`max_write_buffer_size`), instead of being
+/// buffered without bound. The buffer grows only as far as the responses
+/// written in one batch need.
+const WRITE_BUFFER: usize = 64 * 1024;
+
 /// What every connection of one server shares. Nothing here is locked on the
 /// hot path: the replay cache is locked once per handshake, for its
 /// check-and-insert only (no X25519 work under the lock).
@@ -140,14 +160,12 @@ impl Server {
         }
         let limits = s.server_limits;
         let max_ws = s.limits.max_message_size as usize + FRAME_OVERHEAD;
-        // A peer that does not read is closed once this much waits for it,
-        // instead of being buffered without bound.
-        let write_buffer = 64 * 1024;
         let ws_config = WebSocketConfig::default()
             .max_message_size(Some(max_ws))
             .max_frame_size(Some(max_ws))
-            .write_buffer_size(write_buffer)
-            .max_write_buffer_size(write_buffer + max_ws + 1024);
+            .read_buffer_size(READ_BUFFER)
+            .write_buffer_size(WRITE_BUFFER)
+            .max_write_buffer_size(WRITE_BUFFER + max_ws + 1024);
         // Message 1 in the largest WebSocket frame header a client sends
         // (14 bytes), and room for a ping and a close.
         let preauth_budget =

@@ -168,7 +168,7 @@ impl Flood {
 
 /// User + system CPU time from a `/proc/.../stat` file (Linux; `None`
 /// elsewhere), counted in USER_HZ ticks, which Linux fixes at 100 a second.
-fn cpu_from_stat(path: &str) -> Option<Duration> {
+pub(crate) fn cpu_of(path: &str) -> Option<Duration> {
     let stat = std::fs::read_to_string(path).ok()?;
     // The fields after the command name, which is in parentheses: field 3
     // (state) is the first, utime (14) and stime (15) the 12th and 13th.
@@ -183,12 +183,12 @@ fn cpu_from_stat(path: &str) -> Option<Duration> {
 
 /// CPU time this process has used (all its threads).
 pub(crate) fn process_cpu() -> Option<Duration> {
-    cpu_from_stat("/proc/self/stat")
+    cpu_of("/proc/self/stat")
 }
 
 /// CPU time the calling thread has used.
 fn thread_cpu() -> Option<Duration> {
-    cpu_from_stat("/proc/thread-self/stat")
+    cpu_of("/proc/thread-self/stat")
 }
 
 /// When to give up waiting: at the stop signal or the hard deadline.
