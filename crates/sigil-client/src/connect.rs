@@ -34,6 +34,12 @@ pub const SUBPROTOCOL: &str = "sigil.v1";
 /// response read, more than the rest of a small call cost.
 const READ_BUFFER: usize = 16 * 1024;
 
+/// Requests are written to the socket once this many bytes wait, or when
+/// the connection task flushes (once per batch of calls). tungstenite's
+/// write buffer is not allocated ahead: it grows to the largest batch
+/// written, so this bounds it only when a batch is larger.
+const WRITE_BUFFER: usize = 64 * 1024;
+
 /// Time allowed for a closing handshake before the socket is dropped.
 pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -127,7 +133,8 @@ async fn establish(target: &Target<'_>, config: &ClientConfig) -> Result<Establi
     let ws_config = WebSocketConfig::default()
         .max_message_size(Some(max))
         .max_frame_size(Some(max))
-        .read_buffer_size(READ_BUFFER);
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER);
     let (mut ws, response) = tokio_tungstenite::connect_async_tls_with_config(
         request,
         Some(ws_config),

@@ -514,6 +514,10 @@ impl Conn {
         let http = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(Some(deadline.saturating_duration_since(Instant::now())))
+            // The HTTP request before the upgrade: hyper's read buffer
+            // starts at 8 KiB and may grow to this for long headers, then
+            // the request is refused. It is freed when the connection
+            // upgrades (the session reads through its own 4 KiB buffer).
             .max_buf_size(16 * 1024)
             .serve_connection(TokioIo::new(io), service)
             .with_upgrades();
