@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use super::key::Key;
-use super::{Config, LogLevel, Origin, REDACTED, Setting};
+use super::{Config, LogLevel, Origin, REDACTED, ReplayStoreLocation, Setting};
 use crate::keys::{PublicKey, SymmetricKey};
 
 /// A field of [`Config`] to write, with the rules its values must follow.
@@ -39,6 +39,8 @@ pub(super) enum Slot<'a> {
     Secret(&'a mut Setting<Option<SymmetricKey>>),
     /// A log level.
     Log(&'a mut Setting<LogLevel>),
+    /// `memory` or a Redis URL (which may hold a password).
+    Store(&'a mut Setting<ReplayStoreLocation>),
 }
 
 fn number(setting: &mut Setting<u64>, key: Key) -> Slot<'_> {
@@ -62,6 +64,7 @@ pub(super) enum View<'a> {
     Path(&'a Setting<Option<PathBuf>>),
     Secret(&'a Setting<Option<SymmetricKey>>),
     Log(&'a Setting<LogLevel>),
+    Store(&'a Setting<ReplayStoreLocation>),
 }
 
 impl Config {
@@ -98,6 +101,8 @@ impl Config {
             Key::StreamWindow => number(&mut self.stream_window, key),
             Key::MaxClockSkewMs => number(&mut self.max_clock_skew_ms, key),
             Key::ReplayCacheCapacity => number(&mut self.replay_cache_capacity, key),
+            Key::ReplayStore => Slot::Store(&mut self.replay_store),
+            Key::ReplayStoreTimeoutMs => number(&mut self.replay_store_timeout_ms, key),
             Key::HandshakeRatePerIp => number(&mut self.handshake_rate_per_ip, key),
             Key::HandshakeRatePerKey => number(&mut self.handshake_rate_per_key, key),
             Key::AllowedHosts => Slot::List(&mut self.allowed_hosts),
@@ -142,6 +147,8 @@ impl Config {
             Key::StreamWindow => View::Number(&self.stream_window),
             Key::MaxClockSkewMs => View::Number(&self.max_clock_skew_ms),
             Key::ReplayCacheCapacity => View::Number(&self.replay_cache_capacity),
+            Key::ReplayStore => View::Store(&self.replay_store),
+            Key::ReplayStoreTimeoutMs => View::Number(&self.replay_store_timeout_ms),
             Key::HandshakeRatePerIp => View::Number(&self.handshake_rate_per_ip),
             Key::HandshakeRatePerKey => View::Number(&self.handshake_rate_per_key),
             Key::AllowedHosts => View::List(&self.allowed_hosts),
@@ -178,6 +185,7 @@ impl View<'_> {
             View::Path(s) => &s.origin,
             View::Secret(s) => &s.origin,
             View::Log(s) => &s.origin,
+            View::Store(s) => &s.origin,
         }
     }
 
@@ -221,6 +229,8 @@ impl View<'_> {
                 None => UNSET.to_owned(),
             },
             View::Log(s) => toml_string(s.value.as_str()),
+            // A password in the URL shows as `<redacted>`.
+            View::Store(s) => toml_string(&s.value.redacted()),
         }
     }
 }
