@@ -32,6 +32,16 @@ pub const TICKER_MIN_INTERVAL_MS: u64 = 10;
 /// to the current value.
 const KV_CHANGES_QUEUE: usize = 256;
 
+/// Registers `instance`, whose `name` answers `name`: several instances
+/// behind one load balancer say which of them served a call (`sigil serve
+/// --instance NAME`).
+pub fn register_instance(registry: &mut Registry, name: impl Into<String>) {
+    let name: String = name.into();
+    registry
+        .object("instance")
+        .method("name", move |_: NoArgs| Ok(name.clone()));
+}
+
 /// Registers `calculator` (`add`, `sub`, `mul`, `div`), `echo` (`echo`),
 /// `kv` (`get`, `set`, `delete`; a bounded in-memory map of strings shared
 /// by all connections) and `clock` (`sleep(ms)`: an asynchronous method

@@ -30,7 +30,10 @@ mod connection;
 pub mod demo;
 mod logs;
 mod preauth;
+#[cfg(feature = "redis")]
+mod redis_store;
 mod registry;
+mod replay_store;
 mod server;
 mod settings;
 mod static_files;
@@ -39,6 +42,7 @@ mod tls;
 pub use registry::{
     BUILTIN_OBJECT, CallContext, NoArgs, ObjectBuilder, Registry, RegistryError, StateBuilder,
 };
+pub use replay_store::{MemoryStore, ReplayStore, StoreFuture};
 pub use server::{ENDPOINT, RunningServer, SUBPROTOCOL, Server};
 pub use settings::{HandshakeInfo, Hook, HookDecision, ServerLimits, ServerSettings, SetupError};
 pub use sigil_core::rpc::{ErrorCode, RpcError};
@@ -48,6 +52,8 @@ pub use static_files::StaticFiles;
 // imports from one crate: keys, the client policy, the random source for
 // keys, the configuration and the handshake limits.
 pub use sigil_core::config::Config;
+pub use sigil_core::config::ReplayStoreLocation;
 pub use sigil_core::handshake::{ClientAuth, Limits};
+pub use sigil_core::replay::{ReplayEntry, ReplayVerdict};
 pub use sigil_core::{OsRandom, PublicKey, SecretKey, SymmetricKey};
 pub use tls::{PeerCertificate, TlsSettings};

@@ -13,7 +13,6 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use sigil_core::handshake::{ClientAuth, HELLO1_FIXED, ServerConfig, TAG_LEN};
 use sigil_core::keys::PublicKey;
-use sigil_core::replay::ReplayCache;
 use sigil_core::transport::FRAME_OVERHEAD;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -30,6 +29,7 @@ use crate::connection;
 use crate::logs::{self, Level, LogLimiter};
 use crate::preauth::{Budgeted, ReadBudget};
 use crate::registry::Registry;
+use crate::replay_store::{Replay, Sizes};
 use crate::settings::{Hook, ServerLimits, ServerSettings, SetupError};
 use crate::static_files::StaticFiles;
 use crate::tls::PeerCertificate;
@@ -40,15 +40,13 @@ pub const ENDPOINT: &str = "/sigil";
 pub const SUBPROTOCOL: &str = "sigil.v1";
 
 /// What every connection of one server shares. Nothing here is locked on the
-/// hot path: the replay cache is locked once per handshake, for its
-/// check-and-insert only (no X25519 work under the lock).
+/// hot path: the in-memory replay store is locked once per handshake, for
+/// its check-and-insert only (no X25519 work under the lock).
 pub(crate) struct Shared {
     pub(crate) core: ServerConfig,
     pub(crate) registry: Registry,
     pub(crate) objects_json: String,
-    pub(crate) replay: Mutex<ReplayCache>,
-    /// Under allow_any_client the replay cache's principal is the address.
-    pub(crate) allow_any: bool,
+    pub(crate) replay: Replay,
     /// Clients' names: the comments of their authorized_keys lines.
     pub(crate) client_names: HashMap<PublicKey, String>,
     pub(crate) hook: Option<Hook>,
@@ -152,6 +150,14 @@ impl Server {
             })
             .to_string(),
         );
+        let sizes = Sizes {
+            capacity: limits.replay_cache_capacity,
+            max_clock_skew_ms: s.limits.max_clock_skew_ms,
+            rate: limits.handshake_rate_per_key,
+            timeout: limits.replay_store_timeout,
+        };
+        let replay = Replay::open(s.replay_store, &sizes, allow_any)?;
+        info!("replay store: {}", replay.describe());
         let http = HttpPolicy::new(
             addr,
             local_addr,
@@ -163,11 +169,7 @@ impl Server {
             core,
             registry: self.registry,
             objects_json,
-            replay: Mutex::new(
-                ReplayCache::new(limits.replay_cache_capacity, s.limits.max_clock_skew_ms)
-                    .with_rate(limits.handshake_rate_per_key),
-            ),
-            allow_any,
+            replay,
             client_names: s.client_names,
             hook: s.hook,
             limits,

@@ -5,12 +5,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sigil_core::config::Config;
+use sigil_core::config::{Config, ReplayStoreLocation};
 use sigil_core::handshake::{ClientAuth, Limits};
 use sigil_core::keyfile::{self, KeyFileError};
 use sigil_core::keys::{PublicKey, SecretKey, SymmetricKey};
 use sigil_core::rand::OsRandom;
 
+use crate::replay_store::{ReplayStore, StoreChoice};
 use crate::static_files::StaticFiles;
 use crate::tls::{PeerCertificate, TlsSettings};
 
@@ -112,6 +113,9 @@ pub struct ServerLimits {
     /// Authenticated hellos a second per client key (per address under
     /// `allow_any_client`).
     pub handshake_rate_per_key: u32,
+    /// How long a hello waits for the replay store's verdict; without one
+    /// it is refused as busy.
+    pub replay_store_timeout: Duration,
 }
 
 impl Default for ServerLimits {
@@ -129,6 +133,7 @@ impl Default for ServerLimits {
             replay_cache_capacity: 262_144,
             handshake_rate_per_ip: 20,
             handshake_rate_per_key: 100,
+            replay_store_timeout: Duration::from_millis(250),
         }
     }
 }
@@ -151,6 +156,7 @@ pub struct ServerSettings {
     pub(crate) allowed_hosts: Option<Vec<String>>,
     pub(crate) allowed_origins: Option<Vec<String>>,
     pub(crate) client_names: HashMap<PublicKey, String>,
+    pub(crate) replay_store: StoreChoice,
 }
 
 impl ServerSettings {
@@ -170,6 +176,7 @@ impl ServerSettings {
             allowed_hosts: None,
             allowed_origins: None,
             client_names: HashMap::new(),
+            replay_store: StoreChoice::default(),
         }
     }
 
@@ -251,6 +258,7 @@ impl ServerSettings {
             replay_cache_capacity: clamp_usize(config.replay_cache_capacity.value),
             handshake_rate_per_ip: clamp_u32(config.handshake_rate_per_ip.value),
             handshake_rate_per_key: clamp_u32(config.handshake_rate_per_key.value),
+            replay_store_timeout: Duration::from_millis(config.replay_store_timeout_ms.value),
         };
         Ok(ServerSettings {
             keys,
@@ -266,6 +274,7 @@ impl ServerSettings {
             allowed_hosts: config.allowed_hosts.value.clone(),
             allowed_origins: config.allowed_origins.value.clone(),
             client_names,
+            replay_store: StoreChoice::Location(config.replay_store.value.clone()),
         })
     }
 
@@ -354,6 +363,20 @@ impl ServerSettings {
         names: impl IntoIterator<Item = (PublicKey, String)>,
     ) -> Self {
         self.client_names.extend(names);
+        self
+    }
+
+    /// Keeps the replay cache where `location` says: in memory (the
+    /// default; one instance only), or in a Redis that every instance of
+    /// the service shares (needs the cargo feature `redis`).
+    pub fn with_replay_store_location(mut self, location: ReplayStoreLocation) -> Self {
+        self.replay_store = StoreChoice::Location(location);
+        self
+    }
+
+    /// Keeps the replay cache in the application's own store.
+    pub fn with_replay_store(mut self, store: impl ReplayStore) -> Self {
+        self.replay_store = StoreChoice::Custom(Arc::new(store));
         self
     }
 
