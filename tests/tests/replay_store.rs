@@ -159,6 +159,39 @@ async fn a_clients_share_of_redis_holds_across_instances() {
     }
 }
 
+/// A client's rate (`handshake_rate_per_key`, a burst of one second's
+/// worth) holds across instances too: with a rate of 2, a third hello
+/// within the second is refused as busy, whichever instance it reaches.
+#[tokio::test]
+async fn a_clients_rate_holds_across_instances() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path());
+    let (server_key, client) = (key(), key());
+    let limits = ServerLimits {
+        handshake_rate_per_key: 2,
+        ..ServerLimits::default()
+    };
+    let a = instance(&server_key, &client, &redis.url(), limits).await;
+    let b = instance(&server_key, &client, &redis.url(), limits).await;
+    let started = Instant::now();
+    let first = try_connect(&a, &client).await.unwrap();
+    let second = try_connect(&b, &client).await.unwrap();
+    let third = try_connect(&a, &client).await;
+    if started.elapsed() < Duration::from_millis(400) {
+        let refused = third.unwrap_err();
+        assert_eq!(refused.refusal_code(), Some(3), "{refused}");
+    }
+    // A second later the bucket has refilled.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let fourth = try_connect(&b, &client).await.unwrap();
+    for c in [first, second, fourth] {
+        let pong: String = c.call("sigil", "ping", ()).await.unwrap();
+        assert_eq!(pong, "pong");
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
 /// Redis goes away: new handshakes are refused as busy (never accepted
 /// unchecked), sessions made before keep working, and once Redis is back
 /// handshakes are served again.
