@@ -206,7 +206,7 @@ async fn with_redis_stopped_new_handshakes_are_busy_and_sessions_keep_working() 
     redis.stop();
     for server in [&a, &b] {
         let started = Instant::now();
-        let refused = try_connect(&server, &client).await.unwrap_err();
+        let refused = try_connect(server, &client).await.unwrap_err();
         assert!(
             matches!(
                 refused,

@@ -59,6 +59,7 @@ mod connect;
 mod connection;
 mod error;
 mod options;
+mod reconnect;
 mod stream;
 mod tls;
 
@@ -68,7 +69,9 @@ pub use error::{ClientError, ConnectError};
 pub use options::{
     ClientOptions, DEFAULT_CALL_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_STREAM_WINDOW,
 };
+pub use reconnect::{ConnectionEvent, ConnectionEvents, ConnectionState};
 pub use sigil_core::connection::StreamOptions;
+pub use sigil_core::reconnect::ReconnectPolicy;
 pub use stream::ItemStream;
 pub use tls::{CertificateCheck, ClientTls, ServerCertificate, tls_config};
 
