@@ -1,5 +1,6 @@
 //! `sigil serve`: a sigil server from the configuration, with the demo
-//! objects on request, until Ctrl-C or SIGTERM.
+//! objects on request, until Ctrl-C or SIGTERM; SIGHUP reloads
+//! authorized_keys and the TLS files.
 
 use std::fmt::Write as _;
 use std::io;
@@ -86,7 +87,10 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), Failure> {
             .await
             .map_err(|e| bind_failure(e, config))?;
         output::stdout(&ready_text(&notes, &server, web.is_some()))?;
-        signals.next().await;
+        // The server logs what a reload did, and why a file was kept.
+        while signals.next().await == Signal::Reload {
+            server.reload().await;
+        }
         stop(server, &mut signals).await;
         output::stdout("stopped\n")
     })
@@ -190,6 +194,9 @@ fn ready_text(notes: &str, server: &RunningServer, page: bool) -> String {
         };
         let _ = writeln!(text, "web demo: {scheme}://{}/", server.local_addr());
     }
+    if let Some(addr) = server.metrics_addr() {
+        let _ = writeln!(text, "metrics: http://{addr}/metrics");
+    }
     let _ = write!(
         text,
         "url: {}\npublic key: {key}\nfingerprint: {}\n",
@@ -230,9 +237,10 @@ fn init_logging(level: LogLevel) {
 /// Stops the server, waiting a while for its connections to close; a second
 /// signal stops waiting.
 async fn stop(server: RunningServer, signals: &mut Signals) {
+    let second_stop = async { while signals.next().await == Signal::Reload {} };
     tokio::select! {
         () = server.shutdown() => {}
-        () = signals.next() => {
+        () = second_stop => {
             eprintln!("sigil: stopping without waiting for open connections");
         }
         () = tokio::time::sleep(SHUTDOWN_GRACE) => {
@@ -244,12 +252,23 @@ async fn stop(server: RunningServer, signals: &mut Signals) {
     }
 }
 
-/// Ctrl-C (SIGINT) and, on Unix, SIGTERM.
+/// What a signal asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    /// Ctrl-C (SIGINT) or SIGTERM.
+    Stop,
+    /// SIGHUP.
+    Reload,
+}
+
+/// Ctrl-C (SIGINT) and, on Unix, SIGTERM and SIGHUP.
 struct Signals {
     #[cfg(unix)]
     interrupt: tokio::signal::unix::Signal,
     #[cfg(unix)]
     terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hangup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -262,6 +281,7 @@ impl Signals {
         Ok(Signals {
             interrupt: signal(SignalKind::interrupt()).map_err(failed)?,
             terminate: signal(SignalKind::terminate()).map_err(failed)?,
+            hangup: signal(SignalKind::hangup()).map_err(failed)?,
         })
     }
 
@@ -272,18 +292,20 @@ impl Signals {
 
     /// Waits for the next signal.
     #[cfg(unix)]
-    async fn next(&mut self) {
+    async fn next(&mut self) -> Signal {
         tokio::select! {
-            _ = self.interrupt.recv() => {}
-            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => Signal::Stop,
+            _ = self.terminate.recv() => Signal::Stop,
+            _ = self.hangup.recv() => Signal::Reload,
         }
     }
 
     #[cfg(not(unix))]
-    async fn next(&mut self) {
+    async fn next(&mut self) -> Signal {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
+        Signal::Stop
     }
 }
 

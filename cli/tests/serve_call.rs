@@ -84,7 +84,7 @@ fn demo_server_answers_every_demo_method_and_stops_on_sigint() {
         serde_json::json!({
             "calculator": ["add", "div", "mul", "sub"],
             "clock": ["sleep", "ticker"],
-            "echo": ["echo"],
+            "echo": ["echo", "repeat"],
             "kv": ["delete", "get", "set", "watch"],
             "session": ["count", "whoami"],
             "sigil": ["objects", "ping"],

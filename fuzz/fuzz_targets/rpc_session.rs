@@ -38,6 +38,7 @@ fuzz_target!(|data: &[u8]| {
         stream_window: 4,
         call_timeout_ms: 1_000,
         idle_timeout_ms: Some(60_000),
+        ping_interval_ms: Some(500),
     };
     let mut machine =
         ServerConnection::new(server_session(case, server(index, Auth::Client)), limits, 0);

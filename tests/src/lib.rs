@@ -53,3 +53,7 @@ struct BookStreams;
 #[cfg(doctest)]
 #[doc = include_str!("../../book/src/using.md")]
 struct BookUsing;
+/// The "Operating sigil" chapter.
+#[cfg(doctest)]
+#[doc = include_str!("../../book/src/operating.md")]
+struct BookOperating;

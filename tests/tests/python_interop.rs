@@ -391,7 +391,7 @@ async fn calculator_and_builtin_object() {
         &json!({
             "calculator": ["add", "div", "mul", "sub"],
             "clock": ["sleep", "ticker"],
-            "echo": ["echo"],
+            "echo": ["echo", "repeat"],
             "kv": ["delete", "get", "set", "watch"],
             "session": ["count", "whoami"],
             "sigil": ["objects", "ping"],

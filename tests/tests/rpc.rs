@@ -49,7 +49,7 @@ async fn demo_methods() {
     let objects: Value = c.call("sigil", "objects", ()).await.unwrap();
     assert_eq!(
         objects,
-        json!({"calculator": ["add", "div", "mul", "sub"], "clock": ["sleep", "ticker"], "echo": ["echo"],
+        json!({"calculator": ["add", "div", "mul", "sub"], "clock": ["sleep", "ticker"], "echo": ["echo", "repeat"],
                "kv": ["delete", "get", "set", "watch"], "session": ["count", "whoami"],
                "sigil": ["objects", "ping"]})
     );

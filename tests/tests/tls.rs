@@ -261,3 +261,79 @@ fn peer_certificate_serial_and_common_name() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_reload_serves_a_new_certificate_and_keeps_the_old_one_if_the_new_is_bad() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let write = |cert: &str, key: &str| {
+        std::fs::write(&cert_path, cert).unwrap();
+        std::fs::write(&key_path, key).unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    };
+    let (old_ca, new_ca) = (Ca::new("old ca"), Ca::new("new ca"));
+    let issued = old_ca.issue("127.0.0.1", "server", Usage::Server);
+    write(&issued.cert_pem, &issued.key_pem);
+    let config = sigil_core::config::Config::builder()
+        .set("allow_any_client", "true", "test")
+        .unwrap()
+        .set("tls.cert", cert_path.to_str().unwrap(), "test")
+        .unwrap()
+        .set("tls.key", key_path.to_str().unwrap(), "test")
+        .unwrap()
+        .build()
+        .unwrap()
+        .config;
+    let server = start(
+        ServerSettings::from_config(&config).unwrap(),
+        demo_registry(),
+    )
+    .await;
+    let trusting = |ca: &Ca| options(&server, client_tls(ca, None));
+    let before = Client::connect(&server.url(), trusting(&old_ca))
+        .await
+        .unwrap();
+
+    let issued = new_ca.issue("127.0.0.1", "server", Usage::Server);
+    write(&issued.cert_pem, &issued.key_pem);
+    let reloaded = server.reload().await;
+    assert!(matches!(reloaded.tls, Some(Ok(()))), "{reloaded:?}");
+    assert!(reloaded.authorized_keys.is_none());
+    let after = Client::connect(&server.url(), trusting(&new_ca))
+        .await
+        .unwrap();
+    assert!(
+        Client::connect(&server.url(), trusting(&old_ca))
+            .await
+            .is_err()
+    );
+    // Open connections keep the certificate they started with.
+    assert_eq!(
+        before
+            .call::<i64>("calculator", "add", (1, 1))
+            .await
+            .unwrap(),
+        2
+    );
+
+    // A key that does not parse: the new certificate stays in use.
+    write(
+        &issued.cert_pem,
+        "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n",
+    );
+    let reloaded = server.reload().await;
+    assert!(matches!(reloaded.tls, Some(Err(_))), "{reloaded:?}");
+    assert!(!reloaded.is_ok());
+    Client::connect(&server.url(), trusting(&new_ca))
+        .await
+        .unwrap();
+    assert_eq!(
+        after
+            .call::<i64>("calculator", "add", (2, 2))
+            .await
+            .unwrap(),
+        4
+    );
+    server.shutdown().await;
+}

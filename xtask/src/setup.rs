@@ -52,6 +52,15 @@ pub(crate) const APT_PACKAGES: &[AptPackage] = &[
         package: "chromium-driver",
         recommends: true,
     },
+    // A reverse proxy in front of `sigil serve` (cli/tests/proxy_nginx.rs),
+    // which runs its own nginx on a loopback port with its own config. (On a
+    // machine with a service manager, the package also starts Debian's
+    // default site on port 80; the tests do not use it.)
+    AptPackage {
+        bin: "nginx",
+        package: "nginx",
+        recommends: false,
+    },
 ];
 
 /// Which versions of a cargo-installed tool will do.

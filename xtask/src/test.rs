@@ -33,7 +33,7 @@ usage: cargo xtask test [--no-install]
 
 Installs (only when missing): rustup components rustfmt and clippy, the
 wasm32-unknown-unknown target, the Debian packages the tests use (apt-get, as
-root: wireguard-tools, openssl, chromium, chromium-driver), web/'s npm
+root: wireguard-tools, openssl, chromium, chromium-driver, nginx), web/'s npm
 packages (npm ci; node and npm must be there), mdbook 0.5, cargo-audit,
 cargo-deny 0.20.2, the wasm-bindgen CLI at the version in Cargo.lock, the
 nightly toolchain (minimal profile) and cargo-fuzz. Then runs, stopping at the

@@ -160,8 +160,17 @@ impl Target {
     /// A connection from `source` upgraded to WebSocket (an error unless the
     /// server answers 101).
     pub(crate) async fn upgraded_from(&self, source: Ipv4Addr) -> io::Result<Conn> {
+        self.upgraded_with(source, &[]).await
+    }
+
+    /// [`upgraded_from`](Self::upgraded_from) with `extra` headers.
+    pub(crate) async fn upgraded_with(
+        &self,
+        source: Ipv4Addr,
+        extra: &[(&str, &str)],
+    ) -> io::Result<Conn> {
         let mut conn = self.tcp_from(source).await?;
-        conn.send(upgrade_request(&self.host(), &[]).as_bytes())
+        conn.send(upgrade_request(&self.host(), extra).as_bytes())
             .await?;
         let head = conn.read_head().await?;
         if head.status != 101 {
@@ -180,7 +189,18 @@ impl Target {
         source: Ipv4Addr,
         config: &ClientConfig,
     ) -> io::Result<(Conn, Answer)> {
-        let mut conn = self.upgraded_from(source).await?;
+        self.handshake_with(source, config, &[]).await
+    }
+
+    /// [`handshake_from`](Self::handshake_from) with `extra` headers on the
+    /// upgrade.
+    pub(crate) async fn handshake_with(
+        &self,
+        source: Ipv4Addr,
+        config: &ClientConfig,
+        extra: &[(&str, &str)],
+    ) -> io::Result<(Conn, Answer)> {
+        let mut conn = self.upgraded_with(source, extra).await?;
         let (handshake, hello) =
             ClientHandshake::start(config, &mut OsRandom, now_ms(), None).expect("a client hello");
         let answer = conn.exchange(&hello).await?;
@@ -195,9 +215,20 @@ impl Target {
     /// An authenticated session from `source` with `key` (panics unless the
     /// server accepts it).
     pub(crate) async fn session_from(&self, source: Ipv4Addr, key: &SecretKey) -> RawSession {
+        self.session_with(source, key, &[]).await
+    }
+
+    /// [`session_from`](Self::session_from) with `extra` headers on the
+    /// upgrade.
+    pub(crate) async fn session_with(
+        &self,
+        source: Ipv4Addr,
+        key: &SecretKey,
+        extra: &[(&str, &str)],
+    ) -> RawSession {
         let config = client_config(key, &self.server_key);
         let (conn, answer) = self
-            .handshake_from(source, &config)
+            .handshake_with(source, &config, extra)
             .await
             .expect("connect and handshake");
         match answer {

@@ -101,6 +101,6 @@ pub(crate) fn require_tool(program: &str, args: &[&str]) {
     assert!(
         found,
         "`{program}` is not installed or does not run; run `cargo xtask test`, \
-         which installs it (wireguard-tools for `wg`, openssl for `openssl`)"
+         which installs it (wireguard-tools for `wg`, openssl for `openssl`, nginx for `nginx`)"
     );
 }

@@ -100,6 +100,8 @@ impl Client {
                 stream_window,
                 call_timeout_ms: u64::try_from(call_timeout.as_millis()).unwrap_or(u64::MAX),
                 idle_timeout_ms: None,
+                // The server pings; the client answers.
+                ping_interval_ms: None,
             },
             call_timeout,
         };

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use sigil_core::config::{
     Config, ConfigError, IgnoreReason, KEYS, LogLevel, Origin, REDACTED, ReplayStoreLocation,
-    parse_authorized_keys,
+    RevokedSessions, parse_authorized_keys,
 };
 use sigil_core::{PublicKey, SymmetricKey};
 
@@ -88,6 +88,10 @@ fn defaults() -> Result<(), ConfigError> {
     assert_eq!(c.handshake_rate_per_key.value, 100);
     assert_eq!(c.allowed_hosts.value, None);
     assert_eq!(c.allowed_origins.value, None);
+    assert!(c.trusted_proxies.value.is_empty());
+    assert_eq!(c.ping_interval_ms.value, 30_000);
+    assert_eq!(c.revoked_sessions.value, RevokedSessions::Close);
+    assert_eq!(c.metrics_addr.value, None);
     assert_eq!(c.log.value, LogLevel::Info);
     assert_eq!(c.tls.cert.value, None);
     assert_eq!(c.tls.key.value, None);
@@ -119,6 +123,10 @@ fn defaults() -> Result<(), ConfigError> {
     assert_eq!(shown("stream_window"), "stream_window = 16");
     assert_eq!(shown("allowed_hosts"), "allowed_hosts = (unset)");
     assert_eq!(shown("log"), "log = \"info\"");
+    assert_eq!(shown("trusted_proxies"), "trusted_proxies = []");
+    assert_eq!(shown("ping_interval_ms"), "ping_interval_ms = 30000");
+    assert_eq!(shown("revoked_sessions"), "revoked_sessions = \"close\"");
+    assert_eq!(shown("metrics_addr"), "metrics_addr = (unset)");
     assert_eq!(
         shown("tls.require_client_cert"),
         "tls.require_client_cert = false"
@@ -956,4 +964,99 @@ fn authorized_keys_keep_their_comments_as_names() {
     let names: Vec<Option<&str>> = entries.iter().map(|e| e.name.as_deref()).collect();
     assert_eq!(names, [Some("alice@laptop (work)"), None, None]);
     assert_eq!(entries[1].key.to_string(), BOB_PK);
+}
+
+#[test]
+fn operating_keys_from_a_file_and_the_environment() -> Result<(), ConfigError> {
+    let file = "trusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n\
+                ping_interval_ms = 0\n\
+                revoked_sessions = \"keep\"\n\
+                metrics_addr = \"9100\"\n";
+    let c = Config::builder().file("sigil.toml", file).build()?.config;
+    let nets: Vec<String> = c
+        .trusted_proxies
+        .value
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(nets, ["10.0.0.0/8", "::1/128"]);
+    assert_eq!(c.trusted_proxies.origin, file_origin(1));
+    assert_eq!(c.ping_interval_ms.value, 0);
+    assert_eq!(c.revoked_sessions.value, RevokedSessions::Keep);
+    // A bare port listens on loopback.
+    assert_eq!(c.metrics_addr.value.as_deref(), Some("127.0.0.1:9100"));
+    let shown: Vec<String> = c.entries().iter().map(ToString::to_string).collect();
+    assert!(shown.contains(&"trusted_proxies = [\"10.0.0.0/8\", \"::1/128\"]".to_owned()));
+    assert!(shown.contains(&"metrics_addr = \"127.0.0.1:9100\"".to_owned()));
+
+    // The environment: commas between networks; empty for none.
+    let vars = env(&[
+        ("SIGIL_TRUSTED_PROXIES", "192.168.0.0/16, 127.0.0.1"),
+        ("SIGIL_METRICS_ADDR", "[::1]:9101"),
+        ("SIGIL_REVOKED_SESSIONS", "CLOSE"),
+    ]);
+    let c = Config::builder()
+        .file("sigil.toml", file)
+        .env(vars)
+        .build()?
+        .config;
+    assert_eq!(c.trusted_proxies.value.len(), 2);
+    assert_eq!(c.metrics_addr.value.as_deref(), Some("[::1]:9101"));
+    assert_eq!(c.revoked_sessions.value, RevokedSessions::Close);
+    let c = Config::builder()
+        .file("sigil.toml", file)
+        .env(env(&[("SIGIL_TRUSTED_PROXIES", "")]))
+        .build()?
+        .config;
+    assert!(c.trusted_proxies.value.is_empty());
+    assert_eq!(
+        c.trusted_proxies.origin,
+        env_origin("SIGIL_TRUSTED_PROXIES")
+    );
+    Ok(())
+}
+
+#[test]
+fn fail_bad_operating_values_name_the_key_but_not_the_value() {
+    let cases = [
+        (
+            "trusted_proxies = [\"10.0.0.0/33\"]",
+            "trusted_proxies",
+            "prefix length",
+        ),
+        (
+            "trusted_proxies = [\"secret-host\"]",
+            "trusted_proxies",
+            "not an IP address",
+        ),
+        ("trusted_proxies = [\"\"]", "trusted_proxies", "empty entry"),
+        (
+            "ping_interval_ms = 3600001",
+            "ping_interval_ms",
+            "from 0 to 3600000",
+        ),
+        (
+            "revoked_sessions = \"drop\"",
+            "revoked_sessions",
+            "close or keep",
+        ),
+        (
+            "metrics_addr = \"secret-host\"",
+            "metrics_addr",
+            "HOST:PORT",
+        ),
+        ("metrics_addr = \"host:70000\"", "metrics_addr", "HOST:PORT"),
+        ("metrics_addr = 9100", "metrics_addr", "found an integer"),
+    ];
+    for (line, key, expected) in cases {
+        let err = file_err(line);
+        let text = err.to_string();
+        assert!(
+            matches!(&err, ConfigError::InvalidValue { key: k, .. } if k == key),
+            "{text}"
+        );
+        assert!(text.contains(expected), "{line}: {text}");
+        assert!(!text.contains("secret-host"), "{text}");
+        assert!(!text.contains("70000"), "{text}");
+    }
 }

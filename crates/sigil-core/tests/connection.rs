@@ -51,6 +51,8 @@ struct Pair {
     aborted: Vec<(u64, AbortReason)>,
     /// Credit granted to the server's streams: (id, n).
     credits: Vec<(u64, u32)>,
+    /// When the server asked for a ping.
+    pings: Vec<u64>,
     server_closed: Option<CloseReason>,
     responses: Vec<(u64, Result<String, RpcError>)>,
     /// Items the client received, in order: (id, JSON).
@@ -71,6 +73,7 @@ impl Pair {
             streams: Vec::new(),
             aborted: Vec::new(),
             credits: Vec::new(),
+            pings: Vec::new(),
             server_closed: None,
             responses: Vec::new(),
             items: Vec::new(),
@@ -146,6 +149,7 @@ impl Pair {
                 match event {
                     ServerEvent::Abort { id, why } => self.aborted.push((id, why)),
                     ServerEvent::Credit { id, n } => self.credits.push((id, n)),
+                    ServerEvent::Ping => self.pings.push(self.now),
                     ServerEvent::Close(reason) => self.server_closed = Some(reason),
                 }
             }
@@ -833,4 +837,57 @@ fn credit_beyond_the_limit_closes_the_server() {
     sealer.seal(br#"{"credit":9,"n":4}"#, &mut frame).unwrap();
     assert!(server.handle_frame(0, &frame).unwrap().is_none());
     assert!(server.poll_transmit().is_none());
+}
+
+/// Pings keep quiet sessions open through proxies: one after every quiet
+/// interval, none while frames flow either way, and they never count as
+/// activity for the idle timeout.
+#[test]
+fn quiet_sessions_are_pinged_and_pings_are_not_activity() {
+    let limits = SessionLimits {
+        ping_interval_ms: Some(1_000),
+        idle_timeout_ms: Some(3_500),
+        ..SessionLimits::default()
+    };
+    let mut p = Pair::new(limits);
+    p.advance_to(2_500);
+    assert_eq!(p.pings, [1_000, 2_000]);
+    // A call at 2.5 s: the next ping waits a quiet second after it.
+    let id = p.call("add", &[1, 2], None);
+    p.drive();
+    p.answer(id, 3);
+    p.drive();
+    p.advance_to(3_400);
+    assert_eq!(p.pings, [1_000, 2_000]);
+    p.advance_to(4_100);
+    assert_eq!(p.pings.len(), 3, "{:?}", p.pings);
+    // The pings did not keep the session: idle 3.5 s after the call.
+    assert!(p.server_closed.is_none());
+    p.advance_to(6_000);
+    assert_eq!(p.server_closed, Some(CloseReason::IdleTimeout));
+    // Without an interval, no pings.
+    let mut quiet = Pair::new(SessionLimits::default());
+    quiet.advance_to(100_000);
+    assert!(quiet.pings.is_empty());
+}
+
+/// A server that sends (a stream's items) is not pinged either.
+#[test]
+fn frames_the_server_sends_postpone_the_ping() {
+    let limits = SessionLimits {
+        ping_interval_ms: Some(1_000),
+        ..SessionLimits::default()
+    };
+    let mut p = Pair::new(limits);
+    let id = p.stream("ticker", &[], StreamOptions::default());
+    p.drive();
+    for t in (100..3_000).step_by(300) {
+        p.advance_to(t);
+        p.produce(id, t as i64, 1);
+        p.client.consumed(p.now, id, 1);
+        p.drive();
+    }
+    assert!(p.pings.is_empty(), "{:?}", p.pings);
+    p.advance_to(5_000);
+    assert!(!p.pings.is_empty());
 }

@@ -263,6 +263,44 @@ fn fail_unknown_client_key() {
 }
 
 #[test]
+fn a_new_client_policy_applies_to_the_next_hello_only() {
+    let mut p = Pair::new(61);
+    let psk = SymmetricKey::from_bytes(&[7; 32]);
+    p.client = p.client.with_psk(psk.clone()).with_prologue(b"app/3");
+    p.server = p.server.with_psk(psk).with_prologue(b"app/3");
+    let newcomer = SecretKey::generate(&mut p.rng).unwrap();
+    let newcomer_public = newcomer.public_key();
+    // Remove the client and add another: psk, prologue and limits stay.
+    let reloaded = p
+        .server
+        .with_client_auth(ClientAuth::Keys(vec![newcomer_public]))
+        .unwrap();
+    assert!(!reloaded.is_authorized(&p.client.public_key()));
+    assert!(p.server.is_authorized(&p.client.public_key()));
+    let before = std::mem::replace(&mut p.server, reloaded);
+    let (_, msg1) = p.hello(None);
+    assert_generic(&p.refusal(&msg1), RefusalDetail::UnauthorizedClient);
+    p.client = ClientConfig::new(newcomer, p.server.public_key())
+        .unwrap()
+        .with_psk(SymmetricKey::from_bytes(&[7; 32]))
+        .with_prologue(b"app/3");
+    p.connect();
+    // The config it was made from is unchanged: the newcomer is not in it.
+    assert!(!before.is_authorized(&p.client.public_key()));
+    // Any client, then: the newcomer still gets in.
+    p.server = p.server.with_client_auth(ClientAuth::AllowAny).unwrap();
+    p.connect();
+    // A low-order key is refused, as by `new`.
+    assert!(
+        p.server
+            .with_client_auth(ClientAuth::Keys(vec![sigil_core::PublicKey::from_bytes(
+                [0; 32]
+            )]))
+            .is_err()
+    );
+}
+
+#[test]
 fn fail_psk_mismatch() {
     let mut p = Pair::new(7);
     p.client = p.client.with_psk(SymmetricKey::from_bytes(&[1; 32]));

@@ -71,23 +71,51 @@ impl Pending {
         self.counts.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Counts a new connection from `ip`, unless a limit is reached.
-    pub(crate) fn try_enter(self: &Arc<Self>, ip: IpAddr) -> Result<PendingPermit, OverLimit> {
-        let addr = AddrBucket::of(ip);
+    /// Counts a new connection from `ip`, unless a limit is reached. A
+    /// trusted proxy's connection (`proxied`) counts in the total only,
+    /// until [`PendingPermit::move_to`] names its client.
+    pub(crate) fn try_enter(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        proxied: bool,
+    ) -> Result<PendingPermit, OverLimit> {
         let mut c = self.counts();
         if c.total >= self.max_total {
             return Err(OverLimit::Total);
         }
-        let n = c.per_addr.entry(addr).or_insert(0);
-        if *n >= self.max_per_addr {
-            return Err(OverLimit::PerAddress);
-        }
-        *n += 1;
+        let addr = if proxied {
+            None
+        } else {
+            let addr = AddrBucket::of(ip);
+            self.enter_addr(&mut c, addr)?;
+            Some(addr)
+        };
         c.total += 1;
         Ok(PendingPermit {
             pending: self.clone(),
             addr,
         })
+    }
+
+    fn enter_addr(&self, c: &mut Counts, addr: AddrBucket) -> Result<(), OverLimit> {
+        let n = c.per_addr.entry(addr).or_insert(0);
+        if *n >= self.max_per_addr {
+            if *n == 0 {
+                c.per_addr.remove(&addr);
+            }
+            return Err(OverLimit::PerAddress);
+        }
+        *n += 1;
+        Ok(())
+    }
+
+    fn leave_addr(c: &mut Counts, addr: AddrBucket) {
+        if let Some(n) = c.per_addr.get_mut(&addr) {
+            *n -= 1;
+            if *n == 0 {
+                c.per_addr.remove(&addr);
+            }
+        }
     }
 
     /// Pending connections now.
@@ -105,18 +133,34 @@ impl Pending {
 /// One pending connection; dropping it gives its place back.
 pub(crate) struct PendingPermit {
     pending: Arc<Pending>,
-    addr: AddrBucket,
+    /// The address it counts for; `None` for a proxy's connection whose
+    /// client is not known yet.
+    addr: Option<AddrBucket>,
+}
+
+impl PendingPermit {
+    /// Counts the connection for `ip` (the client a proxy named) instead
+    /// of the address it came from, unless `ip` is at its limit.
+    pub(crate) fn move_to(&mut self, ip: IpAddr) -> Result<(), OverLimit> {
+        let addr = AddrBucket::of(ip);
+        if self.addr == Some(addr) {
+            return Ok(());
+        }
+        let mut c = self.pending.counts();
+        self.pending.enter_addr(&mut c, addr)?;
+        if let Some(old) = self.addr.replace(addr) {
+            Pending::leave_addr(&mut c, old);
+        }
+        Ok(())
+    }
 }
 
 impl Drop for PendingPermit {
     fn drop(&mut self) {
         let mut c = self.pending.counts();
         c.total = c.total.saturating_sub(1);
-        if let Some(n) = c.per_addr.get_mut(&self.addr) {
-            *n -= 1;
-            if *n == 0 {
-                c.per_addr.remove(&self.addr);
-            }
+        if let Some(addr) = self.addr {
+            Pending::leave_addr(&mut c, addr);
         }
     }
 }
@@ -214,18 +258,53 @@ mod tests {
     fn pending_limits_per_address_and_in_total() {
         let p = Pending::new(3, 2);
         let ip = |s: &str| s.parse::<IpAddr>().expect("address");
-        let a1 = p.try_enter(ip("127.0.0.2")).expect("first");
-        let _a2 = p.try_enter(ip("127.0.0.2")).expect("second");
+        let a1 = p.try_enter(ip("127.0.0.2"), false).expect("first");
+        let _a2 = p.try_enter(ip("127.0.0.2"), false).expect("second");
         assert_eq!(
-            p.try_enter(ip("127.0.0.2")).err(),
+            p.try_enter(ip("127.0.0.2"), false).err(),
             Some(OverLimit::PerAddress)
         );
-        let _b = p.try_enter(ip("127.0.0.3")).expect("another address");
-        assert_eq!(p.try_enter(ip("127.0.0.4")).err(), Some(OverLimit::Total));
+        let _b = p
+            .try_enter(ip("127.0.0.3"), false)
+            .expect("another address");
+        assert_eq!(
+            p.try_enter(ip("127.0.0.4"), false).err(),
+            Some(OverLimit::Total)
+        );
         assert!(p.under_load());
         drop(a1);
         assert_eq!(p.count(), 2);
-        assert!(p.try_enter(ip("127.0.0.2")).is_ok());
+        assert!(p.try_enter(ip("127.0.0.2"), false).is_ok());
+    }
+
+    #[test]
+    fn a_proxy_connection_counts_for_the_client_it_names() {
+        let p = Pending::new(10, 2);
+        let ip = |s: &str| s.parse::<IpAddr>().expect("address");
+        // The proxy's own address is not limited: five at once.
+        let mut via: Vec<PendingPermit> = (0..5)
+            .map(|_| p.try_enter(ip("10.0.0.1"), true).expect("proxied"))
+            .collect();
+        via[0].move_to(ip("203.0.113.1")).expect("first client");
+        via[1].move_to(ip("203.0.113.1")).expect("second from it");
+        assert_eq!(
+            via[2].move_to(ip("203.0.113.1")),
+            Err(OverLimit::PerAddress)
+        );
+        via[2].move_to(ip("203.0.113.2")).expect("another client");
+        // Moving to the address it counts for already changes nothing.
+        via[2].move_to(ip("203.0.113.2")).expect("same client");
+        let direct = p.try_enter(ip("203.0.113.2"), false).expect("direct");
+        assert_eq!(
+            p.try_enter(ip("203.0.113.2"), false).err(),
+            Some(OverLimit::PerAddress)
+        );
+        drop(via.remove(0));
+        assert!(p.try_enter(ip("203.0.113.1"), false).is_ok());
+        drop(direct);
+        drop(via);
+        assert_eq!(p.count(), 0);
+        assert!(p.counts().per_addr.is_empty());
     }
 
     #[test]

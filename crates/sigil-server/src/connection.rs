@@ -33,14 +33,16 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::{Instant, sleep_until, timeout, timeout_at};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{self, Message};
 use tracing::{debug, info};
 
 use crate::logs::Level;
+use crate::metrics::{Handshake, Limit, outcome_of};
 use crate::preauth::ReadBudget;
 use crate::registry::{CallContext, Handler, Items, Lookup, not_a_stream, returns_a_stream};
+use crate::reload::{self, Authorized};
 use crate::server::{Conn, Shared};
 use crate::settings::{HandshakeInfo, HookDecision};
 use crate::tls::PeerCertificate;
@@ -79,6 +81,7 @@ pub(crate) async fn run<S>(
         Ok(Some(msg)) => msg,
         Ok(None) => return debug!("{peer} closed before its handshake"),
         Err(_) => {
+            shared.metrics.handshake(Handshake::TimedOut);
             shared.logs.event("handshake timeouts", Level::Info, || {
                 format!("{peer} did not finish its handshake within the timeout: closing")
             });
@@ -97,8 +100,15 @@ pub(crate) async fn run<S>(
     if shared.pending.under_load() && !shared.hello_rate.allow(peer.ip()) {
         return refuse(&mut ws, &shared, peer, claimed, Refusal::rate_limited()).await;
     }
+    // Watch the keys from before they are read, so that a reload in
+    // between is not missed.
+    let revocation = shared
+        .clients
+        .closes_revoked()
+        .then(|| shared.clients.watch());
+    let authorized = shared.clients.current();
     // The core checks the hello, the replay store says whether it is fresh.
-    let checked = match verify_hello(&shared.core, now_ms(), &hello) {
+    let checked = match verify_hello(&authorized.core, now_ms(), &hello) {
         Ok(verified) => shared.replay.check(verified, peer, now_ms()).await,
         Err(refusal) => Err(refusal),
     };
@@ -147,9 +157,11 @@ pub(crate) async fn run<S>(
             if !matches!(sent, Ok(Ok(()))) {
                 return debug!("{peer} did not take message 2");
             }
+            shared.metrics.handshake(Handshake::Accepted);
             session
         }
         Err(e) => {
+            shared.metrics.handshake(Handshake::Failed);
             shared
                 .logs
                 .event("failed handshake answers", Level::Warn, || {
@@ -163,7 +175,7 @@ pub(crate) async fn run<S>(
     budget.lift();
     let cx = Arc::new(CallContext {
         client_key,
-        client_name: shared.client_names.get(&client_key).cloned(),
+        client_name: authorized.names.get(&client_key).cloned(),
         peer_addr: peer,
         session_hash: *session.session_hash(),
         certificate: cert,
@@ -180,14 +192,19 @@ pub(crate) async fn run<S>(
     );
     let limits = shared.limits;
     let session_limits = SessionLimits {
-        max_message_size: shared.core.limits().max_message_size,
+        max_message_size: authorized.core.limits().max_message_size,
         max_inflight: limits.max_inflight,
         max_streams: limits.max_streams,
         // A client's business: the server sends what it is granted.
         stream_window: 1,
         call_timeout_ms: u64::try_from(limits.call_timeout.as_millis()).unwrap_or(u64::MAX),
         idle_timeout_ms: Some(u64::try_from(limits.idle_timeout.as_millis()).unwrap_or(u64::MAX)),
+        ping_interval_ms: limits
+            .ping_interval
+            .map(|i| u64::try_from(i.as_millis()).unwrap_or(u64::MAX)),
     };
+    // Sessions do not keep the key set of their handshake alive.
+    drop(authorized);
     Session {
         shared,
         peer,
@@ -197,7 +214,7 @@ pub(crate) async fn run<S>(
         out: Vec::new(),
         _slot: slot,
     }
-    .serve(ws, stop)
+    .serve(ws, stop, revocation)
     .await;
 }
 
@@ -212,6 +229,7 @@ async fn refuse<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    shared.metrics.refused(&refusal);
     let kind = match refusal.code() {
         RefusalCode::HandshakeFailed => "refused handshakes (handshake failed)",
         RefusalCode::Rejected => "refused handshakes (rejected)",
@@ -356,8 +374,12 @@ impl Session {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    async fn serve<S>(mut self, mut ws: WebSocketStream<S>, mut stop: watch::Receiver<bool>)
-    where
+    async fn serve<S>(
+        mut self,
+        mut ws: WebSocketStream<S>,
+        mut stop: watch::Receiver<bool>,
+        revocation: Option<watch::Receiver<Arc<Authorized>>>,
+    ) where
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let limits = self.shared.limits;
@@ -372,6 +394,10 @@ impl Session {
             produced,
         };
         let mut pings = TokenBucket::full(PINGS_PER_SECOND, 0);
+        // One future for the whole session: it stays registered with the
+        // key set's channel instead of joining and leaving it per message.
+        let revoked = reload::revoked(revocation, self.cx.client_key);
+        tokio::pin!(revoked);
         let end = 'session: loop {
             // What the machine has to say: frames to send, calls to stop.
             while let Some(frame) = self.conn.poll_transmit() {
@@ -394,10 +420,13 @@ impl Session {
                                 "streams ended by a large item",
                                 "sent an item over max_message_size: ended too_large",
                             ),
-                            _ => (
-                                "calls past their deadline",
-                                "past call_timeout_ms: cancelled",
-                            ),
+                            _ => {
+                                self.shared.metrics.limit(Limit::CallTimeout);
+                                (
+                                    "calls past their deadline",
+                                    "past call_timeout_ms: cancelled",
+                                )
+                            }
                         };
                         let peer = self.peer;
                         self.shared
@@ -409,7 +438,16 @@ impl Session {
                             credit.add_permits(n as usize);
                         }
                     }
+                    ServerEvent::Ping => {
+                        // A quiet session: keep the proxies in between.
+                        let ping = ws.send(Message::Ping(Default::default()));
+                        let sent = timeout(limits.write_timeout, ping).await;
+                        if let Err(end) = self.written(sent, "pings") {
+                            break 'session end;
+                        }
+                    }
                     ServerEvent::Close(CloseReason::IdleTimeout) => {
+                        self.shared.metrics.limit(Limit::IdleTimeout);
                         debug!("{} idle for {:?}: closing", self.peer, limits.idle_timeout);
                         break 'session End::Close(CloseCode::Normal, "idle timeout");
                     }
@@ -443,6 +481,7 @@ impl Session {
                             }
                             Ok(None) => {}
                             Err(reason) => {
+                                self.shared.metrics.frame_refused(&reason);
                                 self.log_drop(&format!("sent a bad frame ({reason})"));
                                 break End::Close(CloseCode::Protocol, "bad frame");
                             }
@@ -450,29 +489,30 @@ impl Session {
                     }
                     Some(Ok(Message::Ping(_))) => {
                         if !pings.try_take(PINGS_PER_SECOND, self.now_ms()) {
+                            self.shared.metrics.limit(Limit::PingRate);
                             self.log_drop("sent pings faster than the server answers them");
                             break End::Close(CloseCode::Policy, "too many pings");
                         }
                         // tungstenite has queued the pong: send it now, so a
                         // peer that pings and never reads is found out
                         // within write_timeout like any other.
-                        match timeout(limits.write_timeout, ws.flush()).await {
-                            Ok(Ok(())) => {}
-                            Ok(Err(_)) => break End::Broken,
-                            Err(_) => {
-                                self.log_drop("did not read its pongs within write_timeout_ms");
-                                break End::Broken;
-                            }
+                        let flushed = timeout(limits.write_timeout, ws.flush()).await;
+                        if let Err(end) = self.written(flushed, "pongs") {
+                            break end;
                         }
                     }
                     Some(Ok(Message::Pong(_) | Message::Frame(_))) => {}
                     Some(Ok(Message::Text(_))) => {
+                        self.shared.metrics.message_refused("text_message");
                         self.log_drop("sent a text message");
                         break End::Close(CloseCode::Protocol, "binary messages only");
                     }
                     Some(Ok(Message::Close(_))) => break End::PeerClosed,
                     None => break End::Broken,
                     Some(Err(e)) => {
+                        if matches!(e, tungstenite::Error::Capacity(_)) {
+                            self.shared.metrics.message_refused("too_large");
+                        }
                         self.log_drop(&format!("failed: {e}"));
                         break End::Broken;
                     }
@@ -496,6 +536,10 @@ impl Session {
                     let now = self.now_ms();
                     self.conn.handle_timeout(now);
                 }
+                () = &mut revoked => {
+                    self.log_revoked();
+                    break End::Close(CloseCode::Policy, "client key revoked");
+                }
                 _ = stop.changed() => break End::Close(CloseCode::Away, "server shutting down"),
             }
         };
@@ -513,6 +557,43 @@ impl Session {
             End::Broken => {}
         }
         debug!("session with {} ended", self.peer);
+    }
+
+    /// How a write of control frames (`what`) went: a peer that does not
+    /// read them within `write_timeout` is dropped like any other.
+    fn written<E>(
+        &self,
+        done: Result<Result<(), E>, tokio::time::error::Elapsed>,
+        what: &str,
+    ) -> Result<(), End> {
+        match done {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(End::Broken),
+            Err(_) => {
+                self.shared.metrics.limit(Limit::WriteTimeout);
+                self.log_drop(&format!("did not read its {what} within write_timeout_ms"));
+                Err(End::Broken)
+            }
+        }
+    }
+
+    /// The session's key left authorized_keys, and such sessions close.
+    fn log_revoked(&self) {
+        self.shared.metrics.revoked_session_closed();
+        let (peer, cx) = (self.peer, &self.cx);
+        self.shared
+            .logs
+            .event("sessions of revoked keys closed", Level::Info, || {
+                let name = cx
+                    .client_name
+                    .as_deref()
+                    .map(|n| format!(" ({n:?})"))
+                    .unwrap_or_default();
+                format!(
+                    "session with {peer}: client key {}{name} is no longer authorised: closing",
+                    cx.fingerprint()
+                )
+            });
     }
 
     fn log_drop(&self, what: &str) {
@@ -550,6 +631,8 @@ impl Session {
             Ok(_) => Err(not_a_stream(object, method)),
             Err(e) => Err(e),
         };
+        let outcome = opened.as_ref().map_or_else(|e| e.code.as_str(), |_| "ok");
+        self.shared.metrics.call(object, method, None, outcome);
         match opened {
             Ok(items) => {
                 let credit = Arc::new(Semaphore::new(self.conn.stream_credit(id) as usize));
@@ -615,9 +698,12 @@ impl Session {
             self.cx.fingerprint()
         );
         self.out.clear();
+        let started = self.shared.metrics.start();
         let found = match self.shared.registry.lookup(object, method) {
             Ok(found) => found,
             Err(e) => {
+                let metrics = &self.shared.metrics;
+                metrics.call(object, method, started, e.code.as_str());
                 self.conn.respond_error(id, &e);
                 return None;
             }
@@ -654,8 +740,14 @@ impl Session {
                 match std::panic::catch_unwind(AssertUnwindSafe(|| f(&self.cx, id, args))) {
                     // A oneway call's response is dropped by the machine.
                     Ok(Ok(fut)) => {
+                        let timer = self.shared.metrics.timer(object, method);
                         return Some(calls.spawn(async move {
-                            (id, AssertUnwindSafe(fut).catch_unwind().await)
+                            let done = AssertUnwindSafe(fut).catch_unwind().await;
+                            timer.finish(match &done {
+                                Ok(response) => outcome_of(response),
+                                Err(_) => ErrorCode::InternalError.as_str(),
+                            });
+                            (id, done)
                         }));
                     }
                     Ok(Err(e)) => Err(e),
@@ -666,13 +758,18 @@ impl Session {
                 }
             }
         };
+        let metrics = &self.shared.metrics;
         match outcome {
             Ok(()) => {
                 let out = std::mem::take(&mut self.out);
+                metrics.call(object, method, started, outcome_of(&out));
                 self.conn.respond(id, &out);
                 self.out = out;
             }
-            Err(e) => self.conn.respond_error(id, &e),
+            Err(e) => {
+                metrics.call(object, method, started, e.code.as_str());
+                self.conn.respond_error(id, &e);
+            }
         }
         None
     }
@@ -694,6 +791,7 @@ impl Session {
                 Err(End::Broken)
             }
             Err(_) => {
+                self.shared.metrics.limit(Limit::WriteTimeout);
                 self.log_drop("did not read its responses within write_timeout_ms");
                 Err(End::Broken)
             }

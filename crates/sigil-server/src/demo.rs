@@ -28,6 +28,9 @@ pub const TICKER_MAX_TICKS: u64 = 10_000;
 /// Shortest interval of `clock.ticker`, in milliseconds.
 pub const TICKER_MIN_INTERVAL_MS: u64 = 10;
 
+/// Most items of one `echo.repeat`.
+pub const REPEAT_MAX_ITEMS: u64 = 100_000;
+
 /// Changes of the `kv` store a watcher may fall behind by before it skips
 /// to the current value.
 const KV_CHANGES_QUEUE: usize = 256;
@@ -42,7 +45,9 @@ pub fn register_instance(registry: &mut Registry, name: impl Into<String>) {
         .method("name", move |_: NoArgs| Ok(name.clone()));
 }
 
-/// Registers `calculator` (`add`, `sub`, `mul`, `div`), `echo` (`echo`),
+/// Registers `calculator` (`add`, `sub`, `mul`, `div`), `echo` (`echo`;
+/// `repeat(value, n)`: a stream of n copies of the value, as fast as the
+/// client takes them, n at most 100,000),
 /// `kv` (`get`, `set`, `delete`; a bounded in-memory map of strings shared
 /// by all connections) and `clock` (`sleep(ms)`: an asynchronous method
 /// that returns `ms` after sleeping that long, at most a minute — a slow
@@ -119,7 +124,17 @@ pub fn register(registry: &mut Registry) {
         });
     registry
         .object("echo")
-        .method("echo", |(v,): (Value,)| Ok(v));
+        .method("echo", |(v,): (Value,)| Ok(v))
+        .stream_method("repeat", |(v, n): (Value, u64)| {
+            if n > REPEAT_MAX_ITEMS {
+                return Err(RpcError::invalid_arguments(format!(
+                    "echo.repeat repeats at most {REPEAT_MAX_ITEMS} times"
+                )));
+            }
+            Ok(stream::iter(
+                (0..n).map(move |_| Ok::<_, RpcError>(v.clone())),
+            ))
+        });
 
     let store = Arc::new(Kv {
         map: Mutex::default(),

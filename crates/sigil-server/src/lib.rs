@@ -29,10 +29,14 @@ mod budget;
 mod connection;
 pub mod demo;
 mod logs;
+mod metrics;
+mod operating;
 mod preauth;
+mod proxy;
 #[cfg(feature = "redis")]
 mod redis_store;
 mod registry;
+mod reload;
 mod replay_store;
 mod server;
 mod settings;
@@ -42,6 +46,7 @@ mod tls;
 pub use registry::{
     BUILTIN_OBJECT, CallContext, NoArgs, ObjectBuilder, Registry, RegistryError, StateBuilder,
 };
+pub use reload::{KeyChanges, ReloadError, Reloaded};
 pub use replay_store::{MemoryStore, ReplayStore, StoreFuture};
 pub use server::{ENDPOINT, RunningServer, SUBPROTOCOL, Server};
 pub use settings::{HandshakeInfo, Hook, HookDecision, ServerLimits, ServerSettings, SetupError};
@@ -51,8 +56,7 @@ pub use static_files::StaticFiles;
 // What a server program needs besides this crate's own types, so that it
 // imports from one crate: keys, the client policy, the random source for
 // keys, the configuration and the handshake limits.
-pub use sigil_core::config::Config;
-pub use sigil_core::config::ReplayStoreLocation;
+pub use sigil_core::config::{AuthorizedKey, Config, IpNet, ReplayStoreLocation, RevokedSessions};
 pub use sigil_core::handshake::{ClientAuth, Limits};
 pub use sigil_core::replay::{ReplayEntry, ReplayVerdict};
 pub use sigil_core::{OsRandom, PublicKey, SecretKey, SymmetricKey};

@@ -6,6 +6,7 @@
 //! bytes until [`ReadBudget::lift`] is called; past it, reads fail and the
 //! connection ends. So a stranger can make the server hold no more than
 //! that budget, whatever it sends (a huge message, or a stream of pings).
+//! It also counts the bytes each way, for the metrics.
 
 use std::io;
 use std::pin::Pin;
@@ -14,6 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::metrics::Metrics;
 
 /// The bytes a [`Budgeted`] stream may still deliver; `usize::MAX` once lifted.
 #[derive(Clone)]
@@ -34,11 +37,21 @@ impl ReadBudget {
 pub(crate) struct Budgeted<S> {
     inner: S,
     budget: ReadBudget,
+    metrics: Metrics,
 }
 
 impl<S> Budgeted<S> {
     pub(crate) fn new(inner: S, budget: ReadBudget) -> Budgeted<S> {
-        Budgeted { inner, budget }
+        Budgeted {
+            inner,
+            budget,
+            metrics: Metrics::default(),
+        }
+    }
+
+    /// Counts the bytes read and written in `metrics`.
+    pub(crate) fn counted(self, metrics: Metrics) -> Budgeted<S> {
+        Budgeted { metrics, ..self }
     }
 }
 
@@ -54,7 +67,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for Budgeted<S> {
     ) -> Poll<io::Result<()>> {
         let left = self.budget.0.load(Ordering::Relaxed);
         if left == usize::MAX {
-            return Pin::new(&mut self.inner).poll_read(cx, buf);
+            let before = buf.filled().len();
+            let read = Pin::new(&mut self.inner).poll_read(cx, buf);
+            self.metrics.received(buf.filled().len() - before);
+            return read;
         }
         if left == 0 {
             return Poll::Ready(Err(io::Error::new(
@@ -69,6 +85,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Budgeted<S> {
             Poll::Ready(Ok(())) => {
                 let got = small.filled();
                 buf.put_slice(got);
+                self.metrics.received(got.len());
                 // Lifted meanwhile: MAX stays MAX; else count down.
                 let _ = self
                     .budget
@@ -89,7 +106,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Budgeted<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let written = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = written {
+            self.metrics.sent(n);
+        }
+        written
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -105,7 +126,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Budgeted<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let written = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = written {
+            self.metrics.sent(n);
+        }
+        written
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -1,6 +1,5 @@
 //! Listening, TLS, the HTTP upgrade to WebSocket, and shutdown.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -11,6 +10,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use sigil_core::config::AuthorizedKey;
 use sigil_core::handshake::{ClientAuth, HELLO1_FIXED, ServerConfig, TAG_LEN};
 use sigil_core::keys::PublicKey;
 use sigil_core::transport::FRAME_OVERHEAD;
@@ -27,8 +27,12 @@ use tracing::{debug, info, warn};
 use crate::budget::{HelloRate, OverLimit, Pending, PendingPermit, Tracked, Tracker};
 use crate::connection;
 use crate::logs::{self, Level, LogLimiter};
+use crate::metrics::{self, Limit, Metrics};
+use crate::operating::ReloadFiles;
 use crate::preauth::{Budgeted, ReadBudget};
+use crate::proxy::TrustedProxies;
 use crate::registry::Registry;
+use crate::reload::{self, Clients, KeyChanges, ReloadError, Reloaded, Swap, Trigger};
 use crate::replay_store::{Replay, Sizes};
 use crate::settings::{Hook, ServerLimits, ServerSettings, SetupError};
 use crate::static_files::StaticFiles;
@@ -43,12 +47,11 @@ pub const SUBPROTOCOL: &str = "sigil.v1";
 /// hot path: the in-memory replay store is locked once per handshake, for
 /// its check-and-insert only (no X25519 work under the lock).
 pub(crate) struct Shared {
-    pub(crate) core: ServerConfig,
+    /// The client policy and the handshake's config, replaced by reloads.
+    pub(crate) clients: Clients,
     pub(crate) registry: Registry,
     pub(crate) objects_json: String,
     pub(crate) replay: Replay,
-    /// Clients' names: the comments of their authorized_keys lines.
-    pub(crate) client_names: HashMap<PublicKey, String>,
     pub(crate) hook: Option<Hook>,
     pub(crate) limits: ServerLimits,
     pub(crate) ws_config: WebSocketConfig,
@@ -62,6 +65,10 @@ pub(crate) struct Shared {
     pub(crate) hello_rate: HelloRate,
     pub(crate) logs: LogLimiter,
     pub(crate) http: HttpPolicy,
+    /// The TLS config, replaced by reloads.
+    pub(crate) tls: Option<Swap<rustls::ServerConfig>>,
+    pub(crate) metrics: Metrics,
+    pub(crate) proxies: TrustedProxies,
 }
 
 /// Which `Host` and `Origin` headers HTTP requests may carry.
@@ -110,6 +117,10 @@ impl Server {
             );
         }
         let allow_any = matches!(s.auth, ClientAuth::AllowAny);
+        let auth_keys = match &s.auth {
+            ClientAuth::Keys(keys) => Some(keys.clone()),
+            _ => None,
+        };
         let authorized_keys_error = |e| SetupError::Config(format!("authorized_keys: {e}"));
         let mut keys = s.keys.into_iter();
         let first = keys
@@ -139,9 +150,26 @@ impl Server {
         // (14 bytes), and room for a ping and a close.
         let preauth_budget =
             HELLO1_FIXED + s.limits.max_handshake_payload as usize + TAG_LEN + 14 + 512;
-        let objects_json = serde_json::to_string(&self.registry.describe())
-            .map_err(|e| SetupError::Config(e.to_string()))?;
+        let described = self.registry.describe();
+        let objects_json =
+            serde_json::to_string(&described).map_err(|e| SetupError::Config(e.to_string()))?;
         let public_keys = core.public_keys();
+        let ops = s.operating;
+        let metrics_listener = match &ops.metrics_addr {
+            Some(addr) => Some(
+                metrics::bind(addr)
+                    .await
+                    .map_err(|source| SetupError::Bind {
+                        addr: addr.clone(),
+                        source,
+                    })?,
+            ),
+            None => None,
+        };
+        let metrics = match metrics_listener {
+            Some(_) => metrics::registered(&described),
+            None => Metrics::default(),
+        };
         let public_key = core.public_key();
         let server_key_json = Bytes::from(
             serde_json::json!({
@@ -166,11 +194,10 @@ impl Server {
             s.allowed_origins,
         );
         let shared = Arc::new(Shared {
-            core,
+            clients: Clients::new(core, auth_keys, s.client_names, ops.revoked_sessions),
             registry: self.registry,
             objects_json,
             replay,
-            client_names: s.client_names,
             hook: s.hook,
             limits,
             ws_config,
@@ -182,17 +209,28 @@ impl Server {
             hello_rate: HelloRate::new(limits.handshake_rate_per_ip),
             logs: LogLimiter::default(),
             http,
+            tls: tls.map(|t| Swap::new(t.config)),
+            metrics,
+            proxies: TrustedProxies::new(ops.trusted_proxies),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let tracker = Tracker::default();
-        let tls_acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(t.config));
         let task = tokio::spawn(accept_loop(
             listener,
-            shared,
+            shared.clone(),
             tracker.clone(),
-            tls_acceptor,
-            stop_rx,
+            stop_rx.clone(),
         ));
+        tokio::spawn(reload::watch_files(
+            shared.clone(),
+            ops.files.clone(),
+            stop_rx.clone(),
+        ));
+        let metrics_addr = metrics_listener.map(|(listener, addr)| {
+            tokio::spawn(metrics::serve(listener, shared.clone(), stop_rx));
+            info!("serving metrics at http://{addr}/metrics");
+            addr
+        });
         info!("sigil server listening on {local_addr}");
         Ok(RunningServer {
             local_addr,
@@ -201,6 +239,9 @@ impl Server {
             stop: stop_tx,
             task,
             tracker,
+            shared,
+            files: ops.files,
+            metrics_addr,
         })
     }
 }
@@ -215,6 +256,9 @@ pub struct RunningServer {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
     tracker: Tracker,
+    shared: Arc<Shared>,
+    files: ReloadFiles,
+    metrics_addr: Option<SocketAddr>,
 }
 
 impl RunningServer {
@@ -245,6 +289,41 @@ impl RunningServer {
         self.tracker.count()
     }
 
+    /// Where metrics are served (`http://ADDR/metrics`), if they are.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// Rereads the files the settings came from
+    /// ([`ServerSettings::from_config`]): `authorized_keys`, and the TLS
+    /// certificate, key and client CA. What fails to load is kept as it
+    /// was, and the log says why; see [`Reloaded`]. Handshakes from now on
+    /// see the new keys; open sessions of removed keys are closed (or kept,
+    /// under `revoked_sessions = "keep"`). The server also reloads a file
+    /// by itself a second or two after it changes.
+    pub async fn reload(&self) -> Reloaded {
+        let (shared, files) = (self.shared.clone(), self.files.clone());
+        tokio::task::spawn_blocking(move || reload::reload(&shared, &files, Trigger::Request))
+            .await
+            .unwrap_or(Reloaded {
+                authorized_keys: None,
+                tls: None,
+            })
+    }
+
+    /// Makes `keys` the authorized client keys, as a reload of
+    /// authorized_keys would (with the same effect on open sessions).
+    /// Refused under `allow_any_client`.
+    pub async fn set_authorized_keys(
+        &self,
+        keys: Vec<AuthorizedKey>,
+    ) -> Result<KeyChanges, ReloadError> {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || reload::set_keys(&shared, keys))
+            .await
+            .unwrap_or(Err(ReloadError::AnyClient))
+    }
+
     /// Stops accepting, closes every connection (a WebSocket close to each
     /// session), and waits for them to end.
     pub async fn shutdown(self) {
@@ -272,7 +351,6 @@ async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
     tracker: Tracker,
-    tls: Option<tokio_rustls::TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
 ) {
     let responders = Tracker::default();
@@ -294,18 +372,17 @@ async fn accept_loop(
                 }
             },
         };
-        let pending = match shared.pending.try_enter(peer.ip()) {
+        let tls = shared
+            .tls
+            .as_ref()
+            .map(|t| tokio_rustls::TlsAcceptor::from(t.load()));
+        // A trusted proxy's connections count per address once its
+        // request names the client (see `route`).
+        let proxied = shared.proxies.trusts(peer.ip());
+        let pending = match shared.pending.try_enter(peer.ip(), proxied) {
             Ok(p) => p,
             Err(over) => {
-                let (kind, limit) = match over {
-                    OverLimit::Total => (
-                        "connections over max_pending_handshakes",
-                        "max_pending_handshakes",
-                    ),
-                    OverLimit::PerAddress => {
-                        ("connections over max_pending_per_ip", "max_pending_per_ip")
-                    }
-                };
+                let (kind, limit) = over_limit(over, &shared);
                 shared.logs.event(kind, Level::Warn, || {
                     format!("{limit} reached: answering {peer} with 503 and closing")
                 });
@@ -329,7 +406,6 @@ async fn accept_loop(
             pending,
             tracked: tracker.track(),
         };
-        let tls = tls.clone();
         tokio::spawn(async move {
             match tls {
                 None => conn.serve_http(tcp, None).await,
@@ -462,10 +538,35 @@ fn route(
         Ok(key) => key,
         Err(resp) => return resp,
     };
+    let client = match shared.proxies.client_addr(peer, req.headers()) {
+        Ok(client) => client,
+        Err(e) => {
+            shared
+                .logs
+                .event("bad X-Forwarded-For headers", Level::Warn, || {
+                    format!("refused a request from the trusted proxy {peer} with 400: {e}")
+                });
+            return plain(StatusCode::BAD_REQUEST, "bad X-Forwarded-For\n");
+        }
+    };
     // One upgrade per connection: the state moves into the session task.
-    let Some((conn, cert)) = state.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+    let Some((mut conn, cert)) = state.lock().unwrap_or_else(|e| e.into_inner()).take() else {
         return plain(StatusCode::BAD_REQUEST, "one WebSocket per connection\n");
     };
+    if client != peer {
+        if let Err(over) = conn.pending.move_to(client.ip()) {
+            let (kind, limit) = over_limit(over, shared);
+            shared.logs.event(kind, Level::Warn, || {
+                format!("{limit} reached: answering {client} (via {peer}) with 503")
+            });
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy: too many pending connections now\n",
+            );
+        }
+        debug!("connection from {client} via the proxy {peer}");
+        conn.peer = client;
+    }
     let upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         let upgraded = match timeout_at(conn.deadline, upgrade).await {
@@ -474,12 +575,10 @@ fn route(
             Err(_) => return debug!("upgrade from {} timed out", conn.peer),
         };
         let budget = ReadBudget::new(conn.shared.preauth_budget);
-        let ws = WebSocketStream::from_raw_socket(
-            Budgeted::new(TokioIo::new(upgraded), budget.clone()),
-            Role::Server,
-            Some(conn.shared.ws_config),
-        )
-        .await;
+        let io = Budgeted::new(TokioIo::new(upgraded), budget.clone())
+            .counted(conn.shared.metrics.clone());
+        let ws =
+            WebSocketStream::from_raw_socket(io, Role::Server, Some(conn.shared.ws_config)).await;
         connection::run(ws, conn, cert, budget).await;
     });
     let mut resp = Response::new(Full::new(Bytes::new()));
@@ -596,6 +695,24 @@ fn host_of(authority: &str) -> &str {
         }
         _ => authority,
     }
+}
+
+/// The log kind and the config key of a pending limit, counted.
+fn over_limit(over: OverLimit, shared: &Shared) -> (&'static str, &'static str) {
+    let (kind, limit, metric) = match over {
+        OverLimit::Total => (
+            "connections over max_pending_handshakes",
+            "max_pending_handshakes",
+            Limit::MaxPendingHandshakes,
+        ),
+        OverLimit::PerAddress => (
+            "connections over max_pending_per_ip",
+            "max_pending_per_ip",
+            Limit::MaxPendingPerIp,
+        ),
+    };
+    shared.metrics.limit(metric);
+    (kind, limit)
 }
 
 /// Checks a WebSocket upgrade request for the sigil endpoint; returns its

@@ -11,6 +11,7 @@ use sigil_core::keyfile::{self, KeyFileError};
 use sigil_core::keys::{PublicKey, SecretKey, SymmetricKey};
 use sigil_core::rand::OsRandom;
 
+use crate::operating::Operating;
 use crate::replay_store::{ReplayStore, StoreChoice};
 use crate::static_files::StaticFiles;
 use crate::tls::{PeerCertificate, TlsSettings};
@@ -116,6 +117,10 @@ pub struct ServerLimits {
     /// How long a hello waits for the replay store's verdict; without one
     /// it is refused as busy.
     pub replay_store_timeout: Duration,
+    /// A session that sent and received no frame for this long is sent a
+    /// WebSocket ping, so that proxies keep it open (`None`: no pings).
+    /// Pings and pongs never count as activity for `idle_timeout`.
+    pub ping_interval: Option<Duration>,
 }
 
 impl Default for ServerLimits {
@@ -134,6 +139,7 @@ impl Default for ServerLimits {
             handshake_rate_per_ip: 20,
             handshake_rate_per_key: 100,
             replay_store_timeout: Duration::from_millis(250),
+            ping_interval: Some(Duration::from_secs(30)),
         }
     }
 }
@@ -157,6 +163,8 @@ pub struct ServerSettings {
     pub(crate) allowed_origins: Option<Vec<String>>,
     pub(crate) client_names: HashMap<PublicKey, String>,
     pub(crate) replay_store: StoreChoice,
+    /// Reloads, metrics, proxies (see `operating`).
+    pub(crate) operating: Operating,
 }
 
 impl ServerSettings {
@@ -177,6 +185,7 @@ impl ServerSettings {
             allowed_origins: None,
             client_names: HashMap::new(),
             replay_store: StoreChoice::default(),
+            operating: Operating::default(),
         }
     }
 
@@ -259,6 +268,8 @@ impl ServerSettings {
             handshake_rate_per_ip: clamp_u32(config.handshake_rate_per_ip.value),
             handshake_rate_per_key: clamp_u32(config.handshake_rate_per_key.value),
             replay_store_timeout: Duration::from_millis(config.replay_store_timeout_ms.value),
+            ping_interval: (config.ping_interval_ms.value > 0)
+                .then(|| Duration::from_millis(config.ping_interval_ms.value)),
         };
         Ok(ServerSettings {
             keys,
@@ -275,6 +286,7 @@ impl ServerSettings {
             allowed_origins: config.allowed_origins.value.clone(),
             client_names,
             replay_store: StoreChoice::Location(config.replay_store.value.clone()),
+            operating: Operating::from_config(config),
         })
     }
 

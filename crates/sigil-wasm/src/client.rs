@@ -644,6 +644,8 @@ fn on_message(rc: &Rc<RefCell<Inner>>, data: &JsValue) {
                     stream_window: sigil_core::connection::SessionLimits::default().stream_window,
                     call_timeout_ms: u64::from(call_timeout_ms),
                     idle_timeout_ms: None,
+                    // The server pings; the client answers.
+                    ping_interval_ms: None,
                 };
                 s.phase = Phase::Open(Box::new(ClientConnection::new(session, limits)));
                 let timer = s.timer.take();

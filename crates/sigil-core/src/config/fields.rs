@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 use super::key::Key;
-use super::{Config, LogLevel, Origin, REDACTED, ReplayStoreLocation, Setting};
+use super::{
+    Config, IpNet, LogLevel, Origin, REDACTED, ReplayStoreLocation, RevokedSessions, Setting,
+};
 use crate::keys::{PublicKey, SymmetricKey};
 
 /// A field of [`Config`] to write, with the rules its values must follow.
@@ -41,6 +43,12 @@ pub(super) enum Slot<'a> {
     Log(&'a mut Setting<LogLevel>),
     /// `memory` or a Redis URL (which may hold a password).
     Store(&'a mut Setting<ReplayStoreLocation>),
+    /// A list of IP networks (CIDR); empty by default.
+    Networks(&'a mut Setting<Vec<IpNet>>),
+    /// An optional listening address, `HOST:PORT` or a port.
+    Addr(&'a mut Setting<Option<String>>),
+    /// `close` or `keep`.
+    Revoked(&'a mut Setting<RevokedSessions>),
 }
 
 fn number(setting: &mut Setting<u64>, key: Key) -> Slot<'_> {
@@ -65,6 +73,9 @@ pub(super) enum View<'a> {
     Secret(&'a Setting<Option<SymmetricKey>>),
     Log(&'a Setting<LogLevel>),
     Store(&'a Setting<ReplayStoreLocation>),
+    Networks(&'a Setting<Vec<IpNet>>),
+    Addr(&'a Setting<Option<String>>),
+    Revoked(&'a Setting<RevokedSessions>),
 }
 
 impl Config {
@@ -107,6 +118,10 @@ impl Config {
             Key::HandshakeRatePerKey => number(&mut self.handshake_rate_per_key, key),
             Key::AllowedHosts => Slot::List(&mut self.allowed_hosts),
             Key::AllowedOrigins => Slot::List(&mut self.allowed_origins),
+            Key::TrustedProxies => Slot::Networks(&mut self.trusted_proxies),
+            Key::PingIntervalMs => number(&mut self.ping_interval_ms, key),
+            Key::RevokedSessions => Slot::Revoked(&mut self.revoked_sessions),
+            Key::MetricsAddr => Slot::Addr(&mut self.metrics_addr),
             Key::Log => Slot::Log(&mut self.log),
             Key::TlsCert => Slot::Path(&mut self.tls.cert),
             Key::TlsKey => Slot::Path(&mut self.tls.key),
@@ -153,6 +168,10 @@ impl Config {
             Key::HandshakeRatePerKey => View::Number(&self.handshake_rate_per_key),
             Key::AllowedHosts => View::List(&self.allowed_hosts),
             Key::AllowedOrigins => View::List(&self.allowed_origins),
+            Key::TrustedProxies => View::Networks(&self.trusted_proxies),
+            Key::PingIntervalMs => View::Number(&self.ping_interval_ms),
+            Key::RevokedSessions => View::Revoked(&self.revoked_sessions),
+            Key::MetricsAddr => View::Addr(&self.metrics_addr),
             Key::Log => View::Log(&self.log),
             Key::TlsCert => View::Path(&self.tls.cert),
             Key::TlsKey => View::Path(&self.tls.key),
@@ -186,6 +205,9 @@ impl View<'_> {
             View::Secret(s) => &s.origin,
             View::Log(s) => &s.origin,
             View::Store(s) => &s.origin,
+            View::Networks(s) => &s.origin,
+            View::Addr(s) => &s.origin,
+            View::Revoked(s) => &s.origin,
         }
     }
 
@@ -198,6 +220,7 @@ impl View<'_> {
             View::Serials(s) => !s.value.is_empty(),
             View::List(s) => s.value.is_some(),
             View::Secret(s) => s.value.is_some(),
+            View::Addr(s) => s.value.is_some(),
             _ => true,
         }
     }
@@ -231,6 +254,14 @@ impl View<'_> {
             View::Log(s) => toml_string(s.value.as_str()),
             // A password in the URL shows as `<redacted>`.
             View::Store(s) => toml_string(&s.value.redacted()),
+            View::Networks(s) => {
+                toml_array(&s.value.iter().map(ToString::to_string).collect::<Vec<_>>())
+            }
+            View::Addr(s) => s
+                .value
+                .as_ref()
+                .map_or_else(|| UNSET.to_owned(), |a| toml_string(a)),
+            View::Revoked(s) => toml_string(s.value.as_str()),
         }
     }
 }

@@ -38,6 +38,10 @@ pub(super) enum Key {
     HandshakeRatePerKey,
     AllowedHosts,
     AllowedOrigins,
+    TrustedProxies,
+    PingIntervalMs,
+    RevokedSessions,
+    MetricsAddr,
     Log,
     TlsCert,
     TlsKey,
@@ -53,7 +57,7 @@ pub(super) enum Key {
 impl Key {
     /// Every key, in the order of [`super::Config::entries`]: top-level keys
     /// first, then the `tls` table.
-    pub(super) const ALL: [Key; 40] = [
+    pub(super) const ALL: [Key; 44] = [
         Key::Host,
         Key::Port,
         Key::ServerKey,
@@ -84,6 +88,10 @@ impl Key {
         Key::HandshakeRatePerKey,
         Key::AllowedHosts,
         Key::AllowedOrigins,
+        Key::TrustedProxies,
+        Key::PingIntervalMs,
+        Key::RevokedSessions,
+        Key::MetricsAddr,
         Key::Log,
         Key::TlsCert,
         Key::TlsKey,
@@ -130,6 +138,10 @@ impl Key {
             Key::HandshakeRatePerKey => "handshake_rate_per_key",
             Key::AllowedHosts => "allowed_hosts",
             Key::AllowedOrigins => "allowed_origins",
+            Key::TrustedProxies => "trusted_proxies",
+            Key::PingIntervalMs => "ping_interval_ms",
+            Key::RevokedSessions => "revoked_sessions",
+            Key::MetricsAddr => "metrics_addr",
             Key::Log => "log",
             Key::TlsCert => "tls.cert",
             Key::TlsKey => "tls.key",
@@ -162,6 +174,8 @@ impl Key {
             Key::ReplayCacheCapacity => (16, 16 * 1024 * 1024),
             Key::ReplayStoreTimeoutMs => (1, 60_000),
             Key::HandshakeRatePerIp | Key::HandshakeRatePerKey => (1, 1_000_000),
+            // 0: no pings.
+            Key::PingIntervalMs => (0, 3_600_000),
             _ => return None,
         })
     }

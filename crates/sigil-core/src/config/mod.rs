@@ -45,6 +45,7 @@ mod error;
 mod fields;
 mod file;
 mod key;
+mod net;
 mod origin;
 mod store;
 mod value;
@@ -55,6 +56,7 @@ use std::path::PathBuf;
 pub use authorized_keys::{AuthorizedKey, parse_authorized_key_entries, parse_authorized_keys};
 pub use builder::{ConfigBuilder, Resolved};
 pub use error::ConfigError;
+pub use net::{IpNet, IpNetError, RevokedSessions};
 pub use origin::{IgnoreReason, IgnoredEnv, Origin};
 pub use store::{RedisUrl, ReplayStoreLocation};
 
@@ -186,6 +188,20 @@ pub struct Config {
     /// one (`allowed_origins`; unset: the server's own origin only; `*`
     /// allows any).
     pub allowed_origins: Setting<Option<Vec<String>>>,
+    /// Peers whose `X-Forwarded-For` header names the client: reverse
+    /// proxies in front of the server (`trusted_proxies`, default none).
+    pub trusted_proxies: Setting<Vec<IpNet>>,
+    /// The server pings a session that sent and received nothing for this
+    /// long, so that proxies keep it open; pings do not count as activity
+    /// for `idle_timeout_ms` (`ping_interval_ms`, default 30 s; 0: no pings).
+    pub ping_interval_ms: Setting<u64>,
+    /// What a reload of `authorized_keys` does to open sessions of a key it
+    /// removed (`revoked_sessions`, default `close`).
+    pub revoked_sessions: Setting<RevokedSessions>,
+    /// Where the server serves Prometheus metrics at `/metrics` and its
+    /// health at `/healthz`, as `HOST:PORT` (`metrics_addr`; unset: off; a
+    /// bare port listens on 127.0.0.1).
+    pub metrics_addr: Setting<Option<String>>,
     /// Log level (`log`, default `info`).
     pub log: Setting<LogLevel>,
     /// The `[tls]` table.
@@ -254,6 +270,10 @@ impl Default for Config {
             handshake_rate_per_key: Setting::default_value(100),
             allowed_hosts: Setting::default_value(None),
             allowed_origins: Setting::default_value(None),
+            trusted_proxies: Setting::default_value(Vec::new()),
+            ping_interval_ms: Setting::default_value(30_000),
+            revoked_sessions: Setting::default_value(RevokedSessions::Close),
+            metrics_addr: Setting::default_value(None),
             log: Setting::default_value(LogLevel::Info),
             tls: TlsConfig {
                 cert: Setting::default_value(None),

@@ -7,7 +7,10 @@ use toml::de::DeValue;
 
 use super::fields::Slot;
 use super::key::Key;
-use super::{Config, ConfigError, LogLevel, Origin, ReplayStoreLocation, Setting};
+use super::net::listen_addr;
+use super::{
+    Config, ConfigError, IpNet, LogLevel, Origin, ReplayStoreLocation, RevokedSessions, Setting,
+};
 use crate::keys::{PublicKey, SymmetricKey};
 
 /// A value as one layer gives it.
@@ -108,6 +111,36 @@ fn apply(slot: Slot<'_>, input: Input<'_>, origin: Origin) -> Result<(), String>
                 })
                 .collect::<Result<_, _>>()?;
             set(setting, serials, origin);
+        }
+        Slot::Networks(setting) => {
+            const EXPECTED: &str = "a list of IP networks (CIDR: 10.0.0.0/8, ::1/128)";
+            // The environment's way to say "none": an empty value.
+            let items = match input {
+                Input::Text("") => Vec::new(),
+                _ => items(input, EXPECTED)?,
+            };
+            let nets = items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    item.parse::<IpNet>()
+                        .map_err(|e| format!("expected {EXPECTED}: entry {}: {e}", i + 1))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            set(setting, nets, origin);
+        }
+        Slot::Addr(setting) => {
+            const EXPECTED: &str = "an address to listen on";
+            let text = string(input, EXPECTED)?;
+            let addr = listen_addr(text).map_err(|e| format!("expected {e}"))?;
+            set(setting, Some(addr), origin);
+        }
+        Slot::Revoked(setting) => {
+            const EXPECTED: &str = "close or keep";
+            let text = string(input, EXPECTED)?;
+            let choice =
+                RevokedSessions::from_name(text).ok_or_else(|| format!("expected {EXPECTED}"))?;
+            set(setting, choice, origin);
         }
         Slot::Flag(setting) => {
             let flag = match input {

@@ -75,6 +75,11 @@ pub struct SessionLimits {
     /// Server: a connection with no message from the client and no call in
     /// flight for this long is closed. `None`: never.
     pub idle_timeout_ms: Option<u64>,
+    /// Server: a session with no frame either way for this long is pinged
+    /// ([`ServerEvent::Ping`]), so that proxies keep it. Pongs are not
+    /// frames: they never count as activity for `idle_timeout_ms`. `None`:
+    /// no pings.
+    pub ping_interval_ms: Option<u64>,
 }
 
 impl Default for SessionLimits {
@@ -86,6 +91,7 @@ impl Default for SessionLimits {
             stream_window: 16,
             call_timeout_ms: 30_000,
             idle_timeout_ms: Some(300_000),
+            ping_interval_ms: None,
         }
     }
 }

@@ -51,6 +51,9 @@ pub enum ServerEvent {
         /// How many more items.
         n: u32,
     },
+    /// Send a WebSocket ping: no frame went either way for
+    /// `ping_interval_ms`.
+    Ping,
     /// Close the connection for this reason (the idle timer).
     Close(CloseReason),
 }
@@ -104,6 +107,10 @@ pub struct ServerConnection {
     deadlines: Deadlines,
     /// When the client last sent a message.
     last_heard_ms: u64,
+    /// When the next ping is due, if pings are on.
+    next_ping_ms: Option<u64>,
+    /// A frame was sealed since the ping timer last looked.
+    sent_since_tick: bool,
     transmit: VecDeque<Vec<u8>>,
     events: VecDeque<ServerEvent>,
     /// Reused for responses written by the machine.
@@ -123,6 +130,8 @@ impl ServerConnection {
             streams: 0,
             deadlines: Deadlines::default(),
             last_heard_ms: now_ms,
+            next_ping_ms: limits.ping_interval_ms.map(|i| now_ms.saturating_add(i)),
+            sent_since_tick: false,
             transmit: VecDeque::new(),
             events: VecDeque::new(),
             scratch: Vec::new(),
@@ -366,7 +375,8 @@ impl ServerConnection {
     }
 
     /// When to call [`handle_timeout`](Self::handle_timeout) next: the
-    /// earliest call deadline, or the idle deadline when no call is in flight.
+    /// earliest call deadline, the next ping, or the idle deadline when no
+    /// call is in flight.
     pub fn poll_timeout(&mut self) -> Option<u64> {
         if self.closed.is_some() {
             return None;
@@ -382,18 +392,17 @@ impl ServerConnection {
         } else {
             None
         };
-        match (call, idle) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [call, idle, self.next_ping_ms].into_iter().flatten().min()
     }
 
     /// Expires calls past their deadline (answered `timeout`, and
-    /// [`ServerEvent::Abort`] for each) and closes an idle connection.
+    /// [`ServerEvent::Abort`] for each), asks for a ping when the session
+    /// has been quiet for `ping_interval_ms`, and closes an idle connection.
     pub fn handle_timeout(&mut self, now_ms: u64) {
         if self.closed.is_some() {
             return;
         }
+        self.keepalive(now_ms);
         let calls = &self.calls;
         let due = self.deadlines.due(now_ms, |id, at| {
             calls.get(&id).is_some_and(|c| c.deadline_ms == at)
@@ -433,6 +442,27 @@ impl ServerConnection {
         }
     }
 
+    /// A ping when no frame went either way for an interval: received
+    /// frames count from when they came, sent ones from the tick that
+    /// notices them.
+    fn keepalive(&mut self, now_ms: u64) {
+        let (Some(interval), Some(at)) = (self.limits.ping_interval_ms, self.next_ping_ms) else {
+            return;
+        };
+        if now_ms < at {
+            return;
+        }
+        let heard_until = self.last_heard_ms.saturating_add(interval);
+        self.next_ping_ms = Some(if std::mem::take(&mut self.sent_since_tick) {
+            now_ms.saturating_add(interval)
+        } else if heard_until > now_ms {
+            heard_until
+        } else {
+            self.events.push_back(ServerEvent::Ping);
+            now_ms.saturating_add(interval)
+        });
+    }
+
     fn close(&mut self, reason: CloseReason) -> CloseReason {
         self.closed.get_or_insert(reason).clone()
     }
@@ -450,7 +480,10 @@ impl ServerConnection {
             return;
         }
         match seal_frame(&mut self.sealer, payload) {
-            Ok(frame) => self.transmit.push_back(frame),
+            Ok(frame) => {
+                self.sent_since_tick = true;
+                self.transmit.push_back(frame);
+            }
             Err(reason) => {
                 let reason = self.close(reason);
                 self.events.push_back(ServerEvent::Close(reason));

@@ -57,7 +57,7 @@ struct StaticKey {
     public: PublicKey,
     initial: Transcript,
     /// `None`: any client; otherwise authorised keys and their `ss`.
-    authorized: Option<HashMap<PublicKey, Zeroizing<[u8; 32]>>>,
+    authorized: Option<Authorized>,
     /// Stands in for `ss` when a hello names a key that is not authorised,
     /// so that refusing it costs what refusing an authorised key costs (one
     /// X25519 operation per server key) and its timing tells nothing.
@@ -67,23 +67,24 @@ struct StaticKey {
 }
 
 impl StaticKey {
+    /// This key with another client policy, reusing the `ss` it has.
+    fn with_clients(&self, clients: Option<&[PublicKey]>) -> Result<StaticKey, HandshakeError> {
+        Ok(StaticKey {
+            secret: self.secret.duplicate(),
+            public: self.public,
+            initial: self.initial.clone(),
+            authorized: authorize(&self.secret, clients, self.authorized.as_ref())?,
+            unknown_ss: self.unknown_ss.clone(),
+        })
+    }
+
     fn new(
         secret: SecretKey,
         clients: Option<&[PublicKey]>,
         prologue: &[u8],
         psk: Option<&SymmetricKey>,
     ) -> Result<StaticKey, HandshakeError> {
-        let authorized = match clients {
-            None => None,
-            Some(keys) => {
-                let mut map = HashMap::with_capacity(keys.len());
-                for key in keys {
-                    let ss = secret.diffie_hellman(key)?;
-                    map.insert(*key, Zeroizing::new(*ss.dangerous_as_bytes()));
-                }
-                Some(map)
-            }
-        };
+        let authorized = authorize(&secret, clients, None)?;
         let public = secret.public_key();
         let unknown_ss = Zeroizing::new(
             Sha256::new()
@@ -135,6 +136,29 @@ impl ServerConfig {
         Ok(self)
     }
 
+    /// The same configuration with another client policy, for a server
+    /// that reloads its authorized_keys while it runs: `ss` is computed for
+    /// the keys that are new and kept for the others, for every server key.
+    /// A low-order key is refused, and `self` is unchanged either way.
+    pub fn with_client_auth(&self, auth: ClientAuth) -> Result<ServerConfig, HandshakeError> {
+        let clients = match auth {
+            ClientAuth::AllowAny => None,
+            ClientAuth::Keys(keys) => Some(keys),
+        };
+        let keys = self
+            .keys
+            .iter()
+            .map(|key| key.with_clients(clients.as_deref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ServerConfig {
+            keys,
+            clients,
+            psk: self.psk.clone(),
+            prologue: self.prologue.clone(),
+            limits: self.limits,
+        })
+    }
+
     /// Binds a pre-shared key into the handshake (clients must use it too).
     pub fn with_psk(mut self, psk: SymmetricKey) -> ServerConfig {
         self.psk = Some(psk);
@@ -181,6 +205,29 @@ impl ServerConfig {
     pub fn is_authorized(&self, key: &PublicKey) -> bool {
         self.clients.as_ref().is_none_or(|keys| keys.contains(key))
     }
+}
+
+/// Authorised keys and their `ss` (`None`: any client); the `ss` of a key
+/// in `known` is reused.
+type Authorized = HashMap<PublicKey, Zeroizing<[u8; 32]>>;
+
+fn authorize(
+    static_key: &SecretKey,
+    clients: Option<&[PublicKey]>,
+    known: Option<&Authorized>,
+) -> Result<Option<Authorized>, HandshakeError> {
+    let Some(keys) = clients else {
+        return Ok(None);
+    };
+    let mut map = HashMap::with_capacity(keys.len());
+    for key in keys {
+        let ss = match known.and_then(|k| k.get(key)) {
+            Some(ss) => ss.clone(),
+            None => Zeroizing::new(*static_key.diffie_hellman(key)?.dangerous_as_bytes()),
+        };
+        map.insert(*key, ss);
+    }
+    Ok(Some(map))
 }
 
 /// An authenticated, authorised, fresh ClientHello, waiting for the
