@@ -200,7 +200,15 @@ async fn with_redis_stopped_new_handshakes_are_busy_and_sessions_keep_working() 
     let dir = tempfile::tempdir().unwrap();
     let mut redis = Redis::start(dir.path());
     let client = key();
-    let (a, b) = pair(&client, &redis.url()).await;
+    let server_key = key();
+    let settings = ServerSettings::new(
+        copy_key(&server_key),
+        ClientAuth::Keys(vec![client.public_key()]),
+    )
+    .with_replay_store_location(ReplayStoreLocation::parse(&redis.url()).unwrap())
+    .with_metrics_addr("127.0.0.1:0");
+    let a = start(settings, demo_registry()).await;
+    let b = instance(&server_key, &client, &redis.url(), ServerLimits::default()).await;
     let established = connect(&a, copy_key(&client)).await;
 
     redis.stop();
@@ -222,6 +230,13 @@ async fn with_redis_stopped_new_handshakes_are_busy_and_sessions_keep_working() 
     }
     let sum: i64 = established.call("calculator", "add", (2, 3)).await.unwrap();
     assert_eq!(sum, 5);
+    // Counted, as busy refusals and as failures of the store.
+    let (_, scrape) = get(a.metrics_addr().unwrap(), "/metrics").await;
+    assert_eq!(value(&scrape, "sigil_replay_store_failures_total"), 1.0);
+    assert_eq!(
+        value(&scrape, r#"sigil_handshake_refusals_total{code="busy"}"#),
+        1.0
+    );
 
     redis.restart();
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -60,9 +60,8 @@ pub trait ReplayStore: Send + Sync + 'static {
     /// What the store is, for the server's log: never a password.
     fn describe(&self) -> String;
 
-    /// Whether servers that share it also share what they have seen. The
-    /// server warns about a store that is not shared when it listens on
-    /// a non-loopback address behind proxies.
+    /// Whether servers that use it share what they have seen. A server
+    /// behind `trusted_proxies` warns when its store is not shared.
     fn is_shared(&self) -> bool;
 }
 
@@ -171,6 +170,10 @@ impl Replay {
 
     pub(crate) fn describe(&self) -> String {
         self.store.describe()
+    }
+
+    pub(crate) fn is_shared(&self) -> bool {
+        self.store.is_shared()
     }
 
     /// The replay check of a verified hello from `peer`: its verdict, or

@@ -186,6 +186,13 @@ impl Server {
         };
         let replay = Replay::open(s.replay_store, &sizes, allow_any)?;
         info!("replay store: {}", replay.describe());
+        if !ops.trusted_proxies.is_empty() && !replay.is_shared() {
+            warn!(
+                "behind a proxy with the in-memory replay store: if other instances serve this \
+                 key behind it, a hello replayed to one of them is accepted; give them one \
+                 replay_store (redis://…)"
+            );
+        }
         let http = HttpPolicy::new(
             addr,
             local_addr,
