@@ -161,3 +161,83 @@ impl Drop for Redis {
         self.stop();
     }
 }
+
+/// An nginx in the foreground, with its own configuration, logs and
+/// temporary files in a folder; killed when dropped.
+pub struct Nginx {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Nginx {
+    /// Starts nginx in `dir` with `http` as the body of its `http` block
+    /// (its `server` and `upstream` blocks; `$connection_upgrade` is
+    /// defined for WebSocket upgrades), and waits until it listens on every
+    /// port of `ports`.
+    pub fn start(dir: &Path, http: &str, ports: &[u16]) -> Nginx {
+        let bin = binary(&["nginx", "/usr/sbin/nginx"], "-v", "nginx");
+        let temp = |name: &str| dir.join(name).display().to_string();
+        let conf = format!(
+            "daemon off;
+master_process off;
+worker_processes 1;
+pid {pid};
+error_log {log} info;
+events {{ worker_connections 1024; }}
+http {{
+    access_log {access};
+    client_body_temp_path {body};
+    proxy_temp_path {proxy};
+    fastcgi_temp_path {fastcgi};
+    uwsgi_temp_path {uwsgi};
+    scgi_temp_path {scgi};
+    map $http_upgrade $connection_upgrade {{
+        default upgrade;
+        ''      close;
+    }}
+{http}}}
+",
+            pid = temp("nginx.pid"),
+            log = temp("error.log"),
+            access = temp("access.log"),
+            body = temp("body"),
+            proxy = temp("proxy"),
+            fastcgi = temp("fastcgi"),
+            uwsgi = temp("uwsgi"),
+            scgi = temp("scgi"),
+        );
+        let conf_path = dir.join("nginx.conf");
+        std::fs::write(&conf_path, conf).expect("write nginx.conf");
+        let mut child = Command::new(bin)
+            .arg("-p")
+            .arg(dir)
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .arg("-c")
+            .arg(&conf_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx");
+        for port in ports {
+            wait_for_port(*port, "nginx", &mut child, Some(&dir.join("error.log")));
+        }
+        Nginx {
+            child,
+            dir: dir.to_owned(),
+        }
+    }
+
+    /// Its error log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
