@@ -14,6 +14,9 @@
 //!   load, against `accept_hello` on junk hellos in memory (one thread);
 //!   also per CPU-second the server used (Linux: from `/proc`), as the
 //!   attackers share the cores;
+//! - hellos per second over loopback with the in-memory replay store and
+//!   with a shared Redis store (a redis-server the benchmark starts), and
+//!   Redis's memory per hello (see `bench/hellos.rs`);
 //! - refusal timing: the median time `accept_hello` takes to refuse an
 //!   authorised key with a bad tag and an unknown key, and their ratio
 //!   (about 1: both cost one X25519 operation, so timing tells an attacker
@@ -27,6 +30,8 @@
 
 #[path = "bench/flood.rs"]
 mod flood;
+#[path = "bench/hellos.rs"]
+mod hellos;
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -487,6 +492,7 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(rpc());
+    rt.block_on(hellos::hellos());
     rt.block_on(hostile());
     refusal_timing();
 }

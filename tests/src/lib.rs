@@ -59,3 +59,8 @@ struct BookUsing;
 #[cfg(doctest)]
 #[doc = include_str!("../../book/src/operating.md")]
 struct BookOperating;
+
+/// The "Scaling out" chapter.
+#[cfg(doctest)]
+#[doc = include_str!("../../book/src/scaling.md")]
+struct BookScaling;

@@ -118,6 +118,30 @@ impl Redis {
     /// Sends one command (inline, words without spaces) and returns the
     /// first line of the answer, e.g. `+PONG` or `:42`.
     pub fn command(&self, words: &[&str]) -> String {
+        let mut answer = String::new();
+        self.ask(words)
+            .read_line(&mut answer)
+            .expect("read from Redis");
+        answer.trim_end().to_owned()
+    }
+
+    /// The field `name` of `INFO section` (`used_memory` of `memory`, say).
+    pub fn info(&self, section: &str, name: &str) -> Option<String> {
+        let mut reader = self.ask(&["INFO", section]);
+        let mut head = String::new();
+        reader.read_line(&mut head).ok()?;
+        let len: usize = head.trim_end().strip_prefix('$')?.parse().ok()?;
+        let mut body = vec![0u8; len];
+        std::io::Read::read_exact(&mut reader, &mut body).ok()?;
+        String::from_utf8_lossy(&body).lines().find_map(|l| {
+            let (key, value) = l.split_once(':')?;
+            (key == name).then(|| value.trim().to_owned())
+        })
+    }
+
+    /// Sends one inline command; the answer is to be read from what comes
+    /// back.
+    fn ask(&self, words: &[&str]) -> BufReader<TcpStream> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to Redis");
         stream
             .set_read_timeout(Some(Duration::from_secs(5)))
@@ -125,11 +149,7 @@ impl Redis {
         let mut line = words.join(" ");
         line.push_str("\r\n");
         stream.write_all(line.as_bytes()).expect("write to Redis");
-        let mut answer = String::new();
         BufReader::new(stream)
-            .read_line(&mut answer)
-            .expect("read from Redis");
-        answer.trim_end().to_owned()
     }
 
     /// How many keys the database holds.
