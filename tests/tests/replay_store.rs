@@ -29,12 +29,20 @@ async fn instance(
     store: &str,
     limits: ServerLimits,
 ) -> RunningServer {
-    let settings = ServerSettings::new(
-        copy_key(server_key),
-        ClientAuth::Keys(vec![client.public_key()]),
-    )
-    .with_replay_store_location(ReplayStoreLocation::parse(store).unwrap())
-    .with_server_limits(limits);
+    let auth = ClientAuth::Keys(vec![client.public_key()]);
+    instance_for(server_key, auth, store, limits).await
+}
+
+/// [`instance`] for the clients `auth` allows.
+async fn instance_for(
+    server_key: &SecretKey,
+    auth: ClientAuth,
+    store: &str,
+    limits: ServerLimits,
+) -> RunningServer {
+    let settings = ServerSettings::new(copy_key(server_key), auth)
+        .with_replay_store_location(ReplayStoreLocation::parse(store).unwrap())
+        .with_server_limits(limits);
     start(settings, demo_registry()).await
 }
 
@@ -70,6 +78,20 @@ async fn capture_and_replay(
     let mut attacker = RawClient::open(&second.url()).await;
     attacker.send(msg1).await;
     attacker.recv().await.expect("an answer to the replay")
+}
+
+/// Two instances of one service sharing `redis`, for the clients `auth`
+/// allows, where each principal's share is one entry
+/// (`replay_cache_capacity` 64).
+async fn sharing_one_entry_each(redis: &Redis, auth: ClientAuth) -> (RunningServer, RunningServer) {
+    let server_key = key();
+    let limits = ServerLimits {
+        replay_cache_capacity: 64,
+        ..ServerLimits::default()
+    };
+    let a = instance_for(&server_key, auth.clone(), &redis.url(), limits).await;
+    let b = instance_for(&server_key, auth, &redis.url(), limits).await;
+    (a, b)
 }
 
 /// A new client with `secret`, connected to `server` (or why not).
@@ -131,32 +153,36 @@ async fn with_the_in_memory_store_another_instance_accepts_the_replay() {
 async fn a_clients_share_of_redis_holds_across_instances() {
     let dir = tempfile::tempdir().unwrap();
     let redis = Redis::start(dir.path());
-    let server_key = key();
     let (greedy, other) = (key(), key());
-    let limits = ServerLimits {
-        replay_cache_capacity: 64,
-        ..ServerLimits::default()
-    };
     let both = ClientAuth::Keys(vec![greedy.public_key(), other.public_key()]);
-    let mut instances = Vec::new();
-    for _ in 0..2 {
-        let settings = ServerSettings::new(copy_key(&server_key), both.clone())
-            .with_replay_store_location(ReplayStoreLocation::parse(&redis.url()).unwrap())
-            .with_server_limits(limits);
-        instances.push(start(settings, demo_registry()).await);
-    }
-    let (a, b) = (&instances[0], &instances[1]);
-    let first = connect(a, copy_key(&greedy)).await;
-    let refused = try_connect(b, &greedy).await.unwrap_err();
+    let (a, b) = sharing_one_entry_each(&redis, both).await;
+    let first = connect(&a, copy_key(&greedy)).await;
+    let refused = try_connect(&b, &greedy).await.unwrap_err();
     assert_eq!(refused.refusal_code(), Some(3), "{refused}");
-    let bystander = connect(b, copy_key(&other)).await;
+    let bystander = connect(&b, copy_key(&other)).await;
     let pong: String = bystander.call("sigil", "ping", ()).await.unwrap();
     assert_eq!(pong, "pong");
     let pong: String = first.call("sigil", "ping", ()).await.unwrap();
     assert_eq!(pong, "pong");
-    for s in instances {
-        s.shutdown().await;
-    }
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Under `allow_any_client` keys cost nothing to make, so the share is the
+/// address's: with a share of one entry, a second key from the same
+/// address is refused as busy at the other instance.
+#[tokio::test]
+async fn an_addresss_share_holds_across_instances_under_allow_any_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path());
+    let (a, b) = sharing_one_entry_each(&redis, ClientAuth::AllowAny).await;
+    let first = try_connect(&a, &key()).await.unwrap();
+    let refused = try_connect(&b, &key()).await.unwrap_err();
+    assert_eq!(refused.refusal_code(), Some(3), "{refused}");
+    let pong: String = first.call("sigil", "ping", ()).await.unwrap();
+    assert_eq!(pong, "pong");
+    a.shutdown().await;
+    b.shutdown().await;
 }
 
 /// A client's rate (`handshake_rate_per_key`, a burst of one second's

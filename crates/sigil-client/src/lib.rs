@@ -7,6 +7,12 @@
 //! flight at once, from any number of tasks sharing clones of the
 //! [`Client`].
 //!
+//! A client may reconnect when its connection breaks (an instance behind a
+//! load balancer went away): [`ClientOptions::with_reconnect`], with
+//! backoff and jitter, a fresh handshake each time, and
+//! [`Client::events`] to follow it. Calls in flight at the break fail and
+//! are never sent again.
+//!
 //! This crate is a thin adapter: the handshake, the frames and the RPC
 //! messages are `sigil_core`'s. One task per connection owns the socket and
 //! the session keys; callers talk to it over a channel.
