@@ -28,7 +28,7 @@ pub(crate) struct ServeArgs {
     /// Ignore the environment entirely (ignored SIGIL_* variables are reported)
     #[arg(long)]
     no_env: bool,
-    /// Serve the demo objects calculator, echo, kv and clock; without authorized_keys, accept ANY client key
+    /// Serve the demo objects calculator, clock, echo, kv and session; without authorized_keys, accept ANY client key
     #[arg(long)]
     demo: bool,
     /// Address to listen on (overrides `host`)
@@ -139,11 +139,11 @@ fn startup_notes(
 ) -> String {
     let mut notes = String::new();
     if demo {
-        notes.push_str("--demo: serving the demo objects calculator, echo, kv and clock\n");
+        notes.push_str("--demo: serving the demo objects calculator, clock, echo, kv and session\n");
     } else {
         notes.push_str(
             "serving only the built-in `sigil` object (ping, objects); \
-             --demo adds the demo objects calculator, echo, kv and clock\n",
+             --demo adds the demo objects calculator, clock, echo, kv and session\n",
         );
     }
     if demo_allows_any {
