@@ -194,7 +194,8 @@ impl ServerSettings {
     /// or makes an ephemeral key if none is set (see
     /// [`has_ephemeral_key`](Self::has_ephemeral_key)),
     /// `authorized_keys` / `allow_any_client`, `psk` / `psk_file`,
-    /// `prologue`, the limits and the `tls.*` files.
+    /// `prologue`, the limits, `replay_store` (opened when the server binds:
+    /// a Redis store needs the cargo feature `redis`) and the `tls.*` files.
     ///
     /// With neither `authorized_keys` nor `allow_any_client` no client could
     /// connect, which is an error.
