@@ -139,7 +139,8 @@ fn startup_notes(
 ) -> String {
     let mut notes = String::new();
     if demo {
-        notes.push_str("--demo: serving the demo objects calculator, clock, echo, kv and session\n");
+        notes
+            .push_str("--demo: serving the demo objects calculator, clock, echo, kv and session\n");
     } else {
         notes.push_str(
             "serving only the built-in `sigil` object (ping, objects); \
