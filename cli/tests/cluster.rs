@@ -172,9 +172,12 @@ fn a_cluster_behind_nginx_shares_its_replay_store_and_survives_an_instance() {
         // 3. Redis stopped: new handshakes are busy, on both instances;
         // sessions keep working.
         cluster.redis.stop();
+        let mut tries = 0;
         while metric(metrics["a"], STORE_FAILURES) < 1.0
             || metric(metrics["b"], STORE_FAILURES) < 1.0
         {
+            assert!(tries < 8, "new handshakes did not reach both instances");
+            tries += 1;
             match handshake(&front, &keys[0]).await {
                 Answer::Refused(3) => {}
                 other => panic!("with Redis stopped, a handshake got {other:?}"),
