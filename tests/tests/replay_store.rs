@@ -284,6 +284,37 @@ async fn with_redis_stopped_new_handshakes_are_busy_and_sessions_keep_working() 
     b.shutdown().await;
 }
 
+/// A Redis out of memory under `noeviction` refuses the write: the hello
+/// is refused as busy (the store is full, never evicted into accepting a
+/// replay), and counted as the replay cache's limit, not as a failure.
+#[tokio::test]
+async fn a_full_redis_refuses_hellos_as_busy_and_evicts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path());
+    let client = key();
+    let settings = ServerSettings::new(key(), ClientAuth::Keys(vec![client.public_key()]))
+        .with_replay_store_location(ReplayStoreLocation::parse(&redis.url()).unwrap())
+        .with_metrics_addr("127.0.0.1:0");
+    let server = start(settings, demo_registry()).await;
+    let first = try_connect(&server, &client).await.unwrap();
+    let keys = redis.keys();
+    assert_eq!(redis.command(&["CONFIG", "SET", "maxmemory", "1"]), "+OK");
+    let refused = try_connect(&server, &client).await.unwrap_err();
+    assert_eq!(refused.refusal_code(), Some(3), "{refused}");
+    assert_eq!(redis.keys(), keys, "nothing evicted, nothing added");
+    let (_, scrape) = get(server.metrics_addr().unwrap(), "/metrics").await;
+    let full = r#"sigil_limits_hit_total{limit="replay_cache_capacity"}"#;
+    assert_eq!(value(&scrape, full), 1.0);
+    assert_eq!(value(&scrape, "sigil_replay_store_failures_total"), 0.0);
+    assert_eq!(redis.command(&["CONFIG", "SET", "maxmemory", "0"]), "+OK");
+    let again = try_connect(&server, &client).await.unwrap();
+    for c in [first, again] {
+        let pong: String = c.call("sigil", "ping", ()).await.unwrap();
+        assert_eq!(pong, "pong");
+    }
+    server.shutdown().await;
+}
+
 /// A store that takes connections and never answers: each hello waits
 /// `replay_store_timeout_ms`, then is refused as busy.
 #[tokio::test]

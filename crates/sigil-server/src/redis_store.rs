@@ -8,7 +8,7 @@
 //! 1. the entry's key exists: a replay (code 5);
 //! 2. the principal (client key, or address under `allow_any_client`) holds
 //!    its share of live entries, or is over its rate: busy (code 3);
-//! 3. otherwise `SET key 1 PX ttl` records it, until the hello would be
+//! 3. otherwise `SET key 1 NX PX ttl` records it, until the hello would be
 //!    stale anyway.
 //!
 //! Keys (`sigil/1:hello:…`, `sigil/1:live:…`, `sigil/1:rate:…`) are hashes
@@ -46,21 +46,24 @@ const CHECK_AND_INSERT: &str = r"
 -- KEYS[1] the hello; KEYS[2] the principal's live hellos (a sorted set,
 -- scored by expiry); KEYS[3] the principal's rate (a token bucket).
 -- ARGV[1] ttl (ms); ARGV[2] share; ARGV[3] rate (a second); ARGV[4] member.
+-- Reads first, and SET is the first write: Redis refuses a script's
+-- first memory-growing write when it is out of memory (noeviction), and
+-- lets every later one through.
 if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 1)
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[2]) then return 2 end
+if redis.call('ZCOUNT', KEYS[2], now, '+inf') >= tonumber(ARGV[2]) then return 2 end
 local full = tonumber(ARGV[3]) * 1000
 local b = redis.call('HMGET', KEYS[3], 't', 'at')
 local tokens = tonumber(b[1]) or full
 local at = tonumber(b[2]) or now
 tokens = math.min(full, tokens + math.max(0, now - at) * tonumber(ARGV[3]))
 if tokens < 1000 then return 2 end
+redis.call('SET', KEYS[1], 1, 'NX', 'PX', ttl)
 redis.call('HSET', KEYS[3], 't', tokens - 1000, 'at', now)
 redis.call('PEXPIRE', KEYS[3], 1000)
-redis.call('SET', KEYS[1], 1, 'PX', ttl)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 1)
 redis.call('ZADD', KEYS[2], now + ttl, ARGV[4])
 if redis.call('PTTL', KEYS[2]) < ttl then redis.call('PEXPIRE', KEYS[2], ttl) end
 return 0
