@@ -69,6 +69,12 @@ if redis.call('PTTL', KEYS[2]) < ttl then redis.call('PEXPIRE', KEYS[2], ttl) en
 return 0
 ";
 
+/// How much longer than its own clock says an instance keeps an entry:
+/// instances' clocks disagree a little, and an instance whose clock is
+/// behind the one that recorded a hello would take its replay for fresh
+/// for as long as the two disagree. NTP keeps clocks far closer than this.
+pub(crate) const CLOCK_MARGIN_MS: u64 = 5_000;
+
 /// The sizes a Redis store enforces, as the in-memory cache does.
 pub(crate) struct RedisOptions {
     /// Live entries one principal may hold.
@@ -136,7 +142,7 @@ impl RedisStore {
             .key(key("hello", &id[..16]))
             .key(key("live", &who))
             .key(key("rate", &who))
-            .arg(entry.ttl_ms(now_ms))
+            .arg(entry.ttl_ms(now_ms).saturating_add(CLOCK_MARGIN_MS))
             .arg(self.share)
             .arg(self.rate)
             .arg(&id[..16])
