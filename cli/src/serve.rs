@@ -37,6 +37,10 @@ pub(crate) struct ServeArgs {
     /// Port to listen on, 0 for any free port (overrides `port`)
     #[arg(long, value_name = "PORT")]
     port: Option<String>,
+    /// Name this instance: the object `instance` answers it from `name` (which
+    /// of several instances behind a load balancer served a call)
+    #[arg(long, value_name = "NAME")]
+    instance: Option<String>,
     /// Serve the browser demo page from DIR (index.html, app.js, style.css and
     /// the built pkg/); with --demo, the page built into this binary or a built web/ is used
     #[arg(long, value_name = "DIR")]
@@ -60,6 +64,10 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), Failure> {
         demo::register(&mut registry);
     }
     let mut notes = startup_notes(args.demo, demo_allows_any, config, &settings);
+    if let Some(name) = &args.instance {
+        demo::register_instance(&mut registry, name.as_str());
+        let _ = writeln!(notes, "instance.name answers {name:?}");
+    }
     if args.demo && web.is_none() {
         notes.push_str(web::NOT_FOUND);
     }

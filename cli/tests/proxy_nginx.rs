@@ -16,14 +16,14 @@
 mod attack;
 mod common;
 
-use std::net::{Ipv4Addr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::Duration;
 
 use attack::{Target, random_key};
 use common::serve::{Serve, WAIT, dir, free_port, keygen, result};
 use serde_json::{Value, json};
+use sigil_tests::services::Nginx;
 
 /// Where nginx connects to sigil from.
 const NGINX_SOURCE: &str = "127.0.0.5";
@@ -32,37 +32,12 @@ const NGINX_SOURCE: &str = "127.0.0.5";
 /// sets it well above `ping_interval_ms`, the test just above it.
 const NGINX_READ_TIMEOUT: Duration = Duration::from_millis(1500);
 
-/// The nginx binary: on PATH, or where Debian puts it.
-fn nginx_binary() -> PathBuf {
-    for candidate in ["nginx", "/usr/sbin/nginx"] {
-        let runs = Command::new(candidate)
-            .arg("-v")
-            .output()
-            .is_ok_and(|out| out.status.success());
-        if runs {
-            return PathBuf::from(candidate);
-        }
-    }
-    panic!(
-        "`nginx` is not installed or does not run; run `cargo xtask test`, which installs it \
-         (Debian package nginx)"
-    );
-}
-
-/// An nginx in the foreground, killed when dropped.
-struct Nginx {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Nginx {
-    /// Starts nginx with one `server` per `(listen port, sigil port)`.
-    fn start(dir: &Path, routes: &[(u16, u16)]) -> Nginx {
-        let temp = |name: &str| dir.join(name).display().to_string();
-        let mut servers = String::new();
-        for (listen, upstream) in routes {
-            servers.push_str(&format!(
-                "
+/// nginx with one `server` per `(listen port, sigil port)`.
+fn nginx(dir: &Path, routes: &[(u16, u16)]) -> Nginx {
+    let mut servers = String::new();
+    for (listen, upstream) in routes {
+        servers.push_str(&format!(
+            "
     server {{
         listen 127.0.0.1:{listen};
         location /sigil {{
@@ -79,88 +54,11 @@ impl Nginx {
         }}
     }}
 ",
-                read = NGINX_READ_TIMEOUT.as_millis()
-            ));
-        }
-        let conf = format!(
-            "daemon off;
-master_process off;
-worker_processes 1;
-pid {pid};
-error_log {log} info;
-events {{ worker_connections 64; }}
-http {{
-    access_log {access};
-    client_body_temp_path {body};
-    proxy_temp_path {proxy};
-    fastcgi_temp_path {fastcgi};
-    uwsgi_temp_path {uwsgi};
-    scgi_temp_path {scgi};
-    map $http_upgrade $connection_upgrade {{
-        default upgrade;
-        ''      close;
-    }}
-{servers}}}
-",
-            pid = temp("nginx.pid"),
-            log = temp("error.log"),
-            access = temp("access.log"),
-            body = temp("body"),
-            proxy = temp("proxy"),
-            fastcgi = temp("fastcgi"),
-            uwsgi = temp("uwsgi"),
-            scgi = temp("scgi"),
-        );
-        let conf_path = dir.join("nginx.conf");
-        std::fs::write(&conf_path, conf).expect("write nginx.conf");
-        let child = Command::new(nginx_binary())
-            .arg("-p")
-            .arg(dir)
-            .arg("-e")
-            .arg(dir.join("error.log"))
-            .arg("-c")
-            .arg(&conf_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nginx");
-        let mut nginx = Nginx {
-            child,
-            dir: dir.to_owned(),
-        };
-        for (listen, _) in routes {
-            nginx.wait_for(*listen);
-        }
-        nginx
+            read = NGINX_READ_TIMEOUT.as_millis()
+        ));
     }
-
-    /// Waits until nginx listens on `port`.
-    fn wait_for(&mut self, port: u16) {
-        let deadline = Instant::now() + WAIT;
-        while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("nginx exited ({status}):\n{}", self.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nginx did not listen:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    let ports: Vec<u16> = routes.iter().map(|(listen, _)| *listen).collect();
+    Nginx::start(dir, &servers, &ports)
 }
 
 /// `sigil serve --demo` trusting nginx only, with `extra` config lines.
@@ -195,7 +93,7 @@ fn calls_through_nginx_see_the_clients_address_and_pings_keep_quiet_sessions() {
     let quiet = serve(&quiet_dir, "ping_interval_ms = 0\n");
     let (front, quiet_front) = (free_port(), free_port());
     let sigil_port = |s: &Serve| Target::of(s).port;
-    let nginx = Nginx::start(
+    let nginx = nginx(
         d,
         &[
             (front, sigil_port(&pinging)),

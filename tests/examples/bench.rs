@@ -22,6 +22,9 @@
 //!   load, against `accept_hello` on junk hellos in memory (one thread);
 //!   also per CPU-second the server used (Linux: from `/proc`), as the
 //!   attackers share the cores;
+//! - hellos per second over loopback with the in-memory replay store and
+//!   with a shared Redis store (a redis-server the benchmark starts), and
+//!   Redis's memory per hello (see `bench/hellos.rs`);
 //! - refusal timing: the median time `accept_hello` takes to refuse an
 //!   authorised key with a bad tag and an unknown key, and their ratio
 //!   (about 1: both cost one X25519 operation, so timing tells an attacker
@@ -37,6 +40,8 @@
 
 #[path = "bench/flood.rs"]
 mod flood;
+#[path = "bench/hellos.rs"]
+mod hellos;
 #[path = "bench/load.rs"]
 mod load;
 #[path = "bench/memory.rs"]
@@ -569,7 +574,7 @@ fn main() {
     let reps = if quick { 1 } else { REPS };
     let sessions: &[usize] = if quick { &[1_000] } else { &[1_000, 10_000] };
     // `--only SECTION,…`: just those sections (handshake, frames, rpc,
-    // loopback, streams, memory, hostile, refusal), to profile one of them.
+    // loopback, streams, hellos, memory, hostile, refusal), to profile one of them.
     let only: Option<Vec<String>> = args
         .iter()
         .position(|a| a == "--only")
@@ -606,6 +611,9 @@ fn main() {
         if run("loopback") {
             rt.block_on(rpc::handshakes(&servers, 4, reps, floor_us, &mut report));
         }
+    }
+    if run("hellos") {
+        rt.block_on(hellos::hellos());
     }
     if run("memory") {
         rt.block_on(memory::sessions(&setup, &mut report, sessions));

@@ -1,12 +1,16 @@
 //! Cross-crate integration tests for sigil live in `tests/tests/`.
 //!
 //! This library holds what tests share across crates ([`certs`]: TLS
-//! certificates made at run time). It also exists so that every Rust example
+//! certificates made at run time; [`services`]: Redis and nginx, which the
+//! tests start themselves; [`cluster`]: instances behind nginx sharing a
+//! Redis). It also exists so that every Rust example
 //! in the book (`book/src/*.md`) is compiled and run as a doctest by
 //! `cargo test --doc -p sigil-tests`: each chapter is included below as the
 //! documentation of a private item that exists only under `cfg(doctest)`.
 
 pub mod certs;
+pub mod cluster;
+pub mod services;
 
 /// The "Keys and provisioning" chapter.
 #[cfg(doctest)]
@@ -55,3 +59,8 @@ struct BookUsing;
 #[cfg(doctest)]
 #[doc = include_str!("../../book/src/operating.md")]
 struct BookOperating;
+
+/// The "Scaling out" chapter.
+#[cfg(doctest)]
+#[doc = include_str!("../../book/src/scaling.md")]
+struct BookScaling;

@@ -19,7 +19,6 @@ use sigil_core::handshake::{ClientAuth, HandshakeError, RefusalCode};
 use sigil_core::keys::{PublicKey, SecretKey};
 use sigil_core::transport::Session;
 use sigil_server::{HookDecision, RevokedSessions, RunningServer, ServerLimits, ServerSettings};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::MaybeTlsStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -241,33 +240,6 @@ async fn a_changed_file_is_reloaded_without_a_signal() {
         Some(RefusalCode::HandshakeFailed)
     );
     server.shutdown().await;
-}
-
-/// `GET path` from the metrics endpoint: status and body.
-async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    tcp.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    tokio::time::timeout(WAIT, tcp.read_to_string(&mut response))
-        .await
-        .expect("an answer")
-        .unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").expect("a head and a body");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status");
-    (status, body.to_owned())
-}
-
-/// The value of one series (`name{labels}`) in a scrape; 0 if absent.
-fn value(scrape: &str, series: &str) -> f64 {
-    scrape
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .map_or(0.0, |v| v.parse().unwrap())
 }
 
 #[tokio::test]

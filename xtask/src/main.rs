@@ -10,8 +10,8 @@
 //! processes; `child.rs` streams their output and stops them; `setup.rs`
 //! knows what can be installed and how; `test.rs` holds the checks, with the
 //! web build in `web.rs` and the browser tests in `browser.rs`; `results.rs`
-//! reads test runners' summary lines; `demo.rs`, `install.rs`, `bench.rs`
-//! and `fuzz.rs` are the other commands (`fuzz.rs` also gives `test` its fuzz step).
+//! reads test runners' summary lines; `demo.rs`, `cluster.rs`, `install.rs`,
+//! `bench.rs` and `fuzz.rs` are the other commands (`fuzz.rs` also gives `test` its fuzz step).
 //! The supply-chain commands, each also a step of `test`: `deny.rs` (the
 //! cargo-deny policy), `buildtime.rs` (the list of build-time code),
 //! `release.rs` (reproducible release artefacts) and `sbom.rs`; they share
@@ -23,6 +23,7 @@ mod bench;
 mod browser;
 mod buildtime;
 mod child;
+mod cluster;
 mod ctx;
 mod demo;
 mod deny;
@@ -52,6 +53,9 @@ commands:
              `cargo xtask test --help`
   demo       build the browser demo and serve it on http://127.0.0.1:7070/
              (Ctrl-C stops); see `cargo xtask demo --help`
+  cluster    start Redis, two `sigil serve --demo` instances sharing it and
+             nginx balancing between them, on loopback (Ctrl-C stops); see
+             `cargo xtask cluster --help`
   install    install the `sigil` binary with the web demo page built in
              (cargo install); see `cargo xtask install --help`
   bench      [--quick] release build; sigil beside snow, jsonrpsee, a raw echo and Pyro
@@ -78,6 +82,7 @@ fn main() -> ExitCode {
     match command {
         "test" => test::main(rest),
         "demo" => demo::main(rest),
+        "cluster" => cluster::main(rest),
         "install" => install::main(rest),
         "bench" => bench::main(rest),
         "fuzz" => fuzz::main(rest),

@@ -52,13 +52,28 @@ pub(crate) const APT_PACKAGES: &[AptPackage] = &[
         package: "chromium-driver",
         recommends: true,
     },
-    // A reverse proxy in front of `sigil serve` (cli/tests/proxy_nginx.rs),
-    // which runs its own nginx on a loopback port with its own config. (On a
-    // machine with a service manager, the package also starts Debian's
-    // default site on port 80; the tests do not use it.)
+];
+
+/// The servers the tests start themselves, on loopback ports with their
+/// own configs (also what `cargo xtask cluster` runs).
+pub(crate) const SERVICE_PACKAGES: &[AptPackage] = &[
+    // A reverse proxy in front of `sigil serve` (cli/tests/proxy_nginx.rs,
+    // cli/tests/cluster.rs), which runs its own nginx on a loopback port
+    // with its own config. (On a machine with a service manager, the
+    // package also starts Debian's default site on port 80; the tests do
+    // not use it.)
     AptPackage {
         bin: "nginx",
         package: "nginx",
+        recommends: false,
+    },
+    // The shared replay store of the cluster tests (tests/tests/replay_store.rs,
+    // cli/tests/cluster.rs) and `cargo xtask cluster`, which run their own
+    // redis-server on a loopback port. (With a service manager, the
+    // package also starts Debian's own on port 6379; nothing here uses it.)
+    AptPackage {
+        bin: "redis-server",
+        package: "redis-server",
         recommends: false,
     },
 ];
@@ -349,6 +364,13 @@ impl<'a> Setup<'a> {
             let mut cmd = self.apt_get();
             cmd.arg("update");
             self.ctx.run_logged(cmd, "apt-get-update")?;
+            // An install interrupted earlier (a session stopped halfway)
+            // leaves dpkg refusing every other until it is finished; with
+            // nothing pending this does nothing.
+            let mut finish = self.ctx.cmd("dpkg");
+            finish.env("DEBIAN_FRONTEND", "noninteractive");
+            finish.args(["--configure", "-a"]);
+            self.ctx.run_logged(finish, "dpkg-configure")?;
             self.apt_updated = true;
         }
         // One install for the packages without their recommends, one with.

@@ -23,7 +23,7 @@ use crate::deny;
 use crate::fuzz;
 use crate::release;
 use crate::results::{self, Counts};
-use crate::setup::{self, APT_PACKAGES, CargoTool, Locked, Need, Setup, Version};
+use crate::setup::{self, APT_PACKAGES, CargoTool, Locked, Need, SERVICE_PACKAGES, Setup, Version};
 use crate::web;
 
 const HELP: &str = "\
@@ -33,8 +33,8 @@ usage: cargo xtask test [--no-install]
 
 Installs (only when missing): rustup components rustfmt and clippy, the
 wasm32-unknown-unknown target, the Debian packages the tests use (apt-get, as
-root: wireguard-tools, openssl, chromium, chromium-driver, nginx), web/'s npm
-packages (npm ci; node and npm must be there), mdbook 0.5, cargo-audit,
+root: wireguard-tools, openssl, chromium, chromium-driver, nginx, redis-server),
+web/'s npm packages (npm ci; node and npm must be there), mdbook 0.5, cargo-audit,
 cargo-deny 0.20.2, the wasm-bindgen CLI at the version in Cargo.lock, the
 nightly toolchain (minimal profile) and cargo-fuzz. Then runs, stopping at the
 first failure:
@@ -80,6 +80,7 @@ fn needs(ctx: &Ctx) -> Result<Vec<Need>, String> {
         Need::Target("wasm32-unknown-unknown"),
         // Before the slow cargo installs, so a non-root user learns at once.
         Need::Apt(APT_PACKAGES),
+        Need::Apt(SERVICE_PACKAGES),
         Need::Npm("web"),
         Need::Cargo(CargoTool {
             name: "mdbook",

@@ -200,6 +200,18 @@ impl Target {
         config: &ClientConfig,
         extra: &[(&str, &str)],
     ) -> io::Result<(Conn, Answer)> {
+        let (conn, _, answer) = self.handshake_keeping_hello(source, config, extra).await?;
+        Ok((conn, answer))
+    }
+
+    /// [`handshake_with`](Self::handshake_with), also giving message 1 as
+    /// sent (for a replay).
+    pub(crate) async fn handshake_keeping_hello(
+        &self,
+        source: Ipv4Addr,
+        config: &ClientConfig,
+        extra: &[(&str, &str)],
+    ) -> io::Result<(Conn, Vec<u8>, Answer)> {
         let mut conn = self.upgraded_with(source, extra).await?;
         let (handshake, hello) =
             ClientHandshake::start(config, &mut OsRandom, now_ms(), None).expect("a client hello");
@@ -209,7 +221,7 @@ impl Target {
             Err(HandshakeError::Refused(refusal)) => Answer::Refused(refusal.code().as_u16()),
             Err(e) => Answer::Failed(e.to_string()),
         };
-        Ok((conn, answer))
+        Ok((conn, hello, answer))
     }
 
     /// An authenticated session from `source` with `key` (panics unless the
@@ -226,17 +238,31 @@ impl Target {
         key: &SecretKey,
         extra: &[(&str, &str)],
     ) -> RawSession {
+        self.session_and_hello(source, key, extra).await.0
+    }
+
+    /// [`session_with`](Self::session_with), also giving message 1 as sent
+    /// (for a replay).
+    pub(crate) async fn session_and_hello(
+        &self,
+        source: Ipv4Addr,
+        key: &SecretKey,
+        extra: &[(&str, &str)],
+    ) -> (RawSession, Vec<u8>) {
         let config = client_config(key, &self.server_key);
-        let (conn, answer) = self
-            .handshake_with(source, &config, extra)
+        let (conn, hello, answer) = self
+            .handshake_keeping_hello(source, &config, extra)
             .await
             .expect("connect and handshake");
         match answer {
-            Answer::Accepted(session) => RawSession {
-                conn,
-                session: *session,
-                next_id: 1,
-            },
+            Answer::Accepted(session) => (
+                RawSession {
+                    conn,
+                    session: *session,
+                    next_id: 1,
+                },
+                hello,
+            ),
             other => panic!("the handshake from {source} did not complete: {other:?}"),
         }
     }

@@ -11,13 +11,16 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
-use sigil_core::connection::{CallOptions, ClientConnection, SessionLimits, StreamOptions};
-use tokio::sync::{mpsc, oneshot};
+use sigil_core::connection::{CallOptions, SessionLimits, StreamOptions};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use crate::connect::{Keys, Target, establish_pinned};
-use crate::connection::{CallRequest, Command, Connection, Control};
+use crate::connect::Dialer;
+use crate::connection::{CallRequest, Channels, Command, Control};
 use crate::error::ClientError;
 use crate::options::ClientOptions;
+use crate::reconnect::{
+    ConnectionEvent, ConnectionEvents, ConnectionState, EVENTS, SessionSettings, Status, Supervisor,
+};
 use crate::stream::ItemStream;
 
 /// Commands waiting for the connection task before callers wait in turn.
@@ -40,7 +43,11 @@ struct Inner {
     controls: mpsc::UnboundedSender<Control>,
     /// Names calls for cancels (the connection task gives them their ids).
     next_token: AtomicU64,
-    session_hash: [u8; 32],
+    /// The state and session of the connection now.
+    status: watch::Receiver<Status>,
+    /// Never read: new readers are made from it.
+    events: broadcast::Receiver<ConnectionEvent>,
+    /// The first session's.
     server_payload: Option<String>,
 }
 
@@ -67,47 +74,65 @@ impl Client {
             call_timeout,
             stream_window,
             tls,
+            reconnect,
         } = options;
-        let keys = Keys {
-            secret: &secret_key,
-            server_keys: &server_keys,
-            psk: psk.as_ref(),
-            prologue: &prologue,
-        };
-        let target = Target {
-            url,
-            tls: tls.as_ref(),
-            payload: payload.as_deref(),
+        let dialer = Dialer {
+            url: url.to_owned(),
+            secret: secret_key,
+            server_keys,
+            psk,
+            prologue,
+            payload,
             limits,
+            tls,
+            handshake_timeout,
         };
-        let established = tokio::time::timeout(handshake_timeout, establish_pinned(&target, &keys))
-            .await
-            .map_err(|_| ClientError::Timeout)??;
+        let established = dialer.dial().await?;
 
         let session_hash = *established.session.session_hash();
-        let session_limits = SessionLimits {
-            max_message_size: limits.max_message_size,
-            // The server's to enforce (it answers `busy`).
-            max_inflight: usize::MAX,
-            max_streams: usize::MAX,
-            stream_window,
-            call_timeout_ms: u64::try_from(call_timeout.as_millis()).unwrap_or(u64::MAX),
-            idle_timeout_ms: None,
-            // The server pings; the client answers.
-            ping_interval_ms: None,
+        let server_payload = established.server_payload.clone();
+        let session = SessionSettings {
+            limits: SessionLimits {
+                max_message_size: limits.max_message_size,
+                // The server's to enforce (it answers `busy`).
+                max_inflight: usize::MAX,
+                max_streams: usize::MAX,
+                stream_window,
+                call_timeout_ms: u64::try_from(call_timeout.as_millis()).unwrap_or(u64::MAX),
+                idle_timeout_ms: None,
+                // The server pings; the client answers.
+                ping_interval_ms: None,
+            },
+            call_timeout,
         };
-        let conn = ClientConnection::new(established.session, session_limits);
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
         let (controls, control_receiver) = mpsc::unbounded_channel();
-        let connection = Connection::new(established.ws, conn, receiver, control_receiver);
-        tokio::spawn(connection.run());
+        let channels = Channels {
+            commands: receiver,
+            controls: control_receiver,
+        };
+        let connection = session.connection(established, channels, Vec::new());
+        let (status, status_receiver) = watch::channel(Status {
+            state: ConnectionState::Open,
+            session_hash,
+        });
+        let (events, events_receiver) = broadcast::channel(EVENTS);
+        let supervisor = Supervisor {
+            dialer,
+            session,
+            policy: reconnect,
+            status,
+            events,
+        };
+        tokio::spawn(supervisor.run(connection));
         Ok(Client {
             inner: Arc::new(Inner {
                 commands,
                 controls,
                 next_token: AtomicU64::new(1),
-                session_hash,
-                server_payload: established.server_payload,
+                status: status_receiver,
+                events: events_receiver,
+                server_payload,
             }),
         })
     }
@@ -285,18 +310,50 @@ impl Client {
     }
 
     /// The session hash: the same 32 bytes on both ends, unique to this
-    /// session, for channel binding.
+    /// session, for channel binding. A client that reconnects has a new
+    /// session, and a new hash, with each connection.
     pub fn session_hash(&self) -> [u8; 32] {
-        self.inner.session_hash
+        self.inner.status.borrow().session_hash
     }
 
-    /// The server's handshake payload (JSON text), if it sent one.
+    /// The server's handshake payload (JSON text) of the first session, if
+    /// it sent one ([`ConnectionEvent::Open`] has those of later ones).
     pub fn server_payload(&self) -> Option<&str> {
         self.inner.server_payload.as_deref()
     }
 
-    /// Whether the connection has ended (closed, broken, or refused by the
-    /// server); calls then fail with [`ClientError::Connection`].
+    /// Where the connection is now: open, reconnecting (see
+    /// [`ClientOptions::with_reconnect`]), or closed.
+    pub fn state(&self) -> ConnectionState {
+        self.inner.status.borrow().state
+    }
+
+    /// The changes of the connection from now on: reconnection attempts,
+    /// new sessions, and the close.
+    ///
+    /// ```no_run
+    /// # async fn run(client: sigil_client::Client) {
+    /// use sigil_client::ConnectionEvent;
+    /// let mut events = client.events();
+    /// while let Some(event) = events.next().await {
+    ///     match event {
+    ///         ConnectionEvent::Reconnecting { attempt, delay, error } => {
+    ///             eprintln!("connection lost ({error}): attempt {attempt} in {delay:?}");
+    ///         }
+    ///         ConnectionEvent::Open { .. } => eprintln!("connected again"),
+    ///         ConnectionEvent::Closed { error } => eprintln!("closed: {error:?}"),
+    ///         _ => {}
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn events(&self) -> ConnectionEvents {
+        ConnectionEvents::new(self.inner.events.resubscribe())
+    }
+
+    /// Whether the client is closed for good (closed, or broken without
+    /// reconnecting, or given up reconnecting); calls then fail with
+    /// [`ClientError::Connection`].
     pub fn is_closed(&self) -> bool {
         self.inner.commands.is_closed()
     }

@@ -46,11 +46,11 @@ pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Where and how to connect (the parts of the options besides the keys).
-pub(crate) struct Target<'a> {
-    pub(crate) url: &'a str,
-    pub(crate) tls: Option<&'a Arc<rustls::ClientConfig>>,
-    pub(crate) payload: Option<&'a str>,
-    pub(crate) limits: Limits,
+struct Target<'a> {
+    url: &'a str,
+    tls: Option<&'a Arc<rustls::ClientConfig>>,
+    payload: Option<&'a str>,
+    limits: Limits,
 }
 
 /// A connection whose handshake has completed.
@@ -62,11 +62,45 @@ pub(crate) struct Established {
 
 /// The keys of a handshake: ours, and the server's as pinned (several while
 /// the server rotates its key), with the psk and prologue both sides bind in.
-pub(crate) struct Keys<'a> {
-    pub(crate) secret: &'a SecretKey,
-    pub(crate) server_keys: &'a [PublicKey],
-    pub(crate) psk: Option<&'a SymmetricKey>,
-    pub(crate) prologue: &'a [u8],
+struct Keys<'a> {
+    secret: &'a SecretKey,
+    server_keys: &'a [PublicKey],
+    psk: Option<&'a SymmetricKey>,
+    prologue: &'a [u8],
+}
+
+/// Everything a connection is made from, kept to make it again.
+pub(crate) struct Dialer {
+    pub(crate) url: String,
+    pub(crate) secret: SecretKey,
+    pub(crate) server_keys: Vec<PublicKey>,
+    pub(crate) psk: Option<SymmetricKey>,
+    pub(crate) prologue: Vec<u8>,
+    pub(crate) payload: Option<String>,
+    pub(crate) limits: Limits,
+    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
+    pub(crate) handshake_timeout: Duration,
+}
+
+impl Dialer {
+    /// A new connection and handshake, within the handshake timeout.
+    pub(crate) async fn dial(&self) -> Result<Established, ClientError> {
+        let keys = Keys {
+            secret: &self.secret,
+            server_keys: &self.server_keys,
+            psk: self.psk.as_ref(),
+            prologue: &self.prologue,
+        };
+        let target = Target {
+            url: &self.url,
+            tls: self.tls.as_ref(),
+            payload: self.payload.as_deref(),
+            limits: self.limits,
+        };
+        tokio::time::timeout(self.handshake_timeout, establish_pinned(&target, &keys))
+            .await
+            .map_err(|_| ClientError::Timeout)?
+    }
 }
 
 /// [`establish`] with each pinned server key in turn, moving on to the next
@@ -74,7 +108,7 @@ pub(crate) struct Keys<'a> {
 /// a hello made for a key it does not hold. Each key's handshake
 /// configuration (and its static-static X25519) is made only when tried, so
 /// a client whose first key is the server's pays for one.
-pub(crate) async fn establish_pinned(
+async fn establish_pinned(
     target: &Target<'_>,
     keys: &Keys<'_>,
 ) -> Result<Established, ClientError> {

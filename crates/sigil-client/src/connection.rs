@@ -104,6 +104,62 @@ pub(crate) enum Command {
     Close { done: oneshot::Sender<()> },
 }
 
+impl Command {
+    /// The token of the call it makes, if it makes one.
+    pub(crate) fn token(&self) -> Option<u64> {
+        match self {
+            Command::Call { call, .. }
+            | Command::Oneway { call, .. }
+            | Command::Stream { call, .. } => Some(call.token),
+            Command::Close { .. } => None,
+        }
+    }
+
+    /// Answers it with `error`; a `Close` is handed back, to be answered
+    /// once the connection is closed.
+    pub(crate) fn fail(self, error: ClientError) -> Option<oneshot::Sender<()>> {
+        match self {
+            Command::Call { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
+            Command::Oneway { sent, .. } | Command::Stream { opened: sent, .. } => {
+                let _ = sent.send(Err(error));
+            }
+            Command::Close { done } => return Some(done),
+        }
+        None
+    }
+}
+
+/// The callers' side of a client: what every connection of it takes
+/// commands and controls from.
+pub(crate) struct Channels {
+    pub(crate) commands: mpsc::Receiver<Command>,
+    pub(crate) controls: mpsc::UnboundedReceiver<Control>,
+}
+
+impl Channels {
+    /// Refuses new commands and answers those already queued with `error`;
+    /// returns the `Close`s among them.
+    pub(crate) fn close(&mut self, error: impl Fn() -> ClientError) -> Vec<oneshot::Sender<()>> {
+        self.commands.close();
+        let mut done = Vec::new();
+        while let Ok(command) = self.commands.try_recv() {
+            done.extend(command.fail(error()));
+        }
+        done
+    }
+}
+
+/// How a connection ended.
+pub(crate) struct Ended {
+    /// Why, for what waits (`None`: the client closed it, or was dropped).
+    pub(crate) error: Option<ClientError>,
+    /// The callers' channels, still open, when the connection broke and
+    /// the client reconnects; `None` when they are closed.
+    pub(crate) channels: Option<Channels>,
+}
+
 /// What callers say about calls and streams already made.
 pub(crate) enum Control {
     /// The caller of call or stream `token` gave up (dropped it).
@@ -120,6 +176,8 @@ struct End {
     code: CloseCode,
     /// A client waiting in `close`.
     done: Option<oneshot::Sender<()>>,
+    /// The client closed it (or was dropped): nothing to reconnect.
+    deliberate: bool,
 }
 
 impl End {
@@ -128,6 +186,7 @@ impl End {
             reason: reason.into(),
             code,
             done: None,
+            deliberate: false,
         }
     }
 
@@ -175,8 +234,9 @@ impl Writer {
 pub(crate) struct Connection {
     writer: Writer,
     stream: SplitStream<Ws>,
-    commands: mpsc::Receiver<Command>,
-    controls: mpsc::UnboundedReceiver<Control>,
+    channels: Channels,
+    /// Commands that waited for this connection, taken before new ones.
+    backlog: Vec<Command>,
     conn: ClientConnection,
     /// The clock `conn` runs on.
     epoch: Instant,
@@ -191,8 +251,8 @@ impl Connection {
     pub(crate) fn new(
         ws: Ws,
         conn: ClientConnection,
-        commands: mpsc::Receiver<Command>,
-        controls: mpsc::UnboundedReceiver<Control>,
+        channels: Channels,
+        backlog: Vec<Command>,
     ) -> Connection {
         let (sink, stream) = ws.split();
         Connection {
@@ -203,8 +263,8 @@ impl Connection {
                 dirty: false,
             },
             stream,
-            commands,
-            controls,
+            channels,
+            backlog,
             conn,
             epoch: Instant::now(),
             replies: HashMap::new(),
@@ -216,9 +276,25 @@ impl Connection {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Runs the connection until it ends, then closes it.
-    pub(crate) async fn run(mut self) {
+    /// Runs the connection until it ends, then closes it. With `keep`, a
+    /// connection that broke hands the callers' channels back open (to a
+    /// client that reconnects); otherwise they are closed.
+    pub(crate) async fn run(mut self, keep: bool) -> Ended {
+        // What waited for this connection goes first; after a close among
+        // it, the rest is answered by `finish`.
+        let mut end = None;
+        let mut backlog = std::mem::take(&mut self.backlog).into_iter();
+        for command in backlog.by_ref() {
+            if let Err(e) = self.on_command(command) {
+                end = Some(e);
+                break;
+            }
+        }
+        self.backlog = backlog.collect();
         let end = loop {
+            if let Some(end) = end.take() {
+                break end;
+            }
             if let Err(end) = self.drain_machine() {
                 break end;
             }
@@ -243,10 +319,12 @@ impl Connection {
                         break End::new(describe(&e), CloseCode::Normal);
                     }
                 }
-                Some(control) = self.controls.recv() => self.on_control(control),
-                command = self.commands.recv(), if take_commands => {
+                Some(control) = self.channels.controls.recv() => self.on_control(control),
+                command = self.channels.commands.recv(), if take_commands => {
                     let Some(command) = command else {
-                        break End::new("the client was dropped", CloseCode::Normal);
+                        let mut end = End::new("the client was dropped", CloseCode::Normal);
+                        end.deliberate = true;
+                        break end;
                     };
                     if let Err(end) = self.on_command(command) {
                         break end;
@@ -263,7 +341,7 @@ impl Connection {
                 }
             }
         };
-        self.finish(end).await;
+        self.finish(end, keep).await
     }
 
     /// Moves the machine's frames to the outbox and its outcomes to the
@@ -313,7 +391,7 @@ impl Connection {
     /// Takes the commands that are already waiting (at most [`BATCH`]).
     fn take_ready_commands(&mut self) -> Result<(), End> {
         for _ in 0..BATCH {
-            match self.commands.try_recv() {
+            match self.channels.commands.try_recv() {
                 Ok(command) => self.on_command(command)?,
                 Err(_) => break,
             }
@@ -372,7 +450,7 @@ impl Connection {
     fn on_command(&mut self, command: Command) -> Result<(), End> {
         // Cancels and credit sent before this command go first (they come
         // on their own channel).
-        while let Ok(control) = self.controls.try_recv() {
+        while let Ok(control) = self.channels.controls.try_recv() {
             self.on_control(control);
         }
         match command {
@@ -427,6 +505,7 @@ impl Connection {
                     reason: "the connection was closed by the client".into(),
                     code: CloseCode::Normal,
                     done: Some(done),
+                    deliberate: true,
                 });
             }
         }
@@ -434,8 +513,9 @@ impl Connection {
     }
 
     /// Fails everything still waiting, then closes the WebSocket (bounded by
-    /// [`CLOSE_TIMEOUT`]).
-    async fn finish(mut self, end: End) {
+    /// [`CLOSE_TIMEOUT`]). With `keep`, a connection that broke leaves the
+    /// callers' channels open, and hands them back.
+    async fn finish(mut self, end: End, keep: bool) -> Ended {
         tracing::debug!(reason = %end.reason, "sigil connection ends");
         let error = || ClientError::connection(end.reason.clone());
         self.conn.handle_close(CloseReason::Local);
@@ -450,19 +530,14 @@ impl Connection {
         for ack in self.writer.unflushed.drain(..) {
             let _ = ack.send(Err(error()));
         }
-        // Refuse new commands, and answer those already queued.
-        self.commands.close();
         let mut done = Vec::from_iter(end.done);
-        while let Ok(command) = self.commands.try_recv() {
-            match command {
-                Command::Call { reply, .. } => {
-                    let _ = reply.send(Err(error()));
-                }
-                Command::Oneway { sent, .. } | Command::Stream { opened: sent, .. } => {
-                    let _ = sent.send(Err(error()));
-                }
-                Command::Close { done: d } => done.push(d),
-            }
+        for command in self.backlog.drain(..) {
+            done.extend(command.fail(error()));
+        }
+        let keep = keep && !end.deliberate;
+        if !keep {
+            // Refuse new commands, and answer those already queued.
+            done.extend(self.channels.close(error));
         }
 
         let close = CloseFrame {
@@ -480,6 +555,10 @@ impl Connection {
         .await;
         for d in done {
             let _ = d.send(());
+        }
+        Ended {
+            error: (!end.deliberate).then(|| ClientError::connection(end.reason)),
+            channels: keep.then_some(self.channels),
         }
     }
 }

@@ -7,6 +7,12 @@
 //! flight at once, from any number of tasks sharing clones of the
 //! [`Client`].
 //!
+//! A client may reconnect when its connection breaks (an instance behind a
+//! load balancer went away): [`ClientOptions::with_reconnect`], with
+//! backoff and jitter, a fresh handshake each time, and
+//! [`Client::events`] to follow it. Calls in flight at the break fail and
+//! are never sent again.
+//!
 //! This crate is a thin adapter: the handshake, the frames and the RPC
 //! messages are `sigil_core`'s. One task per connection owns the socket and
 //! the session keys; callers talk to it over a channel.
@@ -59,6 +65,7 @@ mod connect;
 mod connection;
 mod error;
 mod options;
+mod reconnect;
 mod stream;
 mod tls;
 
@@ -68,7 +75,9 @@ pub use error::{ClientError, ConnectError};
 pub use options::{
     ClientOptions, DEFAULT_CALL_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_STREAM_WINDOW,
 };
+pub use reconnect::{ConnectionEvent, ConnectionEvents, ConnectionState};
 pub use sigil_core::connection::StreamOptions;
+pub use sigil_core::reconnect::ReconnectPolicy;
 pub use stream::ItemStream;
 pub use tls::{CertificateCheck, ClientTls, ServerCertificate, tls_config};
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use sigil_core::config::Config;
 use sigil_core::handshake::Limits;
 use sigil_core::keyfile;
+use sigil_core::reconnect::ReconnectPolicy;
 use sigil_core::{PublicKey, SecretKey, SymmetricKey};
 
 use crate::error::ClientError;
@@ -37,6 +38,7 @@ pub struct ClientOptions {
     pub(crate) call_timeout: Duration,
     pub(crate) stream_window: u32,
     pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
+    pub(crate) reconnect: Option<ReconnectPolicy>,
 }
 
 impl ClientOptions {
@@ -57,7 +59,28 @@ impl ClientOptions {
             call_timeout: DEFAULT_CALL_TIMEOUT,
             stream_window: DEFAULT_STREAM_WINDOW,
             tls: None,
+            reconnect: None,
         }
+    }
+
+    /// Reconnects when the connection breaks (off by default): after a
+    /// delay that doubles with each attempt, with jitter, a new connection
+    /// and a fresh handshake, up to `policy.max_attempts` times before the
+    /// client closes for good. [`Client::events`](crate::Client::events)
+    /// reports each change.
+    ///
+    /// Calls in flight when the connection broke fail with
+    /// [`ClientError::Connection`] and are not sent again (the server may
+    /// have run them); streams in flight end with that error, and may be
+    /// opened again. Calls made while the client reconnects wait for the
+    /// new connection, each within its own deadline. A refusal that will
+    /// not change by trying again (code 1, 2 or 4, a server whose answer
+    /// does not authenticate, a TLS or configuration error) stops the
+    /// attempts at once. The first connection is not retried:
+    /// [`Client::connect`](crate::Client::connect) reports its failure.
+    pub fn with_reconnect(mut self, policy: ReconnectPolicy) -> ClientOptions {
+        self.reconnect = Some(policy);
+        self
     }
 
     /// Sets the deadline of every call that does not set its own (see

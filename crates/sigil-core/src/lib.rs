@@ -18,6 +18,7 @@ pub mod keyfile;
 pub mod keys;
 pub mod limit;
 pub mod rand;
+pub mod reconnect;
 pub mod replay;
 pub mod rpc;
 pub mod transport;

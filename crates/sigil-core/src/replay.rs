@@ -43,6 +43,7 @@ use crate::limit::TokenBucket;
 
 /// What the replay check says of a hello.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ReplayVerdict {
     /// Not seen before: it has now been recorded.
     Fresh,
@@ -53,6 +54,53 @@ pub enum ReplayVerdict {
     /// This principal is over its rate or its share of the cache: refuse as
     /// busy (code 3).
     OverQuota,
+    /// The store could not be asked, or did not answer in time: refuse as
+    /// busy (code 3). A store shared over the network fails closed.
+    Unavailable,
+}
+
+/// One hello as a replay store records it: the server key it was made for
+/// (the one that verified, of a server's keys), the client's static and
+/// ephemeral keys, its timestamp, and the time until which a replay of it
+/// would still be fresh (`timestamp + max_clock_skew_ms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayEntry {
+    /// The server key the hello was made for.
+    pub server_key: PublicKey,
+    /// The client's static key (authenticated).
+    pub client_key: PublicKey,
+    /// The client's ephemeral key `EC`: what a replay repeats.
+    pub client_ephemeral: PublicKey,
+    /// The client's timestamp (milliseconds since the Unix epoch).
+    pub timestamp_ms: u64,
+    /// Until when the entry must be kept (milliseconds since the Unix
+    /// epoch): after it, the same hello is refused as stale anyway.
+    pub expires_ms: u64,
+}
+
+impl ReplayEntry {
+    /// The entry's name in a store that many servers share:
+    /// `H("sigil/1 replay" || S || C || EC)`. It binds the server key, so
+    /// servers of different services (different keys) can share one store
+    /// without their entries meeting, while every server that holds the
+    /// same key sees the same name for the same hello.
+    pub fn id(&self) -> [u8; 32] {
+        use sha2::{Digest as _, Sha256};
+        Sha256::new()
+            .chain_update(b"sigil/1 replay")
+            .chain_update(self.server_key.as_bytes())
+            .chain_update(self.client_key.as_bytes())
+            .chain_update(self.client_ephemeral.as_bytes())
+            .finalize()
+            .into()
+    }
+
+    /// How long from `now_ms` the entry must still be kept, in
+    /// milliseconds: through `expires_ms` itself, when a replay would still
+    /// be fresh (so at least 1).
+    pub fn ttl_ms(&self, now_ms: u64) -> u64 {
+        self.expires_ms.saturating_sub(now_ms).saturating_add(1)
+    }
 }
 
 /// Anything that can tell fresh ephemeral keys from replayed ones.

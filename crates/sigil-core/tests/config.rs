@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use sigil_core::config::{
-    Config, ConfigError, IgnoreReason, KEYS, LogLevel, Origin, REDACTED, RevokedSessions,
-    parse_authorized_keys,
+    Config, ConfigError, IgnoreReason, KEYS, LogLevel, Origin, REDACTED, ReplayStoreLocation,
+    RevokedSessions, parse_authorized_keys,
 };
 use sigil_core::{PublicKey, SymmetricKey};
 
@@ -78,6 +78,8 @@ fn defaults() -> Result<(), ConfigError> {
     assert_eq!(c.stream_window.value, 16);
     assert_eq!(c.max_clock_skew_ms.value, 60_000);
     assert_eq!(c.replay_cache_capacity.value, 262_144);
+    assert_eq!(c.replay_store.value, ReplayStoreLocation::Memory);
+    assert_eq!(c.replay_store_timeout_ms.value, 250);
     assert_eq!(c.write_timeout_ms.value, 10_000);
     assert_eq!(c.call_timeout_ms.value, 30_000);
     assert_eq!(c.max_pending_handshakes.value, 256);
@@ -793,6 +795,53 @@ fn psk_from_every_layer_is_redacted() -> Result<(), ConfigError> {
         .find(|e| e.key == "psk")
         .unwrap();
     assert_eq!(unset.display_value, "(unset)");
+    Ok(())
+}
+
+/// A Redis URL may hold a password: it is shown with its user
+/// information redacted, from every layer, and an error about it never
+/// shows it.
+#[test]
+fn replay_store_passwords_are_redacted() -> Result<(), ConfigError> {
+    let url = "redis://app:hunter2@10.0.0.7:6380/3";
+    let file = format!("replay_store = \"{url}\"\n");
+    for builder in [
+        Config::builder().file("sigil.toml", &file),
+        Config::builder().env(env(&[("SIGIL_REPLAY_STORE", url)])),
+        Config::builder().set("replay_store", url, "code")?,
+    ] {
+        let resolved = builder.build()?;
+        let c = &resolved.config;
+        let ReplayStoreLocation::Redis(redis) = &c.replay_store.value else {
+            panic!("not a Redis store");
+        };
+        assert_eq!(redis.dangerous_as_str(), url);
+        let entry = c
+            .entries()
+            .into_iter()
+            .find(|e| e.key == "replay_store")
+            .unwrap();
+        assert_eq!(
+            entry.to_string(),
+            "replay_store = \"redis://<redacted>@10.0.0.7:6380/3\""
+        );
+        for shown in [format!("{c:?}"), format!("{resolved:?}")] {
+            assert!(!shown.contains("hunter2"), "{shown}");
+        }
+    }
+    for bad in ["rediss://:hunter2@host", "redis://:hunter2@", "hunter2"] {
+        let errors = [
+            file_err(&format!("replay_store = \"{bad}\"\n")),
+            env_err(&[("SIGIL_REPLAY_STORE", bad)]),
+        ];
+        for err in errors {
+            let shown = err.to_string();
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(shown.contains("`replay_store`"), "{shown}");
+        }
+    }
+    let err = env_err(&[("SIGIL_REPLAY_STORE_TIMEOUT_MS", "0")]);
+    assert!(err.to_string().contains("from 1 to 60000"), "{err}");
     Ok(())
 }
 

@@ -7,11 +7,11 @@ use proptest::prelude::*;
 use sha2::{Digest, Sha256};
 use sigil_core::handshake::{
     ClientAuth, ClientConfig, ClientHandshake, HandshakeError, Limits, Refusal, RefusalCode,
-    RefusalDetail, ServerConfig, accept_hello,
+    RefusalDetail, ServerConfig, accept_hello, verify_hello,
 };
 use sigil_core::keys::{SecretKey, SymmetricKey};
 use sigil_core::rand::{RandomError, RandomSource};
-use sigil_core::replay::ReplayCache;
+use sigil_core::replay::{ReplayCache, ReplayEntry, ReplayVerdict};
 use sigil_core::transport::{FrameError, Session};
 
 /// A deterministic random source for tests: SHA-256 of a seed and a counter.
@@ -88,6 +88,14 @@ impl Pair {
             Ok(_) => panic!("hello was accepted"),
         }
     }
+}
+
+/// The secret key of the client of `Pair::new(seed)` (the second key its
+/// random source makes).
+fn client_secret(seed: u64) -> SecretKey {
+    let mut rng = TestRng(seed, 0);
+    SecretKey::generate(&mut rng).unwrap();
+    SecretKey::generate(&mut rng).unwrap()
 }
 
 /// A second handle on the same secret key.
@@ -361,6 +369,111 @@ fn fail_replayed_hello_is_code_5() {
     // Once outside the window it is stale instead, never accepted.
     p.now = T0 + 60_001;
     assert_eq!(p.refusal(&msg1).detail(), RefusalDetail::ClockSkew);
+}
+
+/// A store that answers later (shared by several servers) checks the
+/// hello in two steps: the verified hello names its entry, and only the
+/// store's verdict turns it into a ClientHello or a refusal.
+#[test]
+fn a_verified_hello_waits_for_the_replay_verdict() {
+    let mut p = Pair::new(15);
+    let (hs, msg1) = p.hello(Some(r#"{"hi":1}"#));
+    let verified = verify_hello(&p.server, p.now, &msg1).unwrap();
+    let entry = *verified.replay_entry();
+    assert_eq!(entry.server_key, p.server.public_key());
+    assert_eq!(entry.client_key, p.client.public_key());
+    assert_eq!(entry.client_ephemeral.as_bytes()[..], msg1[2..34]);
+    assert_eq!(entry.timestamp_ms, p.now);
+    assert_eq!(entry.expires_ms, p.now + 60_000);
+    // Kept through its last fresh millisecond.
+    assert_eq!(entry.ttl_ms(p.now), 60_001);
+    assert_eq!(entry.ttl_ms(p.now + 60_000), 1);
+    // Nothing entered the in-memory cache: the verdict is the store's.
+    assert!(p.replay.is_empty());
+
+    let cases = [
+        (
+            ReplayVerdict::Replayed,
+            RefusalCode::StaleOrReplayed,
+            RefusalDetail::Replayed,
+        ),
+        (
+            ReplayVerdict::Full,
+            RefusalCode::Busy,
+            RefusalDetail::ReplayCacheFull,
+        ),
+        (
+            ReplayVerdict::OverQuota,
+            RefusalCode::Busy,
+            RefusalDetail::OverQuota,
+        ),
+        (
+            ReplayVerdict::Unavailable,
+            RefusalCode::Busy,
+            RefusalDetail::ReplayStoreUnavailable,
+        ),
+    ];
+    for (verdict, code, detail) in cases {
+        let verified = verify_hello(&p.server, p.now, &msg1).unwrap();
+        let Err(r) = verified.with_verdict(verdict) else {
+            panic!("{verdict:?} was accepted");
+        };
+        assert_eq!((r.code(), r.detail()), (code, detail), "{verdict:?}");
+    }
+    let hello = verify_hello(&p.server, p.now, &msg1)
+        .unwrap()
+        .with_verdict(ReplayVerdict::Fresh)
+        .unwrap();
+    assert_eq!(hello.payload(), Some(r#"{"hi":1}"#));
+    let (msg2, server) = hello.accept(&mut p.rng, None).unwrap();
+    let (client, _) = hs.finish(&msg2).unwrap();
+    assert_eq!(client.session_hash(), server.session_hash());
+}
+
+/// The entry's name binds the server key that verified, the client key
+/// and the ephemeral key: two services sharing a store never meet, and a
+/// server rotating its key names a hello by the key it was made for.
+#[test]
+fn replay_entry_ids_bind_the_server_key() {
+    let mut p = Pair::new(16);
+    let extra = SecretKey::generate(&mut p.rng).unwrap();
+    let (first, second) = (p.server.public_key(), extra.public_key());
+    p.server = p_server_with(&mut p, extra);
+    let (_, msg1) = p.hello(None);
+    let entry = *verify_hello(&p.server, p.now, &msg1)
+        .unwrap()
+        .replay_entry();
+    assert_eq!(entry.server_key, first);
+    p.client = ClientConfig::new(client_secret(16), second).unwrap();
+    let (_, msg1) = p.hello(None);
+    let other = *verify_hello(&p.server, p.now, &msg1)
+        .unwrap()
+        .replay_entry();
+    assert_eq!(other.server_key, second);
+
+    let id = entry.id();
+    for changed in [
+        ReplayEntry {
+            server_key: second,
+            ..entry
+        },
+        ReplayEntry {
+            client_key: second,
+            ..entry
+        },
+        ReplayEntry {
+            client_ephemeral: second,
+            ..entry
+        },
+    ] {
+        assert_ne!(changed.id(), id);
+    }
+    // The timestamp is not part of the name: a replay repeats it anyway.
+    let later = ReplayEntry {
+        timestamp_ms: entry.timestamp_ms + 1,
+        ..entry
+    };
+    assert_eq!(later.id(), id);
 }
 
 #[test]

@@ -23,11 +23,10 @@ use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
 use sigil_core::connection::{
     AbortReason, CloseReason, ServerConnection, ServerEvent, SessionLimits, StreamError,
 };
-use sigil_core::handshake::{BUSY_REASON, Refusal, RefusalCode, accept_hello, claimed_client_key};
+use sigil_core::handshake::{BUSY_REASON, Refusal, RefusalCode, claimed_client_key, verify_hello};
 use sigil_core::keys::PublicKey;
 use sigil_core::limit::TokenBucket;
 use sigil_core::rand::OsRandom;
-use sigil_core::replay::{ReplayGuard, ReplayVerdict};
 use sigil_core::rpc::{ErrorCode, RpcError};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
@@ -39,7 +38,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Error as WsError, Message};
 use tracing::{debug, info};
 
-use crate::budget::{AddrBucket, Tracked};
+use crate::budget::Tracked;
 use crate::logs::Level;
 use crate::metrics::{Handshake, Limit, outcome_of};
 use crate::preauth::ReadBudget;
@@ -53,31 +52,6 @@ fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// The replay cache as one connection uses it: locked for the
-/// check-and-insert only, with the client's address as the principal under
-/// allow_any_client (where keys cost nothing to make) and its key otherwise.
-struct SharedReplay<'a> {
-    shared: &'a Shared,
-    addr: Option<AddrBucket>,
-}
-
-impl ReplayGuard for SharedReplay<'_> {
-    fn check_and_insert(
-        &mut self,
-        client: &PublicKey,
-        ephemeral: &PublicKey,
-        timestamp_ms: u64,
-        now_ms: u64,
-    ) -> ReplayVerdict {
-        let principal: &[u8] = match &self.addr {
-            Some(addr) => addr.as_bytes(),
-            None => client.as_bytes(),
-        };
-        let mut cache = self.shared.replay.lock().unwrap_or_else(|e| e.into_inner());
-        cache.check_and_insert_for(principal, ephemeral, timestamp_ms, now_ms)
-    }
 }
 
 /// A session being served: a future of its own on the heap, sized for
@@ -162,12 +136,10 @@ async fn handshake<S>(
         .closes_revoked()
         .then(|| shared.clients.watch());
     let authorized = shared.clients.current();
-    let checked = {
-        let mut replay = SharedReplay {
-            shared: &shared,
-            addr: shared.allow_any.then(|| AddrBucket::of(peer.ip())),
-        };
-        accept_hello(&authorized.core, &mut replay, now_ms(), &hello)
+    // The core checks the hello, the replay store says whether it is fresh.
+    let checked = match verify_hello(&authorized.core, now_ms(), &hello) {
+        Ok(verified) => shared.replay.check(verified, peer, now_ms()).await,
+        Err(refusal) => Err(refusal),
     };
     let client_hello = match checked {
         Ok(h) => h,

@@ -35,6 +35,16 @@ pub const REPEAT_MAX_ITEMS: u64 = 100_000;
 /// to the current value.
 const KV_CHANGES_QUEUE: usize = 256;
 
+/// Registers `instance`, whose `name` answers `name`: several instances
+/// behind one load balancer say which of them served a call (`sigil serve
+/// --instance NAME`).
+pub fn register_instance(registry: &mut Registry, name: impl Into<String>) {
+    let name: String = name.into();
+    registry
+        .object("instance")
+        .method("name", move |_: NoArgs| Ok(name.clone()));
+}
+
 /// Registers `calculator` (`add`, `sub`, `mul`, `div`), `echo` (`echo`;
 /// `repeat(value, n)`: a stream of n copies of the value, as fast as the
 /// client takes them, n at most 100,000),

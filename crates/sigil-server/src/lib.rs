@@ -33,8 +33,11 @@ mod metrics;
 mod operating;
 mod preauth;
 mod proxy;
+#[cfg(feature = "redis")]
+mod redis_store;
 mod registry;
 mod reload;
+mod replay_store;
 mod server;
 mod settings;
 mod static_files;
@@ -44,6 +47,7 @@ pub use registry::{
     BUILTIN_OBJECT, CallContext, NoArgs, ObjectBuilder, Registry, RegistryError, StateBuilder,
 };
 pub use reload::{KeyChanges, ReloadError, Reloaded};
+pub use replay_store::{MemoryStore, ReplayStore, StoreFuture};
 pub use server::{ENDPOINT, RunningServer, SUBPROTOCOL, Server};
 pub use settings::{HandshakeInfo, Hook, HookDecision, ServerLimits, ServerSettings, SetupError};
 pub use sigil_core::rpc::{ErrorCode, RpcError};
@@ -52,7 +56,8 @@ pub use static_files::StaticFiles;
 // What a server program needs besides this crate's own types, so that it
 // imports from one crate: keys, the client policy, the random source for
 // keys, the configuration and the handshake limits.
-pub use sigil_core::config::{AuthorizedKey, Config, IpNet, RevokedSessions};
+pub use sigil_core::config::{AuthorizedKey, Config, IpNet, ReplayStoreLocation, RevokedSessions};
 pub use sigil_core::handshake::{ClientAuth, Limits};
+pub use sigil_core::replay::{ReplayEntry, ReplayVerdict};
 pub use sigil_core::{OsRandom, PublicKey, SecretKey, SymmetricKey};
 pub use tls::{PeerCertificate, TlsSettings};

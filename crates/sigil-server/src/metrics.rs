@@ -107,6 +107,7 @@ struct Inner {
     sent: Counter,
     reloads: Family<Two, Counter>,
     revoked: Counter,
+    replay_store_failures: Counter,
 }
 
 /// A limit that was reached, by its config key (or a fixed rule's name).
@@ -252,6 +253,11 @@ impl Metrics {
             "revoked_sessions_closed",
             "Sessions closed because their key left authorized_keys",
         );
+        let replay_store_failures = add(
+            r,
+            "replay_store_failures",
+            "Hellos refused as busy because the replay store could not be asked, failed, or did not answer within replay_store_timeout_ms",
+        );
         // Every series of a fixed label set shows from the start, at 0, so
         // that rates and alerts need no special case for "never happened".
         let fixed: [(&Family<One, Counter>, &'static str, &[&'static str]); 3] = [
@@ -306,6 +312,7 @@ impl Metrics {
             sent,
             reloads,
             revoked,
+            replay_store_failures,
         })))
     }
 
@@ -345,6 +352,9 @@ impl Metrics {
         };
         if let Some(limit) = limit {
             m.limit(limit);
+        }
+        if refusal.detail() == RefusalDetail::ReplayStoreUnavailable {
+            m.replay_store_failures.inc();
         }
     }
 

@@ -13,7 +13,6 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use sigil_core::config::AuthorizedKey;
 use sigil_core::handshake::{ClientAuth, HELLO1_FIXED, ServerConfig, TAG_LEN};
 use sigil_core::keys::PublicKey;
-use sigil_core::replay::ReplayCache;
 use sigil_core::transport::FRAME_OVERHEAD;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -34,6 +33,7 @@ use crate::preauth::{Budgeted, ReadBudget};
 use crate::proxy::TrustedProxies;
 use crate::registry::Registry;
 use crate::reload::{self, Clients, KeyChanges, ReloadError, Reloaded, Swap, Trigger};
+use crate::replay_store::{Replay, Sizes};
 use crate::settings::{Hook, ServerLimits, ServerSettings, SetupError};
 use crate::static_files::StaticFiles;
 use crate::tls::PeerCertificate;
@@ -64,16 +64,14 @@ const READ_BUFFER: usize = 4 * 1024;
 const WRITE_BUFFER: usize = 64 * 1024;
 
 /// What every connection of one server shares. Nothing here is locked on the
-/// hot path: the replay cache is locked once per handshake, for its
-/// check-and-insert only (no X25519 work under the lock).
+/// hot path: the in-memory replay store is locked once per handshake, for
+/// its check-and-insert only (no X25519 work under the lock).
 pub(crate) struct Shared {
     /// The client policy and the handshake's config, replaced by reloads.
     pub(crate) clients: Clients,
     pub(crate) registry: Registry,
     pub(crate) objects_json: String,
-    pub(crate) replay: Mutex<ReplayCache>,
-    /// Under allow_any_client the replay cache's principal is the address.
-    pub(crate) allow_any: bool,
+    pub(crate) replay: Replay,
     pub(crate) hook: Option<Hook>,
     pub(crate) limits: ServerLimits,
     pub(crate) ws_config: WebSocketConfig,
@@ -198,6 +196,21 @@ impl Server {
             })
             .to_string(),
         );
+        let sizes = Sizes {
+            capacity: limits.replay_cache_capacity,
+            max_clock_skew_ms: s.limits.max_clock_skew_ms,
+            rate: limits.handshake_rate_per_key,
+            timeout: limits.replay_store_timeout,
+        };
+        let replay = Replay::open(s.replay_store, &sizes, allow_any)?;
+        info!("replay store: {}", replay.describe());
+        if !ops.trusted_proxies.is_empty() && !replay.is_shared() {
+            warn!(
+                "behind a proxy with the in-memory replay store: if other instances serve this \
+                 key behind it, a hello replayed to one of them is accepted; give them one \
+                 replay_store (redis://…)"
+            );
+        }
         let http = HttpPolicy::new(
             addr,
             local_addr,
@@ -209,11 +222,7 @@ impl Server {
             clients: Clients::new(core, auth_keys, s.client_names, ops.revoked_sessions),
             registry: self.registry,
             objects_json,
-            replay: Mutex::new(
-                ReplayCache::new(limits.replay_cache_capacity, s.limits.max_clock_skew_ms)
-                    .with_rate(limits.handshake_rate_per_key),
-            ),
-            allow_any,
+            replay,
             hook: s.hook,
             limits,
             ws_config,

@@ -5,13 +5,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sigil_core::config::Config;
+use sigil_core::config::{Config, ReplayStoreLocation};
 use sigil_core::handshake::{ClientAuth, Limits};
 use sigil_core::keyfile::{self, KeyFileError};
 use sigil_core::keys::{PublicKey, SecretKey, SymmetricKey};
 use sigil_core::rand::OsRandom;
 
 use crate::operating::Operating;
+use crate::replay_store::{ReplayStore, StoreChoice};
 use crate::static_files::StaticFiles;
 use crate::tls::{PeerCertificate, TlsSettings};
 
@@ -113,6 +114,9 @@ pub struct ServerLimits {
     /// Authenticated hellos a second per client key (per address under
     /// `allow_any_client`).
     pub handshake_rate_per_key: u32,
+    /// How long a hello waits for the replay store's verdict; without one
+    /// it is refused as busy.
+    pub replay_store_timeout: Duration,
     /// A session that sent and received no frame for this long is sent a
     /// WebSocket ping, so that proxies keep it open (`None`: no pings).
     /// Pings and pongs never count as activity for `idle_timeout`.
@@ -134,6 +138,7 @@ impl Default for ServerLimits {
             replay_cache_capacity: 262_144,
             handshake_rate_per_ip: 20,
             handshake_rate_per_key: 100,
+            replay_store_timeout: Duration::from_millis(250),
             ping_interval: Some(Duration::from_secs(30)),
         }
     }
@@ -157,6 +162,7 @@ pub struct ServerSettings {
     pub(crate) allowed_hosts: Option<Vec<String>>,
     pub(crate) allowed_origins: Option<Vec<String>>,
     pub(crate) client_names: HashMap<PublicKey, String>,
+    pub(crate) replay_store: StoreChoice,
     /// Reloads, metrics, proxies (see `operating`).
     pub(crate) operating: Operating,
 }
@@ -178,6 +184,7 @@ impl ServerSettings {
             allowed_hosts: None,
             allowed_origins: None,
             client_names: HashMap::new(),
+            replay_store: StoreChoice::default(),
             operating: Operating::default(),
         }
     }
@@ -187,7 +194,8 @@ impl ServerSettings {
     /// or makes an ephemeral key if none is set (see
     /// [`has_ephemeral_key`](Self::has_ephemeral_key)),
     /// `authorized_keys` / `allow_any_client`, `psk` / `psk_file`,
-    /// `prologue`, the limits and the `tls.*` files.
+    /// `prologue`, the limits, `replay_store` (opened when the server binds:
+    /// a Redis store needs the cargo feature `redis`) and the `tls.*` files.
     ///
     /// With neither `authorized_keys` nor `allow_any_client` no client could
     /// connect, which is an error.
@@ -260,6 +268,7 @@ impl ServerSettings {
             replay_cache_capacity: clamp_usize(config.replay_cache_capacity.value),
             handshake_rate_per_ip: clamp_u32(config.handshake_rate_per_ip.value),
             handshake_rate_per_key: clamp_u32(config.handshake_rate_per_key.value),
+            replay_store_timeout: Duration::from_millis(config.replay_store_timeout_ms.value),
             ping_interval: (config.ping_interval_ms.value > 0)
                 .then(|| Duration::from_millis(config.ping_interval_ms.value)),
         };
@@ -277,6 +286,7 @@ impl ServerSettings {
             allowed_hosts: config.allowed_hosts.value.clone(),
             allowed_origins: config.allowed_origins.value.clone(),
             client_names,
+            replay_store: StoreChoice::Location(config.replay_store.value.clone()),
             operating: Operating::from_config(config),
         })
     }
@@ -366,6 +376,20 @@ impl ServerSettings {
         names: impl IntoIterator<Item = (PublicKey, String)>,
     ) -> Self {
         self.client_names.extend(names);
+        self
+    }
+
+    /// Keeps the replay cache where `location` says: in memory (the
+    /// default; one instance only), or in a Redis that every instance of
+    /// the service shares (needs the cargo feature `redis`).
+    pub fn with_replay_store_location(mut self, location: ReplayStoreLocation) -> Self {
+        self.replay_store = StoreChoice::Location(location);
+        self
+    }
+
+    /// Keeps the replay cache in the application's own store.
+    pub fn with_replay_store(mut self, store: impl ReplayStore) -> Self {
+        self.replay_store = StoreChoice::Custom(Arc::new(store));
         self
     }
 

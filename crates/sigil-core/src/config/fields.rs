@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 use super::key::Key;
-use super::{Config, IpNet, LogLevel, Origin, REDACTED, RevokedSessions, Setting};
+use super::{
+    Config, IpNet, LogLevel, Origin, REDACTED, ReplayStoreLocation, RevokedSessions, Setting,
+};
 use crate::keys::{PublicKey, SymmetricKey};
 
 /// A field of [`Config`] to write, with the rules its values must follow.
@@ -39,6 +41,8 @@ pub(super) enum Slot<'a> {
     Secret(&'a mut Setting<Option<SymmetricKey>>),
     /// A log level.
     Log(&'a mut Setting<LogLevel>),
+    /// `memory` or a Redis URL (which may hold a password).
+    Store(&'a mut Setting<ReplayStoreLocation>),
     /// A list of IP networks (CIDR); empty by default.
     Networks(&'a mut Setting<Vec<IpNet>>),
     /// An optional listening address, `HOST:PORT` or a port.
@@ -68,6 +72,7 @@ pub(super) enum View<'a> {
     Path(&'a Setting<Option<PathBuf>>),
     Secret(&'a Setting<Option<SymmetricKey>>),
     Log(&'a Setting<LogLevel>),
+    Store(&'a Setting<ReplayStoreLocation>),
     Networks(&'a Setting<Vec<IpNet>>),
     Addr(&'a Setting<Option<String>>),
     Revoked(&'a Setting<RevokedSessions>),
@@ -107,6 +112,8 @@ impl Config {
             Key::StreamWindow => number(&mut self.stream_window, key),
             Key::MaxClockSkewMs => number(&mut self.max_clock_skew_ms, key),
             Key::ReplayCacheCapacity => number(&mut self.replay_cache_capacity, key),
+            Key::ReplayStore => Slot::Store(&mut self.replay_store),
+            Key::ReplayStoreTimeoutMs => number(&mut self.replay_store_timeout_ms, key),
             Key::HandshakeRatePerIp => number(&mut self.handshake_rate_per_ip, key),
             Key::HandshakeRatePerKey => number(&mut self.handshake_rate_per_key, key),
             Key::AllowedHosts => Slot::List(&mut self.allowed_hosts),
@@ -155,6 +162,8 @@ impl Config {
             Key::StreamWindow => View::Number(&self.stream_window),
             Key::MaxClockSkewMs => View::Number(&self.max_clock_skew_ms),
             Key::ReplayCacheCapacity => View::Number(&self.replay_cache_capacity),
+            Key::ReplayStore => View::Store(&self.replay_store),
+            Key::ReplayStoreTimeoutMs => View::Number(&self.replay_store_timeout_ms),
             Key::HandshakeRatePerIp => View::Number(&self.handshake_rate_per_ip),
             Key::HandshakeRatePerKey => View::Number(&self.handshake_rate_per_key),
             Key::AllowedHosts => View::List(&self.allowed_hosts),
@@ -195,6 +204,7 @@ impl View<'_> {
             View::Path(s) => &s.origin,
             View::Secret(s) => &s.origin,
             View::Log(s) => &s.origin,
+            View::Store(s) => &s.origin,
             View::Networks(s) => &s.origin,
             View::Addr(s) => &s.origin,
             View::Revoked(s) => &s.origin,
@@ -242,6 +252,8 @@ impl View<'_> {
                 None => UNSET.to_owned(),
             },
             View::Log(s) => toml_string(s.value.as_str()),
+            // A password in the URL shows as `<redacted>`.
+            View::Store(s) => toml_string(&s.value.redacted()),
             View::Networks(s) => {
                 toml_array(&s.value.iter().map(ToString::to_string).collect::<Vec<_>>())
             }

@@ -32,6 +32,8 @@ pub(super) enum Key {
     StreamWindow,
     MaxClockSkewMs,
     ReplayCacheCapacity,
+    ReplayStore,
+    ReplayStoreTimeoutMs,
     HandshakeRatePerIp,
     HandshakeRatePerKey,
     AllowedHosts,
@@ -55,7 +57,7 @@ pub(super) enum Key {
 impl Key {
     /// Every key, in the order of [`super::Config::entries`]: top-level keys
     /// first, then the `tls` table.
-    pub(super) const ALL: [Key; 42] = [
+    pub(super) const ALL: [Key; 44] = [
         Key::Host,
         Key::Port,
         Key::ServerKey,
@@ -80,6 +82,8 @@ impl Key {
         Key::StreamWindow,
         Key::MaxClockSkewMs,
         Key::ReplayCacheCapacity,
+        Key::ReplayStore,
+        Key::ReplayStoreTimeoutMs,
         Key::HandshakeRatePerIp,
         Key::HandshakeRatePerKey,
         Key::AllowedHosts,
@@ -128,6 +132,8 @@ impl Key {
             Key::StreamWindow => "stream_window",
             Key::MaxClockSkewMs => "max_clock_skew_ms",
             Key::ReplayCacheCapacity => "replay_cache_capacity",
+            Key::ReplayStore => "replay_store",
+            Key::ReplayStoreTimeoutMs => "replay_store_timeout_ms",
             Key::HandshakeRatePerIp => "handshake_rate_per_ip",
             Key::HandshakeRatePerKey => "handshake_rate_per_key",
             Key::AllowedHosts => "allowed_hosts",
@@ -166,6 +172,7 @@ impl Key {
             // 0: timestamps must match the server's clock exactly (tests with a virtual clock).
             Key::MaxClockSkewMs => (0, 600_000),
             Key::ReplayCacheCapacity => (16, 16 * 1024 * 1024),
+            Key::ReplayStoreTimeoutMs => (1, 60_000),
             Key::HandshakeRatePerIp | Key::HandshakeRatePerKey => (1, 1_000_000),
             // 0: no pings.
             Key::PingIntervalMs => (0, 3_600_000),

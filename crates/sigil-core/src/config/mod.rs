@@ -47,6 +47,7 @@ mod file;
 mod key;
 mod net;
 mod origin;
+mod store;
 mod value;
 
 use std::fmt;
@@ -57,6 +58,7 @@ pub use builder::{ConfigBuilder, Resolved};
 pub use error::ConfigError;
 pub use net::{IpNet, IpNetError, RevokedSessions};
 pub use origin::{IgnoreReason, IgnoredEnv, Origin};
+pub use store::{RedisUrl, ReplayStoreLocation};
 
 use crate::keys::{PublicKey, SymmetricKey};
 use key::Key;
@@ -164,6 +166,13 @@ pub struct Config {
     pub max_clock_skew_ms: Setting<u64>,
     /// Entries of the handshake replay cache (`replay_cache_capacity`, default 262144).
     pub replay_cache_capacity: Setting<u64>,
+    /// Where the replay cache lives (`replay_store`, default `memory`: the
+    /// server's own, right for one server only); servers behind one load
+    /// balancer share one, `redis://HOST[:PORT][/DB]`.
+    pub replay_store: Setting<ReplayStoreLocation>,
+    /// How long a hello waits for a shared replay store's answer before it
+    /// is refused as busy (`replay_store_timeout_ms`, default 250).
+    pub replay_store_timeout_ms: Setting<u64>,
     /// Hellos a second from one address, checked before any X25519 work
     /// while more than half of `max_pending_handshakes` are pending
     /// (`handshake_rate_per_ip`, default 20).
@@ -255,6 +264,8 @@ impl Default for Config {
             stream_window: Setting::default_value(16),
             max_clock_skew_ms: Setting::default_value(60_000),
             replay_cache_capacity: Setting::default_value(262_144),
+            replay_store: Setting::default_value(ReplayStoreLocation::Memory),
+            replay_store_timeout_ms: Setting::default_value(250),
             handshake_rate_per_ip: Setting::default_value(20),
             handshake_rate_per_key: Setting::default_value(100),
             allowed_hosts: Setting::default_value(None),

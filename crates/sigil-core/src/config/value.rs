@@ -8,7 +8,9 @@ use toml::de::DeValue;
 use super::fields::Slot;
 use super::key::Key;
 use super::net::listen_addr;
-use super::{Config, ConfigError, IpNet, LogLevel, Origin, RevokedSessions, Setting};
+use super::{
+    Config, ConfigError, IpNet, LogLevel, Origin, ReplayStoreLocation, RevokedSessions, Setting,
+};
 use crate::keys::{PublicKey, SymmetricKey};
 
 /// A value as one layer gives it.
@@ -171,6 +173,10 @@ fn apply(slot: Slot<'_>, input: Input<'_>, origin: Origin) -> Result<(), String>
             let text = string(input, EXPECTED)?;
             let level = LogLevel::from_name(text).ok_or_else(|| format!("expected {EXPECTED}"))?;
             set(setting, level, origin);
+        }
+        Slot::Store(setting) => {
+            let text = string(input, super::store::EXPECTED)?;
+            set(setting, ReplayStoreLocation::parse(text)?, origin);
         }
     }
     Ok(())

@@ -10,7 +10,11 @@
 //!
 //! Server: [`accept_hello`] checks message 1 in the
 //! order of the specification and gives either a [`Refusal`] to send or an
-//! authenticated [`ClientHello`]. The application looks at the client's key
+//! authenticated [`ClientHello`]. A server whose replay store answers
+//! asynchronously (one shared by several servers) splits it in two:
+//! [`verify_hello`] checks everything but the replay and gives a
+//! [`VerifiedHello`], whose replay entry goes to the store and whose
+//! [`with_verdict`](VerifiedHello::with_verdict) takes the store's answer. The application looks at the client's key
 //! and payload (its handshake hook) and calls [`ClientHello::accept`] (message
 //! 2 and the session) or [`ClientHello::refuse`].
 
@@ -23,7 +27,10 @@ pub use client::{AwaitingStaticDh, ClientConfig, ClientHandshake};
 pub use refusal::{
     BUSY_REASON, GENERIC_REASON, MAX_REASON_LEN, Refusal, RefusalCode, RefusalDetail,
 };
-pub use server::{ClientAuth, ClientHello, ServerConfig, accept_hello, claimed_client_key};
+pub use server::{
+    ClientAuth, ClientHello, ServerConfig, VerifiedHello, accept_hello, claimed_client_key,
+    verify_hello,
+};
 
 use crate::keys::KeyError;
 use crate::rand::RandomError;

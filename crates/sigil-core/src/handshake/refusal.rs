@@ -110,6 +110,9 @@ pub enum RefusalDetail {
     Replayed,
     /// The replay cache is full.
     ReplayCacheFull,
+    /// The replay store could not be asked, or did not answer in time (a
+    /// shared store fails closed: no answer is never taken as fresh).
+    ReplayStoreUnavailable,
     /// The client (its key, or its address under `allow_any_client`) is over
     /// its rate or its share of the replay cache.
     OverQuota,

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::keys::{PublicKey, SecretKey, SymmetricKey};
 use crate::rand::RandomSource;
-use crate::replay::{ReplayGuard, ReplayVerdict};
+use crate::replay::{ReplayEntry, ReplayGuard, ReplayVerdict};
 use crate::transport::{Role, Session};
 
 /// Which client keys a server accepts.
@@ -260,12 +260,29 @@ pub struct ClientHello {
 /// The application's hook comes after: [`ClientHello::accept`] or
 /// [`ClientHello::refuse`]. `now_ms` is the current time in milliseconds
 /// since the Unix epoch.
+///
+/// This is [`verify_hello`] (steps 1 to 5) and
+/// [`VerifiedHello::check_replay`] (6 and 7) with a replay guard that
+/// answers at once; a server whose replay store answers later (over the
+/// network) calls the two itself.
 pub fn accept_hello(
     config: &ServerConfig,
     replay: &mut impl ReplayGuard,
     now_ms: u64,
     msg: &[u8],
 ) -> Result<ClientHello, Refusal> {
+    verify_hello(config, now_ms, msg)?.check_replay(replay, now_ms)
+}
+
+/// Steps 1 to 5 of [`accept_hello`]: message 1 is well formed, fresh,
+/// authenticated and from an authorised client. What it gives back is not
+/// yet a [`ClientHello`]: only the replay check's verdict makes it one
+/// ([`VerifiedHello::with_verdict`]), so no server can forget the check.
+pub fn verify_hello(
+    config: &ServerConfig,
+    now_ms: u64,
+    msg: &[u8],
+) -> Result<VerifiedHello, Refusal> {
     if msg.len() < 2 || msg[0] != CLIENT_HELLO {
         return Err(Refusal::generic(RefusalDetail::Malformed));
     }
@@ -327,52 +344,116 @@ pub fn accept_hello(
     };
     t.mix_hash(tag1);
 
-    match replay.check_and_insert(&client_key, &client_ephemeral, timestamp_ms, now_ms) {
-        ReplayVerdict::Fresh => {}
-        ReplayVerdict::Replayed => {
-            return Err(Refusal::new(
-                RefusalCode::StaleOrReplayed,
-                "replayed handshake",
-                RefusalDetail::Replayed,
-            ));
-        }
-        ReplayVerdict::Full => {
-            return Err(Refusal::new(
-                RefusalCode::Busy,
-                BUSY_REASON,
-                RefusalDetail::ReplayCacheFull,
-            ));
-        }
-        ReplayVerdict::OverQuota => {
-            return Err(Refusal::new(
-                RefusalCode::Busy,
-                BUSY_REASON,
-                RefusalDetail::OverQuota,
-            ));
-        }
-    }
+    // Checked now, refused only after the replay check (step 7).
     let payload = &body[HELLO1_FIXED..];
     let payload = if payload.is_empty() {
-        None
+        Ok(None)
     } else if is_json(payload) {
-        Some(String::from_utf8_lossy(payload).into_owned())
+        Ok(Some(String::from_utf8_lossy(payload).into_owned()))
     } else {
-        return Err(Refusal::new(
-            RefusalCode::Rejected,
-            "handshake payload is not valid JSON",
-            RefusalDetail::InvalidPayload,
-        ));
+        Err(())
     };
-    Ok(ClientHello {
-        transcript: t,
-        server_key,
+    Ok(VerifiedHello {
+        entry: ReplayEntry {
+            server_key,
+            client_key,
+            client_ephemeral,
+            timestamp_ms,
+            expires_ms: timestamp_ms.saturating_add(config.limits.max_clock_skew_ms),
+        },
         server_key_index,
-        client_key,
-        client_ephemeral,
-        timestamp_ms,
+        transcript: t,
         payload,
         limits: config.limits,
     })
+}
+
+/// Message 1 as [`verify_hello`] found it: authenticated, from an
+/// authorised client, within the clock-skew window, and waiting for the
+/// replay check. Its [`replay_entry`](Self::replay_entry) is what a replay
+/// store records; its store's verdict makes it a [`ClientHello`]
+/// ([`with_verdict`](Self::with_verdict)), or a refusal.
+#[must_use = "a verified hello goes nowhere until its replay check is done"]
+pub struct VerifiedHello {
+    entry: ReplayEntry,
+    server_key_index: usize,
+    transcript: Transcript,
+    /// `Err`: not one JSON value (refused after the replay check).
+    payload: Result<Option<String>, ()>,
+    limits: Limits,
+}
+
+impl VerifiedHello {
+    /// What the replay check records: the server key the hello was made
+    /// for, the client's key and ephemeral key, its timestamp, and until
+    /// when it must be remembered.
+    pub fn replay_entry(&self) -> &ReplayEntry {
+        &self.entry
+    }
+
+    /// The client's static public key (authenticated).
+    pub fn client_key(&self) -> &PublicKey {
+        &self.entry.client_key
+    }
+
+    /// Steps 6 and 7 of [`accept_hello`], with the replay store's verdict
+    /// on [`replay_entry`](Self::replay_entry): a fresh hello with a valid
+    /// payload becomes a [`ClientHello`]; a replay is refused with code 5,
+    /// a full or unavailable store, or a client over its share, as busy
+    /// (code 3); an invalid payload with code 2.
+    pub fn with_verdict(self, verdict: ReplayVerdict) -> Result<ClientHello, Refusal> {
+        let (code, reason, detail) = match verdict {
+            ReplayVerdict::Fresh => {
+                let payload = self.payload.map_err(|()| {
+                    Refusal::new(
+                        RefusalCode::Rejected,
+                        "handshake payload is not valid JSON",
+                        RefusalDetail::InvalidPayload,
+                    )
+                })?;
+                return Ok(ClientHello {
+                    transcript: self.transcript,
+                    server_key: self.entry.server_key,
+                    server_key_index: self.server_key_index,
+                    client_key: self.entry.client_key,
+                    client_ephemeral: self.entry.client_ephemeral,
+                    timestamp_ms: self.entry.timestamp_ms,
+                    payload,
+                    limits: self.limits,
+                });
+            }
+            ReplayVerdict::Replayed => (
+                RefusalCode::StaleOrReplayed,
+                "replayed handshake",
+                RefusalDetail::Replayed,
+            ),
+            ReplayVerdict::Full => (
+                RefusalCode::Busy,
+                BUSY_REASON,
+                RefusalDetail::ReplayCacheFull,
+            ),
+            ReplayVerdict::OverQuota => (RefusalCode::Busy, BUSY_REASON, RefusalDetail::OverQuota),
+            ReplayVerdict::Unavailable => (
+                RefusalCode::Busy,
+                BUSY_REASON,
+                RefusalDetail::ReplayStoreUnavailable,
+            ),
+        };
+        Err(Refusal::new(code, reason, detail))
+    }
+
+    /// [`with_verdict`](Self::with_verdict) with the verdict of a guard
+    /// that answers at once (the in-memory [`ReplayCache`](crate::replay::ReplayCache)).
+    pub fn check_replay(
+        self,
+        replay: &mut impl ReplayGuard,
+        now_ms: u64,
+    ) -> Result<ClientHello, Refusal> {
+        let e = &self.entry;
+        let verdict =
+            replay.check_and_insert(&e.client_key, &e.client_ephemeral, e.timestamp_ms, now_ms);
+        self.with_verdict(verdict)
+    }
 }
 
 /// Checks `tag1` as made for the server key `key`: the transcript after it,
