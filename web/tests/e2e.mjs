@@ -15,29 +15,14 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { createServer } from "node:http";
 import { randomBytes } from "node:crypto";
-import { readFile, mkdir, access } from "node:fs/promises";
-import { fileURLToPath } from "node:url";
+import { mkdir, access } from "node:fs/promises";
 import path from "node:path";
-import { chromium } from "playwright-core";
+import { WEB, launchChromium, startSigil, startStaticServer } from "./support.mjs";
 
-const WEB = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const ROOT = path.resolve(WEB, "..");
 const ARTIFACTS = process.env.SIGIL_E2E_ARTIFACTS ?? path.join(WEB, "build", "e2e");
-const CHROME_FLAGS = [
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-dev-shm-usage",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 
-let server = null; // the sigil process we started, if any
+let server = null; // the sigil server we started, if any
 let staticServer = null; // the fallback static server, if any
 let browser = null;
 let page = null;
@@ -45,87 +30,6 @@ let wsUrl = "";
 let serverKey = "";
 let pageUrl = "";
 const problems = []; // console errors and page errors (CSP violations show here)
-
-/** Starts `sigil serve --demo --port 0` and reads its url and public key. */
-function startSigil() {
-  const bin = process.env.SIGIL_BIN ?? path.join(ROOT, "target", "debug", "sigil");
-  const child = spawn(bin, ["serve", "--demo", "--no-env", "--host", "127.0.0.1", "--port", "0"], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let out = "";
-  let err = "";
-  child.stderr.on("data", (d) => (err += d));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill();
-      reject(new Error(`sigil serve printed no url within 20 s\nstdout: ${out}\nstderr: ${err}`));
-    }, 20_000);
-    child.on("error", (e) => {
-      clearTimeout(timer);
-      reject(new Error(`cannot start ${bin}: ${e.message} (build it: cargo build -p sigil-cli)`));
-    });
-    child.on("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`sigil serve exited (${code})\nstdout: ${out}\nstderr: ${err}`));
-    });
-    child.stdout.on("data", (d) => {
-      out += d;
-      const url = /^url: (\S+)$/m.exec(out);
-      const key = /^public key: (\S+)$/m.exec(out);
-      if (url && key) {
-        clearTimeout(timer);
-        child.removeAllListeners("exit");
-        resolve({ child, url: url[1], key: key[1] });
-      }
-    });
-  });
-}
-
-const TYPES = {
-  ".html": "text/html; charset=utf-8",
-  ".js": "text/javascript; charset=utf-8",
-  ".css": "text/css; charset=utf-8",
-  ".wasm": "application/wasm",
-  ".json": "application/json",
-  ".ts": "text/plain; charset=utf-8",
-};
-
-/**
- * A static server over web/ with the sigil server's headers and its
- * /server-key answer, for when the sigil server does not serve the page yet.
- */
-function startStaticServer(key) {
-  const srv = createServer(async (req, res) => {
-    const url = new URL(req.url, "http://localhost");
-    const headers = {
-      "Cache-Control": "no-store",
-      "Content-Security-Policy":
-        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self' ws: wss:; " +
-        "img-src 'self' data:; style-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-      "X-Content-Type-Options": "nosniff",
-    };
-    if (url.pathname === "/server-key") {
-      res.writeHead(200, { ...headers, "Content-Type": "application/json" });
-      res.end(JSON.stringify({ public_key: key }));
-      return;
-    }
-    const rel = url.pathname === "/" ? "index.html" : url.pathname.slice(1);
-    const file = path.resolve(WEB, rel);
-    const type = TYPES[path.extname(file)];
-    if (!file.startsWith(WEB + path.sep) || file.includes("node_modules") || !type) {
-      res.writeHead(404).end("not found\n");
-      return;
-    }
-    try {
-      const body = await readFile(file);
-      res.writeHead(200, { ...headers, "Content-Type": type });
-      res.end(body);
-    } catch {
-      res.writeHead(404).end("not found\n");
-    }
-  });
-  return new Promise((resolve) => srv.listen(0, "127.0.0.1", () => resolve(srv)));
-}
 
 async function servesPage(origin) {
   try {
@@ -141,10 +45,9 @@ before(async () => {
     wsUrl = process.env.SIGIL_E2E_WS_URL;
     serverKey = process.env.SIGIL_E2E_SERVER_KEY;
   } else {
-    const started = await startSigil();
-    server = started.child;
-    wsUrl = started.url;
-    serverKey = started.key;
+    server = await startSigil();
+    wsUrl = server.url;
+    serverKey = server.key;
   }
   const origin = wsUrl.replace(/^ws/, "http").replace(/\/sigil$/, "");
   if (process.env.SIGIL_E2E_PAGE) {
@@ -165,11 +68,7 @@ before(async () => {
   }
   console.log(`page ${pageUrl}, sigil server ${wsUrl}`);
 
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    headless: true,
-    args: CHROME_FLAGS,
-  });
+  browser = await launchChromium();
   const context = await browser.newContext({ viewport: { width: 1000, height: 900 } });
   page = await context.newPage();
   page.on("console", (m) => {
@@ -182,10 +81,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   if (staticServer) await new Promise((r) => staticServer.close(r));
-  if (server) {
-    server.kill("SIGTERM");
-    await new Promise((r) => server.once("exit", r));
-  }
+  await server?.stop();
 });
 
 const lastLog = () => page.locator("#log li").last();

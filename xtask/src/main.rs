@@ -21,6 +21,7 @@
 mod args;
 mod bench;
 mod browser;
+mod browser_bench;
 mod buildtime;
 mod child;
 mod ctx;
@@ -55,7 +56,9 @@ commands:
   install    install the `sigil` binary with the web demo page built in
              (cargo install); see `cargo xtask install --help`
   bench      build in release mode and measure handshakes, frames and RPC
-             calls/s (ratios against baselines in the same run)
+             calls/s (ratios against baselines in the same run), then
+             the browser client in headless Chromium
+  bench-browser  only the browser benchmark (init, identity, connect, calls/s)
   fuzz       run the fuzz targets of fuzz/ (cargo-fuzz, nightly), each for
              60 s or --seconds N; see `cargo xtask fuzz --help`
   deny       check the dependency graph against deny.toml (cargo-deny,
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
         "demo" => demo::main(rest),
         "install" => install::main(rest),
         "bench" => bench::main(rest),
+        "bench-browser" => browser_bench::main(rest),
         "fuzz" => fuzz::main(rest),
         "deny" => deny::main(rest),
         "buildtime" => buildtime::main(rest),

@@ -1,0 +1,133 @@
+// What the end-to-end test (tests/e2e.mjs) and the browser benchmark
+// (bench/run.mjs) share: starting `sigil serve --demo`, a static server over
+// web/ with the sigil server's headers, and Debian's Chromium.
+
+import { spawn } from "node:child_process";
+import { createServer } from "node:http";
+import { readFile, writeFile, mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { fileURLToPath } from "node:url";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+export const WEB = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+export const ROOT = path.resolve(WEB, "..");
+
+/** The sigil server's Content-Security-Policy (crates/sigil-server/src/server.rs). */
+export const CSP =
+  "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self' ws: wss:; " +
+  "img-src 'self' data:; style-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+const CHROME_FLAGS = [
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-dev-shm-usage",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+/** Headless Chromium (Debian's, or $CHROMIUM). */
+export function launchChromium() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    headless: true,
+    args: CHROME_FLAGS,
+  });
+}
+
+/**
+ * Starts `BIN serve --demo --no-env --port 0` (with `config`, a TOML text, if
+ * given) and reads its url and public key: `{ child, url, key, stop() }`.
+ */
+export async function startSigil({ bin, config } = {}) {
+  bin ??= process.env.SIGIL_BIN ?? path.join(ROOT, "target", "debug", "sigil");
+  const args = ["serve", "--demo", "--no-env", "--host", "127.0.0.1", "--port", "0"];
+  if (config) {
+    const dir = await mkdtemp(path.join(tmpdir(), "sigil-web-"));
+    const file = path.join(dir, "sigil.toml");
+    await writeFile(file, config);
+    args.push("--config", file);
+  }
+  const child = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  let err = "";
+  child.stderr.on("data", (d) => (err += d));
+  const stop = () =>
+    new Promise((resolve) => {
+      if (child.exitCode !== null) return resolve();
+      child.once("exit", resolve);
+      child.kill("SIGTERM");
+    });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill();
+      reject(new Error(`sigil serve printed no url within 20 s\nstdout: ${out}\nstderr: ${err}`));
+    }, 20_000);
+    child.on("error", (e) => {
+      clearTimeout(timer);
+      reject(new Error(`cannot start ${bin}: ${e.message} (build it: cargo build -p sigil-cli)`));
+    });
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`sigil serve exited (${code})\nstdout: ${out}\nstderr: ${err}`));
+    });
+    child.stdout.on("data", (d) => {
+      out += d;
+      const url = /^url: (\S+)$/m.exec(out);
+      const key = /^public key: (\S+)$/m.exec(out);
+      if (url && key) {
+        clearTimeout(timer);
+        child.removeAllListeners("exit");
+        resolve({ child, url: url[1], key: key[1], stop });
+      }
+    });
+  });
+}
+
+const TYPES = {
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".mjs": "text/javascript; charset=utf-8",
+  ".css": "text/css; charset=utf-8",
+  ".wasm": "application/wasm",
+  ".json": "application/json",
+  ".ts": "text/plain; charset=utf-8",
+};
+
+/**
+ * A static server over web/ on a free loopback port, with the sigil server's
+ * headers (no-store, the strict CSP) and its /server-key answer.
+ */
+export function startStaticServer(key) {
+  const srv = createServer(async (req, res) => {
+    const url = new URL(req.url, "http://localhost");
+    const headers = {
+      "Cache-Control": "no-store",
+      "Content-Security-Policy": CSP,
+      "X-Content-Type-Options": "nosniff",
+    };
+    if (url.pathname === "/server-key") {
+      res.writeHead(200, { ...headers, "Content-Type": "application/json" });
+      res.end(JSON.stringify({ public_key: key }));
+      return;
+    }
+    const rel = url.pathname.endsWith("/") ? `${url.pathname.slice(1)}index.html` : url.pathname.slice(1);
+    const file = path.resolve(WEB, rel);
+    const type = TYPES[path.extname(file)];
+    if (!file.startsWith(WEB + path.sep) || file.includes("node_modules") || !type) {
+      res.writeHead(404).end("not found\n");
+      return;
+    }
+    try {
+      const body = await readFile(file);
+      res.writeHead(200, { ...headers, "Content-Type": type });
+      res.end(body);
+    } catch {
+      res.writeHead(404).end("not found\n");
+    }
+  });
+  return new Promise((resolve) => srv.listen(0, "127.0.0.1", () => resolve(srv)));
+}
