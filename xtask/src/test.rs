@@ -44,7 +44,7 @@ first failure:
   doc        cargo doc, warnings denied
   wasm       sigil-core built for wasm32-unknown-unknown
   web        the browser client built into web/pkg; fails if the gzipped
-             module is over its budget (150 KiB)
+             module is over its budget (100 KiB)
   book       mdbook build
   audit      cargo audit against ../shared/advisory-db
   deny       cargo deny --offline check against deny.toml (crates.io only,

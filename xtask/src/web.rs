@@ -12,8 +12,8 @@ use std::path::Path;
 use crate::ctx::{Ctx, describe, header};
 use crate::results::Counts;
 
-/// The budget for the gzipped module, in bytes (150 KiB).
-pub(crate) const WASM_BUDGET: u64 = 153_600;
+/// The budget for the gzipped module, in bytes (100 KiB).
+pub(crate) const WASM_BUDGET: u64 = 102_400;
 
 /// Where the page's module goes, relative to the workspace root.
 const PKG: &str = "web/pkg";
@@ -25,7 +25,7 @@ pub(crate) struct WasmSize {
 }
 
 impl WasmSize {
-    /// `sigil_wasm_bg.wasm: N bytes, M bytes gzipped (budget 153600)`.
+    /// `sigil_wasm_bg.wasm: N bytes, M bytes gzipped (budget 102400)`.
     pub(crate) fn line(&self) -> String {
         format!(
             "sigil_wasm_bg.wasm: {} bytes, {} bytes gzipped (budget {WASM_BUDGET})",
