@@ -72,6 +72,33 @@ async function windowed(client, window, seconds) {
   return { callsPerSecond: done / ((performance.now() - start) / 1000) };
 }
 
+// The same two loops on a bare WebSocket to an echo server (100-byte
+// binary messages, about the size of a signed calculator.add): what the
+// browser and this machine allow before any sigil code runs.
+async function echo(url, seconds) {
+  const ws = new WebSocket(url);
+  ws.binaryType = "arraybuffer";
+  await new Promise((resolve, reject) => {
+    ws.onopen = resolve;
+    ws.onerror = () => reject(new Error(`no echo server at ${url}`));
+  });
+  const message = new Uint8Array(100);
+  const waiting = [];
+  ws.onmessage = () => waiting.shift()();
+  const socket = {
+    call: () =>
+      new Promise((resolve) => {
+        waiting.push(resolve);
+        ws.send(message);
+      }),
+  };
+  const client = { call: () => socket.call() };
+  await sequential(client, 0.5);
+  const result = { sequential: await sequential(client, seconds), inFlight64: await windowed(client, 64, seconds) };
+  ws.close();
+  return result;
+}
+
 async function run() {
   const url = params.get("url");
   const serverKey = params.get("serverKey");
@@ -101,6 +128,7 @@ async function run() {
   result.sequential = await sequential(client, seconds);
   result.inFlight64 = await windowed(client, 64, seconds);
   client.close();
+  if (params.get("echo")) result.echo = await echo(params.get("echo"), seconds);
   return result;
 }
 

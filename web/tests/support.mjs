@@ -4,6 +4,7 @@
 
 import { spawn } from "node:child_process";
 import { createServer } from "node:http";
+import { createHash } from "node:crypto";
 import { readFile, writeFile, mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { fileURLToPath } from "node:url";
@@ -128,6 +129,54 @@ export function startStaticServer(key) {
     } catch {
       res.writeHead(404).end("not found\n");
     }
+  });
+  return new Promise((resolve) => srv.listen(0, "127.0.0.1", () => resolve(srv)));
+}
+
+/**
+ * A WebSocket echo server on a free loopback port (binary messages come
+ * back as they are): the browser benchmark's reference for what a bare
+ * WebSocket does on this machine, with no sigil code on either side.
+ */
+export function startEchoServer() {
+  const srv = createServer((req, res) => res.writeHead(404).end());
+  srv.on("upgrade", (req, socket) => {
+    const accept = createHash("sha1")
+      .update(req.headers["sec-websocket-key"] + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")
+      .digest("base64");
+    socket.setNoDelay(true);
+    socket.write(
+      `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`,
+    );
+    let buf = Buffer.alloc(0);
+    socket.on("error", () => socket.destroy());
+    socket.on("data", (data) => {
+      buf = Buffer.concat([buf, data]);
+      const out = [];
+      // Client frames: FIN, opcode, masked, 7- or 16-bit length (small messages only).
+      while (buf.length >= 2) {
+        let len = buf[1] & 127;
+        let at = 2;
+        if (len === 126) {
+          if (buf.length < 4) break;
+          len = buf.readUInt16BE(2);
+          at = 4;
+        }
+        if (len === 127 || buf.length < at + 4 + len) break;
+        const mask = buf.subarray(at, at + 4);
+        const payload = Buffer.from(buf.subarray(at + 4, at + 4 + len));
+        for (let i = 0; i < len; i++) payload[i] ^= mask[i & 3];
+        const opcode = buf[0] & 15;
+        buf = buf.subarray(at + 4 + len);
+        if (opcode === 8) {
+          socket.end();
+          return;
+        }
+        if (opcode !== 2) continue;
+        out.push(len < 126 ? Buffer.from([0x82, len]) : Buffer.from([0x82, 126, len >> 8, len & 255]), payload);
+      }
+      if (out.length) socket.write(Buffer.concat(out));
+    });
   });
   return new Promise((resolve) => srv.listen(0, "127.0.0.1", () => resolve(srv)));
 }
