@@ -39,15 +39,23 @@ export function launchChromium() {
   });
 }
 
+/** The sigil binary the tests start: $SIGIL_BIN, or the debug build. */
+export const SIGIL_BIN = process.env.SIGIL_BIN ?? path.join(ROOT, "target", "debug", "sigil");
+
+/** A fresh temporary folder. */
+export function tempDir() {
+  return mkdtemp(path.join(tmpdir(), "sigil-web-"));
+}
+
 /**
- * Starts `BIN serve --demo --no-env --port 0` (with `config`, a TOML text, if
- * given) and reads its url and public key: `{ child, url, key, stop() }`.
+ * Starts `BIN serve --demo --no-env --port PORT` (0: any free port; with
+ * `config`, a TOML text, if given) and reads its url and public key:
+ * `{ child, url, key, port, stop({ kill }) }`.
  */
-export async function startSigil({ bin, config } = {}) {
-  bin ??= process.env.SIGIL_BIN ?? path.join(ROOT, "target", "debug", "sigil");
-  const args = ["serve", "--demo", "--no-env", "--host", "127.0.0.1", "--port", "0"];
+export async function startSigil({ bin = SIGIL_BIN, config, port = 0 } = {}) {
+  const args = ["serve", "--demo", "--no-env", "--host", "127.0.0.1", "--port", String(port)];
   if (config) {
-    const dir = await mkdtemp(path.join(tmpdir(), "sigil-web-"));
+    const dir = await tempDir();
     const file = path.join(dir, "sigil.toml");
     await writeFile(file, config);
     args.push("--config", file);
@@ -56,11 +64,13 @@ export async function startSigil({ bin, config } = {}) {
   let out = "";
   let err = "";
   child.stderr.on("data", (d) => (err += d));
-  const stop = () =>
+  // SIGTERM lets the server wait for its connections to close; `kill`
+  // (SIGKILL) ends it at once, as a crash would.
+  const stop = ({ kill = false } = {}) =>
     new Promise((resolve) => {
-      if (child.exitCode !== null) return resolve();
+      if (child.exitCode !== null || child.signalCode !== null) return resolve();
       child.once("exit", resolve);
-      child.kill("SIGTERM");
+      child.kill(kill ? "SIGKILL" : "SIGTERM");
     });
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -82,7 +92,7 @@ export async function startSigil({ bin, config } = {}) {
       if (url && key) {
         clearTimeout(timer);
         child.removeAllListeners("exit");
-        resolve({ child, url: url[1], key: key[1], stop });
+        resolve({ child, url: url[1], key: key[1], port: Number(new URL(url[1]).port), stop });
       }
     });
   });

@@ -62,7 +62,8 @@ first failure:
              +nightly fuzz; each target counts as one test); see `cargo xtask
              fuzz --help`
   browser    sigil-wasm's tests in headless Chromium, against a demo server
-  e2e        web/tests/e2e.mjs: the demo page as `sigil serve --demo` serves it
+  e2e        web/tests/e2e.mjs: the demo page as `sigil serve --demo` serves it;
+             web/tests/client.mjs: identities, reconnecting to a restarted server
   test       cargo test --workspace
 
 (web/BUILD.md has the same steps as commands to run by hand.)
