@@ -50,7 +50,7 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
         .env("SIGIL_BENCH_DIR", target.join("bench"))
         .status();
     match status {
-        Ok(s) if s.success() => ExitCode::SUCCESS,
+        Ok(s) if s.success() => crate::browser_bench::main(&[]),
         Ok(s) => {
             eprintln!("error: the benchmark failed ({s})");
             ExitCode::FAILURE

@@ -6,7 +6,9 @@
 //!   vectors and protocol tests, and the client's API with connections to the
 //!   server) in headless Chromium through chromedriver;
 //! - `e2e`: `web/tests/e2e.mjs`, the demo page as the server serves it,
-//!   driven by playwright-core.
+//!   driven by playwright-core; and `web/tests/client.mjs`, the client
+//!   against servers it starts, stops and restarts itself (identities a
+//!   server authorises, reconnecting).
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -195,10 +197,11 @@ pub(crate) fn browser_step(ctx: &Ctx, counts: &mut Counts) -> Result<(), String>
     run_counted(tests(&[]), Some(BROWSER_TESTS), results::parse_line, counts)
 }
 
-/// The `e2e` step: `node --test web/tests/e2e.mjs` against a demo server
-/// that must serve the built page itself (`web demo:` in its startup lines,
-/// and `SIGIL_E2E_REQUIRE_SERVED_PAGE=1` so the test does not fall back to a
-/// static server of its own).
+/// The `e2e` step: `node --test web/tests/e2e.mjs web/tests/client.mjs`;
+/// e2e.mjs against a demo server that must serve the built page itself
+/// (`web demo:` in its startup lines, and `SIGIL_E2E_REQUIRE_SERVED_PAGE=1` so
+/// the test does not fall back to a static server of its own), client.mjs
+/// against the servers it starts.
 pub(crate) fn e2e_step(ctx: &Ctx, counts: &mut Counts) -> Result<(), String> {
     build_sigil(ctx)?;
     let server = start_server(ctx, "e2e-server", None)?;
@@ -214,11 +217,16 @@ pub(crate) fn e2e_step(ctx: &Ctx, counts: &mut Counts) -> Result<(), String> {
     let artifacts = ctx.root.join(E2E_ARTIFACTS);
     let started = SystemTime::now();
     let mut cmd = ctx.cmd("node");
-    cmd.args(["--test", "--test-reporter=tap", "web/tests/e2e.mjs"])
-        .env("SIGIL_E2E_WS_URL", &server.url)
-        .env("SIGIL_E2E_SERVER_KEY", &server.key)
-        .env("SIGIL_E2E_REQUIRE_SERVED_PAGE", "1")
-        .env("SIGIL_E2E_ARTIFACTS", &artifacts);
+    cmd.args([
+        "--test",
+        "--test-reporter=tap",
+        "web/tests/e2e.mjs",
+        "web/tests/client.mjs",
+    ])
+    .env("SIGIL_E2E_WS_URL", &server.url)
+    .env("SIGIL_E2E_SERVER_KEY", &server.key)
+    .env("SIGIL_E2E_REQUIRE_SERVED_PAGE", "1")
+    .env("SIGIL_E2E_ARTIFACTS", &artifacts);
     let result = run_counted(header(cmd), Some(E2E_TEST), results::parse_tap_line, counts);
     drop(server);
 

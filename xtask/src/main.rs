@@ -21,6 +21,7 @@
 mod args;
 mod bench;
 mod browser;
+mod browser_bench;
 mod buildtime;
 mod child;
 mod cluster;
@@ -30,6 +31,7 @@ mod deny;
 mod fuzz;
 mod install;
 mod json;
+mod minify;
 mod release;
 mod results;
 mod sbom;
@@ -59,7 +61,9 @@ commands:
   install    install the `sigil` binary with the web demo page built in
              (cargo install); see `cargo xtask install --help`
   bench      [--quick] release build; sigil beside snow, jsonrpsee, a raw echo and Pyro
-             in one run: ratios, min/median/max, target/bench/latest.json
+             in one run: ratios, min/median/max, target/bench/latest.json; then
+             the browser client in headless Chromium
+  bench-browser  only the browser benchmark (init, identity, connect, calls/s)
   fuzz       run the fuzz targets of fuzz/ (cargo-fuzz, nightly), each for
              60 s or --seconds N; see `cargo xtask fuzz --help`
   deny       check the dependency graph against deny.toml (cargo-deny,
@@ -85,6 +89,7 @@ fn main() -> ExitCode {
         "cluster" => cluster::main(rest),
         "install" => install::main(rest),
         "bench" => bench::main(rest),
+        "bench-browser" => browser_bench::main(rest),
         "fuzz" => fuzz::main(rest),
         "deny" => deny::main(rest),
         "buildtime" => buildtime::main(rest),

@@ -44,7 +44,7 @@ first failure:
   doc        cargo doc, warnings denied
   wasm       sigil-core built for wasm32-unknown-unknown
   web        the browser client built into web/pkg; fails if the gzipped
-             module is over its budget (150 KiB)
+             module is over its budget (100 KiB)
   book       mdbook build
   audit      cargo audit against ../shared/advisory-db
   deny       cargo deny --offline check against deny.toml (crates.io only,
@@ -62,7 +62,8 @@ first failure:
              +nightly fuzz; each target counts as one test); see `cargo xtask
              fuzz --help`
   browser    sigil-wasm's tests in headless Chromium, against a demo server
-  e2e        web/tests/e2e.mjs: the demo page as `sigil serve --demo` serves it
+  e2e        web/tests/e2e.mjs: the demo page as `sigil serve --demo` serves it;
+             web/tests/client.mjs: identities, reconnecting to a restarted server
   test       cargo test --workspace
 
 (web/BUILD.md has the same steps as commands to run by hand.)

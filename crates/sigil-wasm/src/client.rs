@@ -1,49 +1,31 @@
-//! `Client`: one sigil/1 connection over a browser WebSocket.
+//! `Client`: one sigil/1 connection over a browser WebSocket (a fresh one
+//! after a break, with `reconnect`).
 //!
-//! The socket's event handlers drive the core's state machines: `open`
-//! sends message 1, the first message finishes the handshake, and from then
-//! on every message goes to sigil-core's `ClientConnection`, which numbers
-//! the calls, matches responses, keeps deadlines and sends cancels. This
-//! file only moves bytes, settles promises and keeps one timer for the
-//! machine's next deadline; `stream.rs` hands streams' items to their
-//! iterators. Time is the browser's clock (`Date.now()`); randomness is
+//! `link.rs` runs the sockets and handshakes; from then on every message
+//! goes to sigil-core's `ClientConnection`, which numbers the calls,
+//! matches responses, keeps deadlines and sends cancels. This file starts
+//! calls, moves what the machine sealed to the socket (`pump`) and settles
+//! promises; `stream.rs` hands streams' items to their iterators. Time is
+//! the browser's clock (`Date.now()`); randomness is
 //! `crypto.getRandomValues`.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
-use js_sys::{ArrayBuffer, Function, JSON, Promise, Uint8Array};
+use js_sys::{Function, JSON, Promise};
 use serde_json::value::RawValue;
-use sigil_core::OsRandom;
-use sigil_core::connection::{
-    CallError, CallOptions, ClientConnection, ClientEvent, CloseReason, SessionLimits,
-};
-use sigil_core::handshake::{ClientHandshake, HandshakeError, Refusal};
+use sigil_core::connection::{CallError, CallOptions, ClientConnection, ClientEvent, CloseReason};
 use sigil_core::rpc::{ErrorCode, RpcError};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{AbortSignal, BinaryType, CloseEvent, MessageEvent, WebSocket};
+use web_sys::{AbortSignal, WebSocket};
 
-use crate::error::{self, CONNECTION_CLOSED, HANDSHAKE_FAILED, PROTOCOL_ERROR, TIMEOUT};
+use crate::error::{self, CONNECTION_CLOSED, PROTOCOL_ERROR};
+use crate::events::State;
+use crate::link::{self, End, Inner, Phase, SUBPROTOCOL, now_ms};
 use crate::options::{self, ConnectOptions};
 use crate::stream::{Buffer, deliver};
-
-/// The WebSocket subprotocol of sigil/1.
-const SUBPROTOCOL: &str = "sigil.v1";
-/// WebSocket close codes a script may send: normal, and a private-use code
-/// for a protocol error (1002 is reserved to the browser).
-const CLOSE_NORMAL: u16 = 1000;
-const CLOSE_PROTOCOL_ERROR: u16 = 4002;
-
-#[wasm_bindgen]
-extern "C" {
-    #[wasm_bindgen(js_name = setTimeout)]
-    fn set_timeout(handler: &Function, ms: u32) -> JsValue;
-    #[wasm_bindgen(js_name = clearTimeout)]
-    fn clear_timeout(id: &JsValue);
-}
 
 /// A promise's two settling functions.
 pub(crate) struct Settle {
@@ -52,17 +34,11 @@ pub(crate) struct Settle {
 }
 
 impl Settle {
-    fn resolve(&self, value: &JsValue) {
-        let _ = self.resolve.call1(&JsValue::UNDEFINED, value);
-    }
-    fn reject(&self, value: &JsValue) {
-        let _ = self.reject.call1(&JsValue::UNDEFINED, value);
-    }
     pub(crate) fn settle(&self, outcome: Result<JsValue, JsValue>) {
-        match outcome {
-            Ok(value) => self.resolve(&value),
-            Err(e) => self.reject(&e),
-        }
+        let _ = match outcome {
+            Ok(value) => self.resolve.call1(&JsValue::UNDEFINED, &value),
+            Err(e) => self.reject.call1(&JsValue::UNDEFINED, &e),
+        };
     }
 }
 
@@ -88,45 +64,6 @@ impl Drop for OnAbort {
     }
 }
 
-pub(crate) enum Phase {
-    /// Waiting for the socket to open.
-    Opening(ConnectOptions),
-    /// Message 1 sent, waiting for message 2 or a refusal.
-    Handshaking(ClientHandshake, u32),
-    /// The session, and its RPC rules.
-    Open(Box<ClientConnection>),
-    /// Ended (also while a handler moves the state out).
-    Ended,
-}
-
-/// The socket's event handlers, kept alive as long as the socket is live.
-struct Handlers {
-    _open: Closure<dyn FnMut()>,
-    _message: Closure<dyn FnMut(MessageEvent)>,
-    _close: Closure<dyn FnMut(CloseEvent)>,
-    _timeout: Closure<dyn FnMut()>,
-}
-
-pub(crate) struct Inner {
-    ws: WebSocket,
-    pub(crate) phase: Phase,
-    ended: bool,
-    timeout_ms: u32,
-    /// The largest frame payload either way.
-    max_message_size: u32,
-    connect: Option<Settle>,
-    /// Calls in flight and streams open in the machine, by id.
-    pub(crate) pending: HashMap<u64, Pending>,
-    session_hash: String,
-    server_payload: JsValue,
-    /// The handshake timer, then the timer for the machine's next deadline.
-    timer: Option<JsValue>,
-    /// The deadline the call timer is set for (re-armed only when it moves).
-    timer_at: Option<u64>,
-    handlers: Option<Handlers>,
-    on_closed: Option<Function>,
-}
-
 /// A call or stream in flight.
 pub(crate) enum Pending {
     /// A call: how to settle its promise, and the abort listener to remove
@@ -138,7 +75,12 @@ pub(crate) enum Pending {
 
 impl Pending {
     /// Settles a call, or ends a stream, with `outcome`.
-    fn settle(self, rc: &Rc<RefCell<Inner>>, id: u64, outcome: Result<JsValue, JsValue>) {
+    pub(crate) fn settle(
+        self,
+        rc: &Rc<RefCell<Inner>>,
+        id: u64,
+        outcome: Result<JsValue, JsValue>,
+    ) {
         match self {
             Pending::Call(settle, abort) => {
                 drop(abort);
@@ -152,25 +94,29 @@ impl Pending {
     }
 }
 
-/// Why a connection ended.
-enum End {
-    /// `close()` was called.
-    ByClient,
-    /// The server refused the handshake.
-    Refused(Refusal),
-    /// A connection error: code and message.
-    Error(&'static str, String),
-}
+/// The calls and streams in flight, by id. Ids grow within a session, so
+/// pushing keeps the list sorted (a `HashMap` costs the module more).
+#[derive(Default)]
+pub(crate) struct InFlight(Vec<(u64, Pending)>);
 
-impl End {
-    fn to_js(&self) -> JsValue {
-        match self {
-            End::ByClient => {
-                error::connection(CONNECTION_CLOSED, "the connection was closed by the client")
-            }
-            End::Refused(r) => error::refused(r),
-            End::Error(code, message) => error::connection(code, message),
-        }
+impl InFlight {
+    pub(crate) fn insert(&mut self, id: u64, p: Pending) {
+        self.0.push((id, p));
+    }
+
+    pub(crate) fn get(&self, id: u64) -> Option<&Pending> {
+        let at = self.0.binary_search_by_key(&id, |e| e.0).ok()?;
+        Some(&self.0[at].1)
+    }
+
+    pub(crate) fn remove(&mut self, id: u64) -> Option<Pending> {
+        let at = self.0.binary_search_by_key(&id, |e| e.0).ok()?;
+        Some(self.0.remove(at).1)
+    }
+
+    /// Everything in flight, taken out.
+    pub(crate) fn take(&mut self) -> Vec<(u64, Pending)> {
+        std::mem::take(&mut self.0)
     }
 }
 
@@ -189,44 +135,38 @@ impl Client {
     /// connected client. Rejects with `SigilRefused` if the server refuses,
     /// or a `SigilConnectionError` (`connection_closed`, `timeout`,
     /// `handshake_failed`); bad options reject with `SigilUsageError`.
+    /// With `reconnect`, a connection that breaks later is made again (see
+    /// `ConnectOptions` in the TypeScript declarations).
     pub async fn connect(
         url: String,
         #[wasm_bindgen(unchecked_param_type = "ConnectOptions")] options: JsValue,
     ) -> Result<Client, JsValue> {
         let options = ConnectOptions::from_js(&options)?;
         let ws = WebSocket::new_with_str(&url, SUBPROTOCOL).map_err(|e| {
-            let detail = e
-                .dyn_ref::<js_sys::Error>()
-                .map(|e| String::from(e.message()))
-                .unwrap_or_default();
             error::usage(
                 error::INVALID_OPTIONS,
-                &format!("cannot open a WebSocket to {url:?}: {detail}"),
+                &format!(
+                    "cannot open a WebSocket to \"{url}\": {}",
+                    crate::agent::message(&e)
+                ),
             )
         })?;
-        ws.set_binary_type(BinaryType::Arraybuffer);
-        let inner = Rc::new(RefCell::new(Inner {
-            ws,
-            timeout_ms: options.timeout_ms,
-            max_message_size: options.config.limits().max_message_size,
-            phase: Phase::Opening(options),
-            ended: false,
-            connect: None,
-            pending: HashMap::new(),
-            session_hash: String::new(),
-            server_payload: JsValue::UNDEFINED,
-            timer: None,
-            timer_at: None,
-            handlers: None,
-            on_closed: None,
-        }));
-        let closed = Promise::new(&mut |resolve, _reject| {
-            inner.borrow_mut().on_closed = Some(resolve);
-        });
-        let done = Promise::new(&mut |resolve, reject| {
-            inner.borrow_mut().connect = Some(Settle { resolve, reject });
-        });
-        install(&inner);
+        let setup = match options.into_setup(url).await {
+            Ok(setup) => setup,
+            Err(e) => {
+                let _ = ws.close();
+                return Err(e);
+            }
+        };
+        let mut on_closed = None;
+        let closed = Promise::new(&mut |resolve, _reject| on_closed = Some(resolve));
+        let mut connect = None;
+        let done = Promise::new(&mut |resolve, reject| connect = Some(Settle { resolve, reject }));
+        let (Some(connect), Some(on_closed)) = (connect, on_closed) else {
+            return Err(JsValue::from_str("Promise executors run at once"));
+        };
+        let inner = Rc::new(RefCell::new(Inner::new(setup, connect, on_closed)));
+        link::start(&inner, ws);
         JsFuture::from(done).await?;
         Ok(Client { inner, closed })
     }
@@ -248,8 +188,11 @@ impl Client {
         #[wasm_bindgen(unchecked_optional_param_type = "CallOptions")] options: JsValue,
     ) -> Promise {
         Promise::new(&mut |resolve, reject| {
-            // On error `start_call` has rejected the promise already.
-            let _ = self.start_call(object, method, &args, &options, Settle { resolve, reject });
+            let settle = Settle { resolve, reject };
+            if let Err(e) = self.start_call(object, method, &args, &options, settle) {
+                // The promise was not registered: reject it here.
+                e.0.settle(Err(e.1));
+            }
         })
     }
 
@@ -266,14 +209,13 @@ impl Client {
             timeout_ms: None,
             oneway: true,
         };
-        self.with_conn(|conn| {
-            conn.call(js_sys::Date::now() as u64, object, method, &*args, options)
-        })
-        .map(|_| ())
+        self.with_conn(|conn| conn.call(now_ms(), object, method, &*args, options))
+            .map(drop)
     }
 
     /// The session hash (hex, 64 characters): the same on both ends and
-    /// unique to this session, for channel binding.
+    /// unique to this session, for channel binding. A new session after a
+    /// reconnect has a new hash.
     #[wasm_bindgen(getter, js_name = sessionHash)]
     pub fn session_hash(&self) -> String {
         self.inner.borrow().session_hash.clone()
@@ -285,28 +227,36 @@ impl Client {
         self.inner.borrow().server_payload.clone()
     }
 
-    /// Whether the connection is still open.
+    /// Whether a session is up (calls go through).
     #[wasm_bindgen(getter, js_name = isOpen)]
     pub fn is_open(&self) -> bool {
-        !self.inner.borrow().ended
+        matches!(self.inner.borrow().phase, Phase::Open(_))
     }
 
-    /// Resolves when the connection ends: to `undefined` after `close()`, or
-    /// to the error that ended it (a `SigilConnectionError`).
+    /// `"connecting"`, `"open"`, `"reconnecting"` or `"closed"`.
+    #[wasm_bindgen(getter, unchecked_return_type = "ClientState")]
+    pub fn state(&self) -> String {
+        self.inner.borrow().state.as_str().to_owned()
+    }
+
+    /// Resolves when the connection ends for good: to `undefined` after
+    /// `close()`, or to the error that ended it (a `SigilConnectionError`;
+    /// with `reconnect`, once the attempts are used up).
     #[wasm_bindgen(getter, unchecked_return_type = "Promise<SigilError | undefined>")]
     pub fn closed(&self) -> Promise {
         self.closed.clone()
     }
 
-    /// Closes the connection. Calls still in flight reject with
-    /// `connection_closed`. Closing twice does nothing.
+    /// Closes the connection (and stops reconnecting). Calls still in
+    /// flight reject with `connection_closed`. Closing twice does nothing.
     pub fn close(&self) {
-        shut(&self.inner, End::ByClient);
+        link::shut(&self.inner, End::ByClient);
     }
 }
 
 impl Client {
-    /// Starts a call with the machine, or rejects at once.
+    /// Starts a call with the machine and registers its promise; on error
+    /// gives the promise back with the error.
     fn start_call(
         &self,
         object: &str,
@@ -314,27 +264,27 @@ impl Client {
         args: &JsValue,
         options: &JsValue,
         settle: Settle,
-    ) -> Result<(), JsValue> {
+    ) -> Result<(), (Settle, JsValue)> {
         let started = args_json(args).and_then(|args| {
-            let (_, timeout_ms, signal) = call_options(options, "call")?;
+            let (timeout_ms, signal) = if options.is_undefined() {
+                (None, None)
+            } else {
+                let (_, timeout_ms, signal) = call_options(options, "call")?;
+                (timeout_ms, signal)
+            };
             let options = CallOptions {
                 timeout_ms,
                 oneway: false,
             };
-            let id = self.with_conn(|conn| {
-                conn.call(js_sys::Date::now() as u64, object, method, &*args, options)
-            })?;
+            let id = self.with_conn(|conn| conn.call(now_ms(), object, method, &*args, options))?;
             Ok((id, signal))
         });
         let (id, signal) = match started {
             Ok(started) => started,
-            Err(e) => {
-                settle.reject(&e);
-                return Err(e);
-            }
+            Err(e) => return Err((settle, e)),
         };
-        let weak = Rc::downgrade(&self.inner);
         let abort = signal.map(|signal| {
+            let weak = Rc::downgrade(&self.inner);
             OnAbort::new(signal, move || {
                 if let Some(rc) = weak.upgrade()
                     && let Some(p) = cancel(&rc, id)
@@ -359,10 +309,13 @@ impl Client {
         let id = {
             let mut s = self.inner.borrow_mut();
             let Phase::Open(conn) = &mut s.phase else {
-                return Err(error::connection(
-                    CONNECTION_CLOSED,
-                    "the connection is closed",
-                ));
+                let why = match s.state {
+                    State::Connecting | State::Reconnecting => {
+                        "the connection is down (reconnecting): calls made now are not queued"
+                    }
+                    State::Open | State::Closed => "the connection is closed",
+                };
+                return Err(error::connection(CONNECTION_CLOSED, why));
             };
             f(conn).map_err(|e| match e {
                 CallError::Invalid(e) => error::rpc(&e),
@@ -415,7 +368,7 @@ pub(crate) fn cancel(rc: &Rc<RefCell<Inner>>, id: u64) -> Option<Pending> {
         if let Phase::Open(conn) = &mut s.phase {
             conn.cancel(id);
         }
-        s.pending.remove(&id)
+        s.pending.remove(id)
     };
     pump(rc);
     pending
@@ -436,21 +389,19 @@ pub(crate) fn pump(rc: &Rc<RefCell<Inner>>) {
         while let Some(event) = conn.poll_event() {
             match event {
                 ClientEvent::Response { id, outcome } => {
-                    if let Some(p) = s.pending.remove(&id) {
-                        let outcome = outcome
-                            .map(|result| JSON::parse(result.get()).unwrap_or(JsValue::UNDEFINED));
+                    if let Some(p) = s.pending.remove(id) {
+                        let outcome = outcome.map(|result| parse(&result));
                         settled.push((id, p, outcome));
                     }
                 }
                 ClientEvent::Item { id, value } => {
-                    if let Some(Pending::Stream(b)) = s.pending.get(&id) {
-                        b.borrow_mut()
-                            .push(JSON::parse(value.get()).unwrap_or(JsValue::UNDEFINED));
+                    if let Some(Pending::Stream(b)) = s.pending.get(id) {
+                        b.borrow_mut().push(parse(&value));
                         streams.push((id, b.clone()));
                     }
                 }
                 ClientEvent::StreamEnd { id, outcome } => {
-                    if let Some(p) = s.pending.remove(&id) {
+                    if let Some(p) = s.pending.remove(id) {
                         settled.push((id, p, outcome.map(|()| JsValue::UNDEFINED)));
                     }
                 }
@@ -458,28 +409,14 @@ pub(crate) fn pump(rc: &Rc<RefCell<Inner>>) {
             }
         }
         while let Some(frame) = conn.poll_transmit() {
-            if s.ws.send_with_u8_array(&frame).is_err() {
+            crate::events::frame(s.setup.on_trace.as_ref(), "out", &frame);
+            if !link::send(&s.ws, &frame) {
                 closed = Some(CloseReason::ConnectionLost);
                 break;
             }
         }
-        let next = conn.poll_timeout();
-        if next != s.timer_at {
-            if let Some(timer) = s.timer.take() {
-                clear_timeout(&timer);
-            }
-            s.timer_at = None;
-        }
-        if let (None, Some(at), Some(handlers)) = (&s.timer, next, &s.handlers) {
-            s.timer_at = Some(at);
-            let wait = at.saturating_sub(js_sys::Date::now() as u64);
-            let wait = u32::try_from(wait)
-                .unwrap_or(i32::MAX as u32)
-                .min(i32::MAX as u32);
-            s.timer = Some(set_timeout(
-                handlers._timeout.as_ref().unchecked_ref(),
-                wait,
-            ));
+        if let Some(at) = conn.poll_timeout() {
+            s.arm(at);
         }
     }
     let weak = Rc::downgrade(rc);
@@ -499,13 +436,18 @@ pub(crate) fn pump(rc: &Rc<RefCell<Inner>>) {
                 format!("the connection closed ({other})"),
             ),
         };
-        shut(rc, end);
+        link::broken(rc, end);
     }
+}
+
+/// A JSON value from the server, as JavaScript.
+fn parse(json: &RawValue) -> JsValue {
+    JSON::parse(json.get()).unwrap_or(JsValue::UNDEFINED)
 }
 
 impl Drop for Client {
     fn drop(&mut self) {
-        shut(&self.inner, End::ByClient);
+        link::shut(&self.inner, End::ByClient);
     }
 }
 
@@ -520,278 +462,9 @@ pub(crate) fn args_json(args: &JsValue) -> Result<Box<RawValue>, JsValue> {
         String::from("[]")
     } else {
         JSON::stringify(args)
-            .map_err(|e| {
-                bad(&e
-                    .dyn_ref::<js_sys::Error>()
-                    .map(|e| String::from(e.message()))
-                    .unwrap_or_default())
-            })?
+            .map_err(|e| bad(&crate::agent::message(&e)))?
             .as_string()
             .ok_or_else(|| bad("not serializable"))?
     };
     RawValue::from_string(text).map_err(|e| bad(&e.to_string()))
-}
-
-/// Sets the socket's handlers and the handshake timer.
-fn install(rc: &Rc<RefCell<Inner>>) {
-    let weak = Rc::downgrade(rc);
-    let with = move |f: fn(&Rc<RefCell<Inner>>)| {
-        let weak = weak.clone();
-        move || {
-            if let Some(rc) = weak.upgrade() {
-                f(&rc);
-            }
-        }
-    };
-    let open = Closure::<dyn FnMut()>::new(with(on_open));
-    let timeout = Closure::<dyn FnMut()>::new(with(on_timeout));
-    let weak = Rc::downgrade(rc);
-    let message = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
-        if let Some(rc) = weak.upgrade() {
-            on_message(&rc, &ev.data());
-        }
-    });
-    let weak = Rc::downgrade(rc);
-    let close = Closure::<dyn FnMut(CloseEvent)>::new(move |ev: CloseEvent| {
-        if let Some(rc) = weak.upgrade() {
-            on_close(&rc, &ev);
-        }
-    });
-    let mut s = rc.borrow_mut();
-    s.ws.set_onopen(Some(open.as_ref().unchecked_ref()));
-    s.ws.set_onmessage(Some(message.as_ref().unchecked_ref()));
-    s.ws.set_onclose(Some(close.as_ref().unchecked_ref()));
-    s.timer = Some(set_timeout(timeout.as_ref().unchecked_ref(), s.timeout_ms));
-    s.handlers = Some(Handlers {
-        _open: open,
-        _message: message,
-        _close: close,
-        _timeout: timeout,
-    });
-}
-
-/// The socket is open: check the subprotocol and send message 1.
-fn on_open(rc: &Rc<RefCell<Inner>>) {
-    let mut s = rc.borrow_mut();
-    let Phase::Opening(options) = std::mem::replace(&mut s.phase, Phase::Ended) else {
-        return;
-    };
-    if s.ws.protocol() != SUBPROTOCOL {
-        drop(s);
-        return shut(
-            rc,
-            End::Error(
-                HANDSHAKE_FAILED,
-                "the server did not select the sigil.v1 WebSocket subprotocol: it does not speak sigil/1"
-                    .into(),
-            ),
-        );
-    }
-    let now_ms = js_sys::Date::now() as u64;
-    let started = ClientHandshake::start(
-        &options.config,
-        &mut OsRandom,
-        now_ms,
-        options.payload.as_deref(),
-    );
-    match started {
-        Ok((handshake, hello)) if s.ws.send_with_u8_array(&hello).is_ok() => {
-            s.phase = Phase::Handshaking(handshake, options.call_timeout_ms);
-        }
-        Ok(_) => {
-            drop(s);
-            shut(rc, closed_early());
-        }
-        Err(e) => {
-            drop(s);
-            shut(rc, End::Error(HANDSHAKE_FAILED, e.to_string()));
-        }
-    }
-}
-
-fn closed_early() -> End {
-    End::Error(
-        CONNECTION_CLOSED,
-        "the connection closed before the handshake completed".into(),
-    )
-}
-
-/// One WebSocket message: message 2 (or a refusal), then frames.
-fn on_message(rc: &Rc<RefCell<Inner>>, data: &JsValue) {
-    let Some(buffer) = data.dyn_ref::<ArrayBuffer>() else {
-        return shut(
-            rc,
-            End::Error(
-                PROTOCOL_ERROR,
-                "the server sent a text WebSocket message".into(),
-            ),
-        );
-    };
-    let bytes = Uint8Array::new(buffer).to_vec();
-    let mut s = rc.borrow_mut();
-    match std::mem::replace(&mut s.phase, Phase::Ended) {
-        Phase::Handshaking(handshake, call_timeout_ms) => match handshake.finish(&bytes) {
-            Ok((session, payload)) => {
-                s.session_hash = hex(session.session_hash());
-                s.server_payload = payload
-                    .and_then(|p| JSON::parse(&p).ok())
-                    .unwrap_or(JsValue::UNDEFINED);
-                let limits = SessionLimits {
-                    max_message_size: s.max_message_size,
-                    // The server's to enforce (it answers `busy`).
-                    max_inflight: usize::MAX,
-                    max_streams: usize::MAX,
-                    stream_window: sigil_core::connection::SessionLimits::default().stream_window,
-                    call_timeout_ms: u64::from(call_timeout_ms),
-                    idle_timeout_ms: None,
-                    // The server pings; the client answers.
-                    ping_interval_ms: None,
-                };
-                s.phase = Phase::Open(Box::new(ClientConnection::new(session, limits)));
-                let timer = s.timer.take();
-                let connect = s.connect.take();
-                drop(s);
-                if let Some(timer) = timer {
-                    clear_timeout(&timer);
-                }
-                if let Some(connect) = connect {
-                    connect.resolve(&JsValue::UNDEFINED);
-                }
-            }
-            Err(HandshakeError::Refused(refusal)) => {
-                drop(s);
-                shut(rc, End::Refused(refusal));
-            }
-            Err(_) => {
-                drop(s);
-                shut(
-                    rc,
-                    End::Error(
-                        HANDSHAKE_FAILED,
-                        "the server's answer did not authenticate: it does not hold the pinned server key, or the psk or prologue differ"
-                            .into(),
-                    ),
-                );
-            }
-        },
-        Phase::Open(mut conn) => {
-            // A failure is also a close event of the machine: `pump` ends
-            // the connection.
-            let _ = conn.handle_frame(js_sys::Date::now() as u64, &bytes);
-            s.phase = Phase::Open(conn);
-            drop(s);
-            pump(rc);
-        }
-        other => s.phase = other,
-    }
-}
-
-fn on_close(rc: &Rc<RefCell<Inner>>, ev: &CloseEvent) {
-    let end = match rc.borrow().phase {
-        Phase::Opening(_) => End::Error(
-            CONNECTION_CLOSED,
-            format!(
-                "cannot connect to {}: no server there, or it refused the WebSocket upgrade",
-                rc.borrow().ws.url()
-            ),
-        ),
-        Phase::Handshaking(..) => closed_early(),
-        _ => {
-            let reason = ev.reason();
-            let code = ev.code();
-            let detail = if reason.is_empty() {
-                format!("WebSocket close code {code}")
-            } else {
-                format!("WebSocket close code {code}: {reason}")
-            };
-            End::Error(
-                CONNECTION_CLOSED,
-                format!("the connection was closed ({detail})"),
-            )
-        }
-    };
-    shut(rc, end);
-}
-
-fn on_timeout(rc: &Rc<RefCell<Inner>>) {
-    let ms = {
-        let mut s = rc.borrow_mut();
-        s.timer = None;
-        s.timer_at = None;
-        if let Phase::Open(conn) = &mut s.phase {
-            // A call's deadline.
-            conn.handle_timeout(js_sys::Date::now() as u64);
-            drop(s);
-            return pump(rc);
-        }
-        s.timeout_ms
-    };
-    shut(
-        rc,
-        End::Error(
-            TIMEOUT,
-            format!("the server did not complete the handshake within {ms} ms"),
-        ),
-    );
-}
-
-/// Ends the connection once: closes the socket, rejects what waits, and
-/// resolves `closed`.
-fn shut(rc: &Rc<RefCell<Inner>>, end: End) {
-    let (connect, pending, timer, handlers, on_closed) = {
-        let mut s = rc.borrow_mut();
-        if s.ended {
-            return;
-        }
-        s.ended = true;
-        s.phase = Phase::Ended;
-        s.ws.set_onopen(None);
-        s.ws.set_onmessage(None);
-        s.ws.set_onclose(None);
-        let code = match end {
-            End::Error(PROTOCOL_ERROR, _) => CLOSE_PROTOCOL_ERROR,
-            _ => CLOSE_NORMAL,
-        };
-        if s.ws.ready_state() <= WebSocket::OPEN {
-            let _ = s.ws.close_with_code(code);
-        }
-        (
-            s.connect.take(),
-            std::mem::take(&mut s.pending),
-            s.timer.take(),
-            s.handlers.take(),
-            s.on_closed.take(),
-        )
-    };
-    if let Some(timer) = timer {
-        clear_timeout(&timer);
-    }
-    if let Some(connect) = connect {
-        connect.reject(&end.to_js());
-    }
-    for (id, p) in pending {
-        p.settle(rc, id, Err(end.to_js()));
-    }
-    if let Some(resolve) = on_closed {
-        let why = match end {
-            End::ByClient => JsValue::UNDEFINED,
-            _ => end.to_js(),
-        };
-        let _ = resolve.call1(&JsValue::UNDEFINED, &why);
-    }
-    // The handler that called us may still be running: let go of the
-    // closures once it has returned.
-    if let Some(handlers) = handlers {
-        wasm_bindgen_futures::spawn_local(async move { drop(handlers) });
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 15)]));
-    }
-    out
 }

@@ -9,6 +9,7 @@
 //! | `SigilRpcError` | the RPC error code, a string (`application_error`, `no_such_method`, …) | the call reached the server and failed, or was refused locally for the same reason (a bad name, arguments that are not an array) |
 //! | `SigilConnectionError` | [`CONNECTION_CLOSED`], [`TIMEOUT`], [`HANDSHAKE_FAILED`] or [`PROTOCOL_ERROR`] | the connection could not be made or ended |
 //! | `SigilUsageError` | [`INVALID_KEY`] or [`INVALID_OPTIONS`] | a key or an option given by the caller is unusable |
+//! | `SigilIdentityError` | [`UNSUPPORTED`] or [`STORAGE_FAILED`] | an `Identity` cannot be made (no WebCrypto X25519), saved or loaded (IndexedDB) |
 //!
 //! A refusal is not authenticated: it informs, it proves nothing.
 
@@ -33,6 +34,12 @@ pub const INVALID_KEY: &str = "invalid_key";
 /// An option given by the caller is unusable.
 pub const INVALID_OPTIONS: &str = "invalid_options";
 
+/// The browser cannot make a WebCrypto X25519 key (too old, or not a
+/// secure context).
+pub const UNSUPPORTED: &str = "unsupported";
+/// IndexedDB is unavailable or failed, or a stored record is not an identity.
+pub const STORAGE_FAILED: &str = "storage_failed";
+
 fn make(name: &str, code: &JsValue, message: &str) -> Error {
     let e = Error::new(message);
     e.set_name(name);
@@ -49,6 +56,11 @@ pub(crate) fn connection(code: &str, message: &str) -> JsValue {
 /// A `SigilUsageError` with one of the usage codes.
 pub(crate) fn usage(code: &str, message: &str) -> JsValue {
     make("SigilUsageError", &JsValue::from_str(code), message).into()
+}
+
+/// A `SigilIdentityError` with one of the identity codes.
+pub(crate) fn identity(code: &str, message: &str) -> JsValue {
+    make("SigilIdentityError", &JsValue::from_str(code), message).into()
 }
 
 /// A `SigilRpcError` from an RPC error (received or local).

@@ -24,13 +24,20 @@
 //! Every error is a JavaScript `Error` with a `code`: see [`error`] and the
 //! TypeScript declarations that ship with the module.
 
+mod agent;
 mod client;
 pub mod error;
+mod events;
+mod identity;
 mod keys;
+mod link;
 mod options;
+mod store;
 mod stream;
 
+pub use agent::CryptoKey;
 pub use client::Client;
+pub use identity::Identity;
 pub use keys::{derive_shared_key, fingerprint, generate_key_pair, public_key};
 pub use stream::ItemStream;
 

@@ -17,7 +17,8 @@ use sigil_core::connection::StreamOptions;
 use sigil_core::rpc::MAX_STREAM_CREDIT;
 use wasm_bindgen::prelude::*;
 
-use crate::client::{Client, Inner, OnAbort, Pending, Phase, Settle, args_json, cancel, pump};
+use crate::client::{Client, OnAbort, Pending, Settle, args_json, cancel, pump};
+use crate::link::{Inner, Phase, now_ms};
 use crate::options;
 
 /// `next()` calls to settle, each with its outcome.
@@ -100,7 +101,7 @@ pub(crate) fn deliver(inner: &Weak<RefCell<Inner>>, id: u64, buffer: &RefCell<Bu
         let open = {
             let mut s = rc.borrow_mut();
             if let Phase::Open(conn) = &mut s.phase {
-                conn.consumed(js_sys::Date::now() as u64, id, taken);
+                conn.consumed(now_ms(), id, taken);
                 true
             } else {
                 false
@@ -237,15 +238,8 @@ impl Client {
             window,
             idle_timeout_ms: idle.map(u64::from),
         };
-        let id = self.with_conn(|conn| {
-            conn.stream(
-                js_sys::Date::now() as u64,
-                object,
-                method,
-                &*args,
-                stream_options,
-            )
-        })?;
+        let id =
+            self.with_conn(|conn| conn.stream(now_ms(), object, method, &*args, stream_options))?;
         let weak = Rc::downgrade(buffer);
         let inner = Rc::downgrade(&self.inner);
         let mut b = buffer.borrow_mut();

@@ -7,12 +7,58 @@ export interface KeyPair {
   publicKey: string;
 }
 
-/** The options of `Client.connect`. */
-export interface ConnectOptions {
+/**
+ * The options of `Client.connect`. Give exactly one of `identity` (a key no script can read:
+ * the choice for pages) and `secretKey` (a text key: for programs that are provisioned one).
+ */
+export type ConnectOptions = CommonConnectOptions &
+  ({ identity: Identity | IdentityKeys; secretKey?: undefined } | { secretKey: string; identity?: undefined });
+
+/** A key pair made with WebCrypto by the page itself: what `Identity` holds. */
+export interface IdentityKeys {
+  /** An X25519 private key (non-extractable, usage `deriveBits`). */
+  privateKey: CryptoKey;
+  /** Its public key, base64. */
+  publicKey: string;
+}
+
+/** Reconnecting after a break: `maxAttempts` (default 10), waiting `initialDelayMs` (default 250) doubled each attempt up to `maxDelayMs` (default 10000), half of it random. */
+export interface ReconnectOptions {
+  maxAttempts?: number;
+  initialDelayMs?: number;
+  maxDelayMs?: number;
+}
+
+/** Where a client is: connecting (a socket and handshake under way), open, reconnecting (waiting for the next attempt), closed (for good). */
+export type ClientState = "connecting" | "open" | "reconnecting" | "closed";
+
+/** A state change, as `onState` gets it. */
+export interface StateChange {
+  state: ClientState;
+  /** connecting, reconnecting: the attempt (0 for the first connection). */
+  attempt?: number;
+  /** reconnecting: how long until the next attempt. */
+  delayMs?: number;
+  /** reconnecting: why the connection broke; closed: why it ended (undefined after `close()`). */
+  error?: SigilError;
+  /** open: the new session's hash. */
+  sessionHash?: string;
+}
+
+/** One step of the protocol, as `onTrace` gets it. Sizes are of whole WebSocket messages. */
+export type TraceEntry =
+  | { kind: "connecting"; url: string; attempt: number }
+  | { kind: "hello"; dir: "out"; bytes: number }
+  | { kind: "answer"; dir: "in"; bytes: number }
+  | { kind: "refusal"; dir: "in"; code: RefusalCode; reason: string }
+  | { kind: "session"; sessionHash: string }
+  | { kind: "frame"; dir: "out" | "in"; seq: number; bytes: number }
+  | { kind: "close"; by: "client" | "server"; code: number; reason?: string };
+
+/** The options of `Client.connect` other than the key. */
+export interface CommonConnectOptions {
   /** The server's public key (base64 or SPKI PEM), pinned: as `sigil serve` prints it. */
   serverKey: string;
-  /** This client's secret key (base64 or PKCS#8 PEM). */
-  secretKey: string;
   /** A pre-shared key, base64 of 32 bytes (e.g. from `deriveSharedKey`); the server must use the same. */
   psk?: string;
   /** Bytes both sides agree on out of band (a string is taken as UTF-8); never sent. */
@@ -23,6 +69,17 @@ export interface ConnectOptions {
   timeoutMs?: number;
   /** The deadline of a call that sets none, in milliseconds (default 30000). */
   callTimeoutMs?: number;
+  /**
+   * Make the connection again when it breaks (after the first one was made): `true` for the
+   * defaults. Each attempt is a fresh socket and handshake; calls in flight at the break reject
+   * with `connection_closed` (never resent), open streams end with it, calls made while
+   * reconnecting reject at once. Refusals other than busy (3) and stale (5) end the client.
+   */
+  reconnect?: boolean | ReconnectOptions;
+  /** Called (as a microtask) on each state change. */
+  onState?: (change: StateChange) => void;
+  /** Called (as a microtask) for each step of the protocol: a live log. */
+  onTrace?: (entry: TraceEntry) => void;
 }
 
 /** Options of one call. */
@@ -97,6 +154,9 @@ export type ConnectionErrorCode = "connection_closed" | "timeout" | "handshake_f
 /** Usage error codes: a key that is not a key, or an unusable option. */
 export type UsageErrorCode = "invalid_key" | "invalid_options";
 
+/** Identity error codes: no WebCrypto X25519 here (`unsupported`), or IndexedDB failed (`storage_failed`). */
+export type IdentityErrorCode = "unsupported" | "storage_failed";
+
 /** The server refused the handshake. Refusals are not authenticated: they inform, they prove nothing. */
 export interface SigilRefused extends Error {
   name: "SigilRefused";
@@ -123,5 +183,11 @@ export interface SigilUsageError extends Error {
   code: UsageErrorCode;
 }
 
+/** An `Identity` could not be made, saved or loaded. */
+export interface SigilIdentityError extends Error {
+  name: "SigilIdentityError";
+  code: IdentityErrorCode;
+}
+
 /** Every error sigil-wasm throws or rejects with. */
-export type SigilError = SigilRefused | SigilRpcError | SigilConnectionError | SigilUsageError;
+export type SigilError = SigilRefused | SigilRpcError | SigilConnectionError | SigilUsageError | SigilIdentityError;

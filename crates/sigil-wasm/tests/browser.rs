@@ -10,33 +10,20 @@
 #![cfg(target_arch = "wasm32")]
 #![allow(clippy::unwrap_used)] // tests panic on failure by design
 
+mod support;
+
 use js_sys::{Array, Function, Promise, Reflect};
 use serde::Deserialize;
 use sigil_wasm::{Client, derive_shared_key, fingerprint, generate_key_pair, public_key};
+use support::{
+    args, assert_adds, invoke, name_and_code, object, options, prop, run_js, server, settle, text,
+};
 use wasm_bindgen::{JsCast, JsValue};
-use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
 const SIGIL1: &str = include_str!("../../../tests/vectors/sigil1.json");
-
-fn prop(v: &JsValue, name: &str) -> JsValue {
-    Reflect::get(v, &name.into()).unwrap()
-}
-
-fn text(v: &JsValue, name: &str) -> String {
-    prop(v, name).as_string().unwrap()
-}
-
-/// The `name` and `code` of a rejected promise's or thrown error.
-fn name_and_code(err: &JsValue) -> (String, JsValue) {
-    assert!(
-        err.is_instance_of::<js_sys::Error>(),
-        "not an Error: {err:?}"
-    );
-    (text(err, "name"), prop(err, "code"))
-}
 
 #[wasm_bindgen_test]
 fn key_pairs_are_fresh_and_consistent() {
@@ -108,14 +95,6 @@ fn fail_bad_keys_are_usage_errors() {
     assert!(derive_shared_key(&text(&me, "secretKey"), zero, None).is_err());
 }
 
-fn options(server_key: &str, secret: &str) -> JsValue {
-    let o = js_sys::Object::new();
-    Reflect::set(&o, &"serverKey".into(), &server_key.into()).unwrap();
-    Reflect::set(&o, &"secretKey".into(), &secret.into()).unwrap();
-    Reflect::set(&o, &"timeoutMs".into(), &JsValue::from(5000)).unwrap();
-    o.into()
-}
-
 async fn connect_err(url: &str, options: JsValue) -> JsValue {
     match Client::connect(url.into(), options).await {
         Ok(_) => panic!("connected to {url}"),
@@ -167,25 +146,6 @@ async fn fail_no_server_is_connection_closed() {
     );
 }
 
-/// The demo server named at build time. Its absence fails the test (no
-/// silent skip): `cargo xtask test` starts a server and sets both variables.
-fn server() -> (&'static str, &'static str) {
-    option_env!("SIGIL_TEST_URL")
-        .zip(option_env!("SIGIL_TEST_SERVER_KEY"))
-        .expect(
-            "SIGIL_TEST_URL and SIGIL_TEST_SERVER_KEY were not set at build time: run the \
-             browser tests through `cargo xtask test`, which starts a demo server",
-        )
-}
-
-async fn settle(p: Promise) -> Result<JsValue, JsValue> {
-    JsFuture::from(p).await
-}
-
-fn args(values: &[JsValue]) -> JsValue {
-    values.iter().collect::<Array>().into()
-}
-
 #[wasm_bindgen_test]
 async fn calls_errors_and_many_in_flight_against_the_demo_server() {
     let (url, server_key) = server();
@@ -196,15 +156,7 @@ async fn calls_errors_and_many_in_flight_against_the_demo_server() {
     assert_eq!(client.session_hash().len(), 64);
     assert!(client.is_open());
 
-    let three = settle(client.call(
-        "calculator",
-        "add",
-        args(&[1.into(), 2.into()]),
-        JsValue::UNDEFINED,
-    ))
-    .await
-    .unwrap();
-    assert_eq!(three.as_f64(), Some(3.0));
+    assert_adds(&client).await;
 
     let err = settle(client.call(
         "calculator",
@@ -387,42 +339,10 @@ async fn connect_demo() -> Client {
         .unwrap()
 }
 
-/// A JavaScript object from `(key, value)` pairs.
-fn object(pairs: &[(&str, JsValue)]) -> JsValue {
-    let o = js_sys::Object::new();
-    for (key, value) in pairs {
-        Reflect::set(&o, &(*key).into(), value).unwrap();
-    }
-    o.into()
-}
-
-/// Calls `obj[name]()`.
-fn invoke(obj: &JsValue, name: &str) -> JsValue {
-    prop(obj, name)
-        .dyn_into::<Function>()
-        .unwrap()
-        .call0(obj)
-        .unwrap()
-}
-
 /// `stream.next()`: `Ok(Some(value))`, `Ok(None)` once done, or its error.
 async fn next(stream: &JsValue) -> Result<Option<JsValue>, JsValue> {
     let step = settle(invoke(stream, "next").dyn_into().unwrap()).await?;
     Ok((!prop(&step, "done").as_bool().unwrap()).then(|| prop(&step, "value")))
-}
-
-/// Runs `body` as the body of an async JavaScript function of `s` (the
-/// page of the tests has no CSP), and awaits what it returns; fails if that
-/// takes more than 10 s (a stalled stream).
-async fn run_js(body: &str, s: &JsValue) -> Result<JsValue, JsValue> {
-    let f = Function::new_with_args(
-        "s",
-        &format!(
-            "return Promise.race([(async () => {{ {body} }})(), new Promise((_, no) => \
-             setTimeout(() => no(new Error('not done within 10 s')), 10000))]);"
-        ),
-    );
-    settle(f.call1(&JsValue::UNDEFINED, s).unwrap().dyn_into().unwrap()).await
 }
 
 fn numbers(v: &JsValue) -> Vec<f64> {
