@@ -243,6 +243,53 @@ test("reconnect gives up after maxAttempts, and close() stops it while it waits"
   assert.equal(outcome.finalState, "closed");
 });
 
+test("the browser chapter's stream examples run as the book shows them", async () => {
+  const server = await serve({ config: `${ANY_ORIGIN}allow_any_client = true\n` });
+  const outcome = await page.evaluate(
+    async ({ url, serverKey }) => {
+      const ex = await import("../examples/streams.js");
+      const identity = await sigil.Identity.generate();
+      const client = await sigil.Client.connect(url, { serverKey, identity });
+      const other = await sigil.Client.connect(url, { serverKey, identity });
+      const ticks = await ex.ticks(client);
+
+      // The watch sees the key absent, then each value set by another
+      // connection, and ends at "done" (breaking out cancels it).
+      const seen = [];
+      const watching = ex.watchUntilDone(client, (v) => seen.push(v));
+      const setWhenSeen = async (n, value) => {
+        while (seen.length < n) await new Promise((r) => setTimeout(r, 10));
+        await other.call("kv", "set", ["colour", value]);
+      };
+      await setWhenSeen(1, "blue");
+      await setWhenSeen(2, "done");
+      await watching;
+
+      // The stop button: a tick, then a click, and the loop ends quietly.
+      const stopButton = { onclick: null };
+      const rendered = [];
+      const stopped = ex.tickUntilStopped(client, stopButton, (t) => {
+        rendered.push(t);
+        stopButton.onclick();
+      });
+      await stopped;
+      const error = await ex.refused(client);
+      const ping = await client.call("sigil", "ping", []);
+      client.close();
+      other.close();
+      return { ticks, seen, rendered, error, ping };
+    },
+    { url: server.url, serverKey: server.key },
+  );
+  assert.deepEqual(outcome, {
+    ticks: [0, 1, 2, 3, 4],
+    seen: [null, "blue", "done"],
+    rendered: [0],
+    error: "SigilRpcError invalid_arguments",
+    ping: "pong",
+  });
+});
+
 test("no page errors (refused connections aside)", () => {
   assert.deepEqual(problems, []);
 });
