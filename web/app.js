@@ -1,94 +1,164 @@
-// The sigil demo page: a key pair kept in localStorage, a pinned server key,
-// and calls to the demo objects through the sigil-wasm client.
+// The sigil demo page: an identity no script can read (a WebCrypto key in
+// IndexedDB), a pinned server key, calls to the demo objects with their
+// latency, two live streams, and the protocol log (the client's onTrace).
+// No secret is ever put in localStorage or any other storage a script can read.
 
-const STORAGE_KEY = "sigil-demo-secret-key";
+const IDENTITY = "demo"; // the IndexedDB name of this page's identity
+const OLD_SECRET = "sigil-demo-secret-key"; // where earlier versions of this page kept a text key
+const TRACE_LINES = 300;
 
 const $ = (id) => document.getElementById(id);
 
-let sigil = null; // the wasm module's exports, once loaded
-let client = null; // the open Client, if any
+let sigil = null; // the module's exports, once loaded
+let client = null; // the Client, while there is one
+let me = null; // { identity } or, by the user's choice, { secretKey }; with fingerprint
 
-// ---------- results log ----------
+// ---------- the connection state, at the top of the page ----------
+
+const STATE_TEXT = {
+  loading: "Loading…",
+  idle: "Not connected",
+  connecting: "Connecting…",
+  open: "Connected",
+  reconnecting: "Connection lost: reconnecting…",
+  closed: "Disconnected",
+  refused: "Refused by the server",
+  error: "Not connected",
+};
+
+function setState(state, text = STATE_TEXT[state]) {
+  const pill = $("state");
+  pill.dataset.state = state;
+  pill.textContent = text;
+}
+
+function describeError(err) {
+  if (err && err.name === "SigilRpcError") return `${err.code}: ${err.message.replace(/^[a-z_]+: /, "")}`;
+  if (err && err.code !== undefined) return `${err.name} (${err.code}): ${err.message}`;
+  return String(err && err.message ? err.message : err);
+}
 
 function show(value) {
   return value === undefined ? "undefined" : JSON.stringify(value);
 }
 
-function log(kind, label, text) {
-  const item = document.createElement("li");
-  item.className = kind;
-  const what = document.createElement("span");
-  what.className = "what";
-  what.textContent = label;
-  const outcome = document.createElement("span");
-  outcome.className = "outcome";
-  outcome.textContent = text;
-  item.append(what, " ", outcome);
-  $("log").append(item);
-  item.scrollIntoView({ block: "nearest" });
-}
+// ---------- the protocol log ----------
 
-function describeError(err) {
-  if (err && err.name === "SigilRpcError") return `error ${err.code}: ${err.message.replace(/^[a-z_]+: /, "")}`;
-  if (err && err.code !== undefined) return `${err.name} (${err.code}): ${err.message}`;
-  return String(err && err.message ? err.message : err);
-}
+let traceStart = 0;
+let sending = null; // what the page is sending: the label of the next outgoing frame
 
-// ---------- the browser's key pair ----------
-
-function loadOrMakeKey() {
-  let secret = null;
-  try {
-    secret = localStorage.getItem(STORAGE_KEY);
-  } catch {
-    // localStorage can be unavailable (private mode, blocked storage): keep the key in memory only.
-  }
-  let pub = null;
-  if (secret) {
-    try {
-      pub = sigil.publicKey(secret);
-    } catch {
-      secret = null; // unreadable: replace it
+function traceText(e) {
+  switch (e.kind) {
+    case "connecting":
+      return [" ", `connecting to ${e.url}${e.attempt ? ` (attempt ${e.attempt})` : ""}`];
+    case "hello":
+      return ["→", `hello (message 1) · ${e.bytes} B`];
+    case "answer":
+      return ["←", `answer (message 2) · ${e.bytes} B`];
+    case "refusal":
+      return ["←", `refusal · code ${e.code} · “${e.reason}” · ${e.bytes} B`];
+    case "session":
+      return ["✓", `session ${e.sessionHash.slice(0, 16)}…`];
+    case "frame": {
+      const what = e.dir === "out" && sending ? ` · ${sending}` : "";
+      if (e.dir === "out") sending = null;
+      return [e.dir === "out" ? "→" : "←", `frame #${e.seq} · ${e.bytes} B${what}`];
     }
+    case "close":
+      return ["×", `close ${e.code} by ${e.by}${e.reason ? ` · ${e.reason}` : ""}`];
+    default:
+      return [" ", JSON.stringify(e)];
   }
-  if (!secret) {
-    const pair = sigil.generateKeyPair();
-    secret = pair.secretKey;
-    pub = pair.publicKey;
-    try {
-      localStorage.setItem(STORAGE_KEY, secret);
-    } catch {
-      log("info", "key", "localStorage is not available: this key pair lasts until the page is closed.");
+}
+
+function onTrace(entry) {
+  const now = performance.now();
+  if (entry.kind === "connecting") traceStart = now;
+  const [mark, text] = traceText(entry);
+  const li = document.createElement("li");
+  li.className = `trace-${entry.kind} ${entry.dir ?? ""}`.trim();
+  const time = document.createElement("span");
+  time.className = "t";
+  time.textContent = `${(now - traceStart).toFixed(1)} ms`;
+  const arrow = document.createElement("span");
+  arrow.className = "mark";
+  arrow.textContent = mark;
+  li.append(time, arrow, text);
+  const list = $("trace");
+  const atBottom = list.scrollTop + list.clientHeight >= list.scrollHeight - 4;
+  list.append(li);
+  while (list.children.length > TRACE_LINES) list.firstElementChild.remove();
+  if (atBottom) list.scrollTop = list.scrollHeight;
+}
+
+// ---------- this browser's identity ----------
+
+function forgetOldSecret() {
+  try {
+    localStorage.removeItem(OLD_SECRET);
+  } catch {
+    // storage blocked: nothing was stored either
+  }
+}
+
+function showIdentity() {
+  $("my-fingerprint").textContent = me ? me.fingerprint : "—";
+}
+
+/** Loads the saved identity or makes one; null where WebCrypto X25519 is missing. */
+async function loadIdentity() {
+  try {
+    let identity = await sigil.Identity.load(IDENTITY);
+    if (!identity) {
+      identity = await sigil.Identity.generate();
+      await identity.save(IDENTITY);
     }
+    return { identity, fingerprint: identity.fingerprint };
+  } catch (err) {
+    if (err.code === "storage_failed") {
+      // No IndexedDB here (a private window, say): a key for this visit only.
+      const identity = await sigil.Identity.generate();
+      $("identity-note").textContent =
+        "Private key: a WebCrypto key scripts cannot read. IndexedDB is not available, so it lasts until this tab closes.";
+      return { identity, fingerprint: identity.fingerprint };
+    }
+    if (err.code === "unsupported") return null;
+    throw err;
   }
-  return { secret, pub };
 }
 
-let me = null;
-
-function showMyKey() {
-  $("my-public-key").textContent = me.pub;
-  $("my-fingerprint").textContent = sigil.fingerprint(me.pub);
-}
-
-function newKey() {
+async function newIdentity() {
   try {
-    localStorage.removeItem(STORAGE_KEY);
-  } catch {
-    // nothing stored
+    if (me && me.identity) {
+      const identity = await sigil.Identity.generate();
+      await identity.save(IDENTITY);
+      me = { identity, fingerprint: identity.fingerprint };
+    } else {
+      useTextKey();
+    }
+    showIdentity();
+    if (client) await connect();
+  } catch (err) {
+    setState("error", `Cannot make an identity: ${describeError(err)}`);
   }
-  me = loadOrMakeKey();
-  showMyKey();
-  log("info", "key", "Made a new key pair. Reconnect to use it.");
 }
 
-function forgetKey() {
-  try {
-    localStorage.removeItem(STORAGE_KEY);
-  } catch {
-    // nothing stored
-  }
-  log("info", "key", "Deleted the stored secret key. A new one is made when the page loads again; this page keeps using the current one until then.");
+async function forgetIdentity() {
+  await sigil.Identity.delete(IDENTITY).catch(() => {});
+  $("identity-note").textContent =
+    "Deleted from IndexedDB. This page keeps using it until you reload; then a new one is made.";
+}
+
+/** The user's explicit choice where WebCrypto X25519 is missing: a text key, in memory only. */
+function useTextKey() {
+  const pair = sigil.generateKeyPair();
+  me = { secretKey: pair.secretKey, fingerprint: sigil.fingerprint(pair.publicKey) };
+  $("fallback").hidden = true;
+  $("identity-note").hidden = false;
+  $("new-identity").hidden = false;
+  $("identity-note").textContent =
+    "A temporary text key, in this tab's memory only: scripts on this page can read it. Gone when the tab closes.";
+  showIdentity();
 }
 
 // ---------- the server ----------
@@ -101,172 +171,192 @@ function defaultUrl() {
 function showServerFingerprint() {
   const text = $("server-key").value.trim();
   const out = $("server-fingerprint");
-  if (!text) {
-    out.textContent = "—";
-    return;
-  }
   try {
-    out.textContent = sigil.fingerprint(text);
-  } catch (err) {
-    out.textContent = `not a public key (${err.message})`;
+    out.textContent = text ? sigil.fingerprint(text) : "—";
+  } catch {
+    out.textContent = "not a public key";
   }
 }
 
+/** Fills in the key of the server that sent this page; true if it did. */
 async function prefillServerKey() {
-  // A convenience only: the answer comes from the same place as this page.
   try {
     const resp = await fetch("./server-key", { cache: "no-store" });
-    if (!resp.ok) return;
+    if (!resp.ok) return false;
     const info = await resp.json();
-    if (typeof info.public_key === "string" && !$("server-key").value) {
-      $("server-key").value = info.public_key;
-      $("prefill-note").hidden = false;
-      showServerFingerprint();
-    }
+    if (typeof info.public_key !== "string" || $("server-key").value) return false;
+    $("server-key").value = info.public_key;
+    $("prefill-note").hidden = false;
+    showServerFingerprint();
+    return true;
   } catch {
-    // Not served by a sigil server: the key must be pasted.
+    return false; // not served by a sigil server: the key must be pasted
   }
-}
-
-function setStatus(state, text) {
-  const el = $("connection-status");
-  el.dataset.state = state;
-  el.textContent = text;
 }
 
 function setConnected(connected) {
   for (const fs of document.querySelectorAll("form.call fieldset")) fs.disabled = !connected;
-  $("live").hidden = !connected;
-  $("connect").disabled = connected;
   $("disconnect").disabled = !connected;
-  $("server-url").readOnly = connected;
-  $("server-key").readOnly = connected;
   $("session-details").hidden = !connected;
 }
 
 const REFUSAL_HINTS = {
-  1: "Check the pinned server key (compare the fingerprints), that the server accepts this browser's key, and the psk and prologue.",
+  1: "Check the pinned server key (compare the fingerprints) and that the server accepts this browser's key.",
   2: "The server's application turned this client away.",
   3: "The server is busy: try again later.",
   4: "The server speaks another protocol version.",
   5: "The hello was stale or replayed: check this computer's clock.",
 };
 
-function para(text) {
-  const p = document.createElement("p");
-  p.textContent = text;
-  return p;
-}
-
 function showRefusal(err) {
   const box = $("refusal");
   const title = document.createElement("strong");
+  const detail = document.createElement("p");
   if (err.name === "SigilRefused") {
-    title.textContent = `Refused by the server (refusal code ${err.code})`;
-    box.replaceChildren(
-      title,
-      para(`The server's reason: “${err.reason}”.`),
-      para(REFUSAL_HINTS[err.code] ?? "An unknown refusal code."),
-      para("Refusals are not authenticated: they inform, they prove nothing."),
-    );
+    title.textContent = `Refused (code ${err.code}): ${err.reason}`;
+    detail.textContent = `${REFUSAL_HINTS[err.code] ?? ""} Refusals are not authenticated: they inform, they prove nothing.`;
   } else {
     title.textContent = `Could not connect (${err.code ?? err.name})`;
-    box.replaceChildren(title, para(err.message));
+    detail.textContent = err.message;
   }
+  box.replaceChildren(title, detail);
   box.hidden = false;
 }
 
+async function showSession(c) {
+  $("session-hash").textContent = c.sessionHash;
+  sending = "session.whoami()";
+  try {
+    const who = await c.call("session", "whoami", [], { timeoutMs: 5000 });
+    $("whoami").textContent = `${who.fingerprint}${who.name ? ` (${who.name})` : ""} from ${who.address}`;
+  } catch (err) {
+    $("whoami").textContent = `unknown (${err.code ?? err.name})`;
+  }
+}
+
+function onState(change) {
+  if (!client) return; // the state of a connection being made, or of an old one
+  if (change.state === "open") {
+    setState("open");
+    setConnected(true);
+    showSession(client);
+  } else if (change.state === "reconnecting") {
+    setConnected(false);
+    setState("reconnecting", `Connection lost: reconnecting (attempt ${change.attempt})…`);
+  } else if (change.state === "closed" && change.error) {
+    setConnected(false);
+    setState("closed", `Disconnected: ${change.error.message}`);
+    client = null;
+  }
+}
+
 async function connect(event) {
-  event.preventDefault();
-  if (client) return;
+  event?.preventDefault();
+  if (!me) {
+    setState("error", "No key yet: choose one above.");
+    $("use-text-key").focus();
+    return;
+  }
+  disconnect();
   $("refusal").hidden = true;
   const url = $("server-url").value.trim();
   const serverKey = $("server-key").value.trim();
   if (!serverKey) {
-    setStatus("error", "Paste the server's public key first.");
+    setState("error", "Paste the server's public key first.");
     $("server-key").focus();
     return;
   }
-  setStatus("busy", `Connecting to ${url}…`);
+  setState("connecting");
   $("connect").disabled = true;
   const started = performance.now();
+  const options = { serverKey, ...me, reconnect: true, onState, onTrace, timeoutMs: 10000 };
+  delete options.fingerprint;
   try {
-    const c = await sigil.Client.connect(url, { serverKey, secretKey: me.secret, timeoutMs: 10000 });
+    const c = await sigil.Client.connect(url, options);
     const ms = performance.now() - started;
     client = c;
-    $("session-hash").textContent = c.sessionHash;
+    setState("open", `Connected · handshake ${ms.toFixed(1)} ms`);
+    $("state").dataset.handshakeMs = ms.toFixed(1);
     setConnected(true);
-    setStatus("connected", `Connected to ${url} (handshake in ${ms.toFixed(1)} ms).`);
-    $("connection-status").dataset.handshakeMs = ms.toFixed(1);
-    log("info", "connect", `connected; session hash ${c.sessionHash.slice(0, 16)}…`);
-    // Who the server thinks this browser is (session.whoami of the demo).
-    c.call("session", "whoami", [], { timeoutMs: 5000 }).then(
-      (who) => { $("whoami").textContent = `${who.fingerprint} from ${who.address}`; },
-      (err) => { $("whoami").textContent = `unknown (${err.code ?? err.name})`; },
-    );
-    c.closed.then((why) => {
-      if (client !== c) return;
-      client = null;
-      setConnected(false);
-      setStatus(why ? "error" : "idle", why ? `Disconnected: ${why.message}` : "Disconnected.");
-      if (why) log("error", "connection", describeError(why));
-    });
+    await showSession(c);
   } catch (err) {
-    $("connect").disabled = false;
-    setStatus("error", err.name === "SigilRefused" ? "Refused by the server." : "Not connected.");
+    setState(err.name === "SigilRefused" ? "refused" : "error");
     showRefusal(err);
-    log("error", "connect", describeError(err));
+  } finally {
+    $("connect").disabled = false;
   }
 }
 
 function disconnect() {
-  if (client) {
-    const c = client;
-    client = null;
-    c.close();
-    setConnected(false);
-    setStatus("idle", "Disconnected.");
-  }
+  if (!client) return;
+  const c = client;
+  client = null;
+  c.close();
+  setConnected(false);
+  setState("closed");
 }
 
 // ---------- calls ----------
 
-async function call(object, method, args) {
+/** Calls object.method(args) and shows the result, or the error, with the call's latency in `out`. */
+async function call(out, object, method, args) {
   const label = `${object}.${method}(${args.map(show).join(", ")})`;
-  if (!client) {
-    log("error", label, "not connected");
-    return;
-  }
+  out.className = "busy";
+  out.textContent = `${label} …`;
+  const started = performance.now();
+  sending = label;
   try {
     const result = await client.call(object, method, args);
-    log("ok", label, `→ ${show(result)}`);
+    out.className = "ok";
+    out.textContent = `${label} → ${show(result)}`;
   } catch (err) {
-    log("error", label, `→ ${describeError(err)}`);
+    out.className = "error";
+    out.textContent = `${label} → ${describeError(err)}`;
   }
+  const ms = performance.now() - started;
+  const latency = document.createElement("span");
+  latency.className = "latency";
+  latency.textContent = `${ms.toFixed(1)} ms`;
+  out.append(" ", latency);
+}
+
+/** The number in `input`, or null (marked invalid) when it is empty or not a number. */
+function numberIn(input) {
+  const text = input.value.trim();
+  const n = Number(text);
+  const ok = text !== "" && input.validity.valid && Number.isFinite(n);
+  input.setAttribute("aria-invalid", String(!ok));
+  return ok ? n : null;
 }
 
 function onCalc(event) {
   event.preventDefault();
-  const a = Number($("calc-a").value);
-  const b = Number($("calc-b").value);
-  call("calculator", $("calc-op").value, [a, b]);
+  const a = numberIn($("calc-a"));
+  const b = numberIn($("calc-b"));
+  const out = $("calc-result");
+  if (a === null || b === null) {
+    out.className = "error";
+    out.textContent = "Enter a number in both fields (nothing was sent).";
+    (a === null ? $("calc-a") : $("calc-b")).focus();
+    return;
+  }
+  call(out, "calculator", $("calc-op").value, [a, b]);
 }
 
 function onEcho(event) {
   event.preventDefault();
-  call("echo", "echo", [$("echo-text").value]);
+  call($("echo-result"), "echo", "echo", [$("echo-text").value]);
 }
 
 function onKv(event) {
   event.preventDefault();
   const method = event.submitter ? event.submitter.value : "get";
   const key = $("kv-key").value;
-  call("kv", method, method === "set" ? [key, $("kv-value").value] : [key]);
+  call($("kv-result"), "kv", method, method === "set" ? [key, $("kv-value").value] : [key]);
 }
 
 // ---------- live: streams ----------
 
-// A stream the page shows: its AbortController while it runs, and its elements.
 function liveStream(name, idleLabel, runLabel) {
   return { name, idleLabel, runLabel, controller: null };
 }
@@ -281,31 +371,27 @@ function setLive(live, state, text) {
   $(`${live.name}-toggle`).textContent = state === "running" ? live.runLabel : live.idleLabel;
 }
 
-// Runs one stream until it ends, fails or is stopped, calling onItem(item) for each item.
+/** Runs one stream until it ends, fails or is stopped, calling onItem(item) for each item. */
 async function runLive(live, object, method, args, onItem) {
   if (!client) return;
   const controller = new AbortController();
   live.controller = controller;
   const label = `${object}.${method}(${args.map(show).join(", ")})`;
-  setLive(live, "running", `${label}: running…`);
+  setLive(live, "running", "running…");
+  sending = label;
   try {
     for await (const item of client.stream(object, method, args, { signal: controller.signal })) {
       onItem(item);
     }
-    setLive(live, "done", `${label}: ended by the server.`);
+    setLive(live, "done", "ended by the server.");
   } catch (err) {
-    if (err.code === "cancelled") {
-      setLive(live, "stopped", `${label}: stopped.`);
-    } else {
-      setLive(live, "error", `${label}: ${describeError(err)}`);
-      if (err.code !== "connection_closed") log("error", label, `→ ${describeError(err)}`);
-    }
+    if (err.code === "cancelled") setLive(live, "stopped", "stopped.");
+    else setLive(live, "error", `${label}: ${describeError(err)}`);
   } finally {
     if (live.controller === controller) live.controller = null;
   }
 }
 
-// The toggle button: stop the stream if it runs (its signal cancels it), else start it.
 function toggle(live, start) {
   return (event) => {
     event.preventDefault();
@@ -317,8 +403,12 @@ function toggle(live, start) {
 let ticks = 0;
 
 function startTicker() {
-  const n = Math.trunc(Number($("ticker-count").value));
-  const interval = Math.trunc(Number($("ticker-interval").value));
+  const n = numberIn($("ticker-count"));
+  const interval = numberIn($("ticker-interval"));
+  if (n === null || interval === null) {
+    setLive(ticker, "error", "Enter whole numbers: 1 to 10000 ticks, every 10 ms or more.");
+    return;
+  }
   ticks = 0;
   $("ticker-value").textContent = "—";
   runLive(ticker, "clock", "ticker", [n, interval], (tick) => {
@@ -328,7 +418,7 @@ function startTicker() {
   });
 }
 
-const HISTORY = 8;
+const HISTORY = 6;
 
 function startWatch() {
   const value = $("watch-value");
@@ -350,20 +440,20 @@ function startWatch() {
 
 async function main() {
   $("server-url").value = defaultUrl();
+  forgetOldSecret();
   try {
-    const module = await import("./pkg/sigil_wasm.js");
-    await module.default();
-    sigil = module;
+    sigil = await import("./pkg/sigil_wasm.js");
+    await sigil.default();
   } catch (err) {
-    $("load-status").textContent =
-      `The sigil module did not load (${err.message}). Build it first: see web/BUILD.md.`;
-    $("load-status").dataset.state = "error";
+    setState("error", `The sigil module did not load (${err.message}). Build it first: see web/BUILD.md.`);
     return;
   }
-  me = loadOrMakeKey();
-  showMyKey();
-  $("new-key").addEventListener("click", newKey);
-  $("forget-key").addEventListener("click", forgetKey);
+  $("new-identity").addEventListener("click", newIdentity);
+  $("forget-identity").addEventListener("click", forgetIdentity);
+  $("use-text-key").addEventListener("click", () => {
+    useTextKey();
+    connect();
+  });
   $("server-key").addEventListener("input", showServerFingerprint);
   $("connect-form").addEventListener("submit", connect);
   $("disconnect").addEventListener("click", disconnect);
@@ -372,11 +462,21 @@ async function main() {
   $("kv-form").addEventListener("submit", onKv);
   $("ticker-form").addEventListener("submit", toggle(ticker, startTicker));
   $("watch-form").addEventListener("submit", toggle(watcher, startWatch));
-  $("clear-log").addEventListener("click", () => $("log").replaceChildren());
-  await prefillServerKey();
-  $("load-status").textContent = "Ready.";
-  $("load-status").dataset.state = "ready";
+  $("clear-trace").addEventListener("click", () => $("trace").replaceChildren());
+
+  me = await loadIdentity();
+  showIdentity();
+  if (!me) {
+    $("fallback").hidden = false;
+    $("identity-note").hidden = true;
+    $("forget-identity").hidden = true;
+    $("new-identity").hidden = true;
+  }
+  const prefilled = await prefillServerKey();
+  setState("idle");
   document.body.dataset.ready = "true";
+  // The key came from the server that sent this page: connect at once.
+  if (prefilled && me) await connect();
 }
 
 main();

@@ -1,29 +1,38 @@
-// The smallest complete sigil browser client: connect to the server this
-// page came from, pin its key, call, show a remote error, close.
-import init, { Client, generateKeyPair } from "./pkg/sigil_wasm.js";
+// The smallest complete sigil browser client: an identity whose private key
+// no script can read, the server this page came from (its key pinned),
+// a call, a remote error, close.
+import init, { Client, Identity } from "./pkg/sigil_wasm.js";
 
 const out = document.getElementById("out");
 const say = (line) => {
   out.textContent += line + "\n";
 };
+const keyField = document.getElementById("server-key");
+
+await init(); // loads sigil_wasm_bg.wasm
+
+// A convenience, not a trust anchor: compare it with what `sigil serve` printed.
+const info = await fetch("./server-key").then((r) => (r.ok ? r.json() : {}), () => ({}));
+keyField.value ||= info.public_key ?? "";
 
 document.getElementById("go").addEventListener("click", async () => {
-  await init(); // loads sigil_wasm_bg.wasm (once)
-  const serverKey = document.getElementById("server-key").value.trim();
-  // A fresh key pair per visit: enough for a server that accepts any client.
-  // A real application keeps its key and has the server authorise it.
-  const me = generateKeyPair();
+  // Made once, kept in IndexedDB: the same client key on the next visit.
+  let identity = await Identity.load("hello");
+  if (!identity) {
+    identity = await Identity.generate();
+    await identity.save("hello");
+  }
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const url = `${scheme}://${location.host}/sigil`;
   let client;
   try {
-    client = await Client.connect(url, { serverKey, secretKey: me.secretKey, timeoutMs: 5000 });
+    client = await Client.connect(url, { serverKey: keyField.value.trim(), identity, timeoutMs: 5000 });
   } catch (e) {
     // e.name is SigilRefused (e.code 1..5), SigilConnectionError or SigilUsageError.
     say(`not connected: ${e.name} ${e.code}: ${e.message}`);
     return;
   }
-  say(`connected, session ${client.sessionHash.slice(0, 16)}…`);
+  say(`connected as ${identity.fingerprint}`);
   say(`1 + 2 = ${await client.call("calculator", "add", [1, 2])}`);
   try {
     await client.call("calculator", "div", [1, 0]);
