@@ -109,7 +109,7 @@ impl SecretKey {
     /// Takes a secret key from its 32 raw bytes (the caller should zeroize its copy).
     pub fn from_bytes(bytes: &[u8; KEY_LEN]) -> SecretKey {
         let secret = x25519_dalek::StaticSecret::from(*bytes);
-        let public = PublicKey(x25519_dalek::PublicKey::from(&secret).to_bytes());
+        let public = PublicKey(base_point_mul(&secret, bytes));
         SecretKey { secret, public }
     }
 
@@ -175,6 +175,22 @@ impl SecretKey {
     pub fn dangerous_to_bytes(&self) -> Zeroizing<[u8; KEY_LEN]> {
         Zeroizing::new(self.secret.to_bytes())
     }
+}
+
+/// The public key of a secret: X25519 of the secret with the base point.
+/// Native builds take x25519-dalek's way (the precomputed table, fast);
+/// wasm32 builds have no table (it is 30 KB of the browser's download) and
+/// use the Montgomery ladder that Diffie-Hellman needs anyway, so the
+/// module does not carry a second scalar multiplication (about 1 KB
+/// gzipped). Both give the same bytes (the vectors check either way).
+#[cfg(not(target_arch = "wasm32"))]
+fn base_point_mul(secret: &x25519_dalek::StaticSecret, _: &[u8; KEY_LEN]) -> [u8; KEY_LEN] {
+    x25519_dalek::PublicKey::from(secret).to_bytes()
+}
+
+#[cfg(target_arch = "wasm32")]
+fn base_point_mul(_: &x25519_dalek::StaticSecret, bytes: &[u8; KEY_LEN]) -> [u8; KEY_LEN] {
+    x25519_dalek::x25519(*bytes, x25519_dalek::X25519_BASEPOINT_BYTES)
 }
 
 /// An X25519 public key: 32 bytes, public by nature.
