@@ -56,7 +56,7 @@ function traceText(e) {
     case "answer":
       return ["←", `answer (message 2) · ${e.bytes} B`];
     case "refusal":
-      return ["←", `refusal · code ${e.code} · “${e.reason}” · ${e.bytes} B`];
+      return ["←", `refusal · code ${e.code} · “${e.reason}”`];
     case "session":
       return ["✓", `session ${e.sessionHash.slice(0, 16)}…`];
     case "frame": {

@@ -50,5 +50,5 @@ try {
 } finally {
   await browser.close();
   await new Promise((r) => files.close(r));
-  await server.stop();
+  await server.stop({ kill: true });
 }

@@ -83,5 +83,5 @@ try {
   await browser.close();
   await new Promise((r) => files.close(r));
   await new Promise((r) => echo.close(r));
-  await server.stop();
+  await server.stop({ kill: true });
 }

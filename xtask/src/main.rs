@@ -30,6 +30,7 @@ mod deny;
 mod fuzz;
 mod install;
 mod json;
+mod minify;
 mod release;
 mod results;
 mod sbom;

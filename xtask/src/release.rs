@@ -38,7 +38,7 @@ the SOURCE_DATE_EPOCH you give) and the build folders remapped
 
   target/release-repro/dist/sigil             the `sigil` binary (release)
   target/release-repro/dist/pkg/              the web package (wasm-bindgen,
-                                              wasm-opt -Oz)
+                                              wasm-opt -Oz, short names)
   target/release-repro/dist/SHA256SUMS        their SHA-256 (sha256sum -c)
   target/release-repro/dist/sbom/             CycloneDX SBOMs (cargo xtask sbom)
 

@@ -29,41 +29,23 @@ impl Identity {
     /// Makes a new identity with WebCrypto (its private key is
     /// non-extractable). Rejects with `SigilIdentityError` `unsupported`
     /// where the browser lacks WebCrypto X25519.
-    pub async fn generate() -> Result<Identity, JsValue> {
-        let (private_key, public) = agent::generate().await?;
-        Ok(Identity {
-            private_key,
-            public,
-        })
+    #[wasm_bindgen(unchecked_return_type = "Promise<Identity>")]
+    pub fn generate() -> Promise {
+        task(None)
     }
 
     /// The identity saved under `name` (with `save`), or `undefined`.
     /// Rejects with `SigilIdentityError` `storage_failed` when IndexedDB is
     /// unavailable or the record is not an identity.
-    #[wasm_bindgen(unchecked_return_type = "Identity | undefined")]
-    pub async fn load(name: String) -> Result<JsValue, JsValue> {
-        let record = store::run(Op::Get(&name)).await?;
-        if record.is_undefined() {
-            return Ok(JsValue::UNDEFINED);
-        }
-        let broken = || {
-            error::identity(
-                STORAGE_FAILED,
-                &format!("the record \"{name}\" in IndexedDB is not a sigil identity"),
-            )
-        };
-        let (private_key, public) = key_pair(&record).map_err(|_| broken())?;
-        Ok(Identity {
-            private_key,
-            public,
-        }
-        .into())
+    #[wasm_bindgen(unchecked_return_type = "Promise<Identity | undefined>")]
+    pub fn load(name: String) -> Promise {
+        task(Some(Op::Get(name)))
     }
 
     /// Deletes the identity saved under `name` (if there is one).
-    #[wasm_bindgen(js_name = delete)]
-    pub async fn remove(name: String) -> Result<(), JsValue> {
-        store::run(Op::Delete(&name)).await.map(drop)
+    #[wasm_bindgen(js_name = delete, unchecked_return_type = "Promise<void>")]
+    pub fn remove(name: String) -> Promise {
+        task(Some(Op::Delete(name)))
     }
 
     /// Saves this identity under `name` in IndexedDB (replacing what was
@@ -75,10 +57,7 @@ impl Identity {
         // Setting a property on a fresh object cannot fail.
         let _ = Reflect::set(&record, &"privateKey".into(), &self.private_key);
         let _ = Reflect::set(&record, &"publicKey".into(), &self.public_key().into());
-        wasm_bindgen_futures::future_to_promise(async move {
-            store::run(Op::Put(&name, &record.into())).await?;
-            Ok(JsValue::UNDEFINED)
-        })
+        task(Some(Op::Put(name, record.into())))
     }
 
     /// The public key (base64): give it to servers that should accept this
@@ -100,6 +79,41 @@ impl Identity {
     pub fn private_key(&self) -> CryptoKey {
         self.private_key.clone()
     }
+}
+
+/// A new identity (`None`), or `op` on the store: the identity a `Get`
+/// found (or `undefined`), `undefined` after a `Put` or `Delete`. One
+/// future for all four (each future costs the module its own code).
+fn task(op: Option<Op>) -> Promise {
+    wasm_bindgen_futures::future_to_promise(async move {
+        let Some(op) = op else {
+            let (private_key, public) = agent::generate().await?;
+            return Ok(Identity {
+                private_key,
+                public,
+            }
+            .into());
+        };
+        let name = match &op {
+            Op::Get(name) => Some(name.clone()),
+            Op::Put(..) | Op::Delete(_) => None,
+        };
+        let record = store::run(op).await?;
+        let Some(name) = name.filter(|_| !record.is_undefined()) else {
+            return Ok(JsValue::UNDEFINED);
+        };
+        let (private_key, public) = key_pair(&record).map_err(|_| {
+            error::identity(
+                STORAGE_FAILED,
+                &format!("the record \"{name}\" in IndexedDB is not a sigil identity"),
+            )
+        })?;
+        Ok(Identity {
+            private_key,
+            public,
+        }
+        .into())
+    })
 }
 
 /// The private `CryptoKey` and the public key of an identity: an

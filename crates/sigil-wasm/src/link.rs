@@ -14,7 +14,7 @@ use std::rc::Rc;
 use js_sys::{ArrayBuffer, Function, JSON, Uint8Array};
 use sigil_core::OsRandom;
 use sigil_core::connection::{ClientConnection, SessionLimits};
-use sigil_core::handshake::{ClientHandshake, HandshakeError, Refusal, RefusalCode};
+use sigil_core::handshake::{ClientHandshake, HandshakeError, REFUSAL, Refusal, RefusalCode};
 use sigil_core::transport::Session;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -369,22 +369,10 @@ fn received(rc: &Rc<RefCell<Inner>>, bytes: Vec<u8>) -> Option<Vec<u8>> {
 fn answer(rc: &Rc<RefCell<Inner>>, handshake: ClientHandshake, message: &[u8]) {
     let (agent, generation) = {
         let s = rc.borrow();
-        let bytes = JsValue::from(message.len());
-        match Refusal::parse(message) {
-            Some(r) => {
-                let fields = [
-                    ("dir", "in".into()),
-                    ("bytes", bytes),
-                    ("code", r.code().as_u16().into()),
-                    ("reason", r.reason().into()),
-                ];
-                events::trace(s.on_trace(), "refusal", &fields);
-            }
-            _ => events::trace(
-                s.on_trace(),
-                "answer",
-                &[("dir", "in".into()), ("bytes", bytes)],
-            ),
+        // A refusal is traced with its code and reason once it is read.
+        if message.first() != Some(&REFUSAL) {
+            let fields = [("dir", "in".into()), ("bytes", message.len().into())];
+            events::trace(s.on_trace(), "answer", &fields);
         }
         (s.setup.agent.clone(), s.generation)
     };
@@ -440,6 +428,14 @@ fn session(
     let (session, payload) = match result {
         Ok(ok) => ok,
         Err(end) => {
+            if let End::Refused(r) = &end {
+                let fields = [
+                    ("dir", "in".into()),
+                    ("code", r.code().as_u16().into()),
+                    ("reason", r.reason().into()),
+                ];
+                events::trace(s.on_trace(), "refusal", &fields);
+            }
             drop(guard);
             return broken(rc, end);
         }
@@ -598,10 +594,7 @@ pub(crate) fn broken(rc: &Rc<RefCell<Inner>>, end: End) {
 }
 
 fn error_message(end: &End) -> String {
-    js_sys::Reflect::get(&end.to_js(), &"message".into())
-        .ok()
-        .and_then(|m| m.as_string())
-        .unwrap_or_default()
+    agent::message(&end.to_js())
 }
 
 fn close_code(end: &End) -> u16 {

@@ -94,28 +94,28 @@ async fn open_database() -> Result<Database, JsValue> {
 }
 
 /// What to do with the store.
-pub(crate) enum Op<'a> {
+pub(crate) enum Op {
     /// The record under a name (`undefined` if none).
-    Get(&'a str),
+    Get(String),
     /// Stores a record under a name, replacing what was there.
-    Put(&'a str, &'a JsValue),
+    Put(String, JsValue),
     /// Deletes the record under a name (if any).
-    Delete(&'a str),
+    Delete(String),
 }
 
 /// Runs `op` in a transaction and returns its request's result once the
 /// transaction has committed.
-pub(crate) async fn run(op: Op<'_>) -> Result<JsValue, JsValue> {
-    let (what, name) = match op {
+pub(crate) async fn run(op: Op) -> Result<JsValue, JsValue> {
+    let (what, name) = match &op {
         Op::Get(name) => ("load", name),
         Op::Put(name, _) => ("save", name),
         Op::Delete(name) => ("delete", name),
     };
-    let outcome = transact(op).await;
+    let outcome = transact(&op).await;
     outcome.map_err(|e| failed(&format!("cannot {what} the identity \"{name}\""), &e))
 }
 
-async fn transact(op: Op<'_>) -> Result<JsValue, JsValue> {
+async fn transact(op: &Op) -> Result<JsValue, JsValue> {
     let db = open_database().await?;
     let outcome = async {
         let mode = if matches!(op, Op::Get(_)) {

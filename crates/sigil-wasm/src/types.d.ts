@@ -50,7 +50,7 @@ export type TraceEntry =
   | { kind: "connecting"; url: string; attempt: number }
   | { kind: "hello"; dir: "out"; bytes: number }
   | { kind: "answer"; dir: "in"; bytes: number }
-  | { kind: "refusal"; dir: "in"; bytes: number; code: RefusalCode; reason: string }
+  | { kind: "refusal"; dir: "in"; code: RefusalCode; reason: string }
   | { kind: "session"; sessionHash: string }
   | { kind: "frame"; dir: "out" | "in"; seq: number; bytes: number }
   | { kind: "close"; by: "client" | "server"; code: number; reason?: string };

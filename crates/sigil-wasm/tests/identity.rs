@@ -10,6 +10,7 @@ mod support;
 use js_sys::{Array, Function};
 use sigil_wasm::{Client, Identity, fingerprint, generate_key_pair};
 use support::{args, assert_adds, name_and_code, object, prop, run_js, server, settle, text};
+use wasm_bindgen::convert::TryFromJsValue;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
@@ -25,6 +26,12 @@ fn with_identity(server_key: &str, identity: &Identity, extra: &[(&str, JsValue)
     let mut pairs = vec![("serverKey", JsValue::from(server_key)), ("identity", keys)];
     pairs.extend(extra.iter().cloned());
     object(&pairs)
+}
+
+/// `Identity.generate()`, awaited.
+async fn generate() -> Identity {
+    let identity = settle(Identity::generate()).await.unwrap();
+    Identity::try_from_js_value(identity).unwrap()
 }
 
 async fn whoami(client: &Client) -> String {
@@ -44,7 +51,7 @@ fn fresh_name(what: &str) -> String {
 
 #[wasm_bindgen_test]
 async fn an_identitys_private_key_cannot_be_exported() {
-    let me = Identity::generate().await.unwrap();
+    let me = generate().await;
     assert!(!me.private_key().extractable());
     assert_eq!(me.public_key().len(), 44);
     assert_eq!(me.fingerprint(), fingerprint(&me.public_key()).unwrap());
@@ -62,35 +69,40 @@ async fn an_identitys_private_key_cannot_be_exported() {
         "{refused:?}"
     );
     // Two identities are two keys.
-    let other = Identity::generate().await.unwrap();
+    let other = generate().await;
     assert_ne!(me.public_key(), other.public_key());
 }
 
 #[wasm_bindgen_test]
 async fn identities_are_saved_loaded_and_deleted() {
     let name = fresh_name("saved");
-    assert!(Identity::load(name.clone()).await.unwrap().is_undefined());
-    let me = Identity::generate().await.unwrap();
+    assert!(
+        settle(Identity::load(name.clone()))
+            .await
+            .unwrap()
+            .is_undefined()
+    );
+    let me = generate().await;
     settle(me.save(name.clone())).await.unwrap();
-    let loaded = Identity::load(name.clone()).await.unwrap();
+    let loaded = settle(Identity::load(name.clone())).await.unwrap();
     // The same key, still not extractable after a trip through IndexedDB.
     assert_eq!(text(&loaded, "publicKey"), me.public_key());
     assert_eq!(text(&loaded, "fingerprint"), me.fingerprint());
     let private = prop(&loaded, "privateKey");
     assert_eq!(prop(&private, "extractable").as_bool(), Some(false));
     // Saving again under the name replaces it.
-    let next = Identity::generate().await.unwrap();
+    let next = generate().await;
     settle(next.save(name.clone())).await.unwrap();
-    let loaded = Identity::load(name.clone()).await.unwrap();
+    let loaded = settle(Identity::load(name.clone())).await.unwrap();
     assert_eq!(text(&loaded, "publicKey"), next.public_key());
-    Identity::remove(name.clone()).await.unwrap();
-    assert!(Identity::load(name).await.unwrap().is_undefined());
+    settle(Identity::remove(name.clone())).await.unwrap();
+    assert!(settle(Identity::load(name)).await.unwrap().is_undefined());
 }
 
 #[wasm_bindgen_test]
 async fn an_identity_connects_and_the_server_sees_its_key() {
     let (url, server_key) = server();
-    let me = Identity::generate().await.unwrap();
+    let me = generate().await;
     let client = Client::connect(url.into(), with_identity(server_key, &me, &[]))
         .await
         .unwrap();
@@ -102,18 +114,18 @@ async fn an_identity_connects_and_the_server_sees_its_key() {
     // round trip through IndexedDB.
     let name = fresh_name("connect");
     settle(me.save(name.clone())).await.unwrap();
-    let loaded = Identity::load(name.clone()).await.unwrap();
+    let loaded = settle(Identity::load(name.clone())).await.unwrap();
     let opts = object(&[("serverKey", server_key.into()), ("identity", loaded)]);
     let client = Client::connect(url.into(), opts).await.unwrap();
     assert_eq!(whoami(&client).await, me.fingerprint());
     client.close();
-    Identity::remove(name).await.unwrap();
+    settle(Identity::remove(name)).await.unwrap();
 }
 
 #[wasm_bindgen_test]
 async fn fail_identity_options_are_usage_errors() {
     let (url, server_key) = server();
-    let me = Identity::generate().await.unwrap();
+    let me = generate().await;
     let secret = text(&generate_key_pair().unwrap(), "secretKey");
     let both = with_identity(server_key, &me, &[("secretKey", secret.into())]);
     let neither = object(&[("serverKey", server_key.into())]);
@@ -166,7 +178,7 @@ fn kinds(list: &Array) -> Vec<String> {
 async fn state_changes_and_the_protocol_trace_are_reported() {
     let (url, server_key) = server();
     let (states, trace) = (Array::new(), Array::new());
-    let me = Identity::generate().await.unwrap();
+    let me = generate().await;
     let opts = with_identity(
         server_key,
         &me,
@@ -219,7 +231,7 @@ async fn state_changes_and_the_protocol_trace_are_reported() {
 async fn a_refusal_is_traced_with_its_code() {
     let (url, _) = server();
     let trace = Array::new();
-    let me = Identity::generate().await.unwrap();
+    let me = generate().await;
     let wrong = text(&generate_key_pair().unwrap(), "publicKey");
     let opts = with_identity(&wrong, &me, &[("onTrace", recorder(&trace).into())]);
     assert!(Client::connect(url.into(), opts).await.is_err());
