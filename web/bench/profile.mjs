@@ -39,7 +39,8 @@ try {
   const dt = profile.timeDeltas;
   profile.samples.forEach((id, i) => {
     const f = byId.get(id).callFrame;
-    const name = `${f.functionName || "(anonymous)"} ${f.url ? path.basename(f.url) : ""}`.trim();
+    const where = f.url ? ` ${path.basename(f.url)}${f.functionName ? "" : `:${f.lineNumber + 1}`}` : "";
+    const name = `${f.functionName || "(anonymous)"}${where}`;
     self.set(name, (self.get(name) ?? 0) + (dt[i] ?? 0));
   });
   const total = [...self.values()].reduce((a, b) => a + b, 0);

@@ -7,7 +7,8 @@
 //! `Ab`; the module `./sigil_wasm_bg.js` becomes `a`) and prints the
 //! renaming as JSON; this module applies it to the JavaScript glue
 //! (`sigil_wasm.js`: the keys of its import object, the object's module
-//! name, and every `wasm.NAME`) and to `sigil_wasm_bg.wasm.d.ts`. The
+//! name, and every `wasm.NAME`) and to the declarations of the exports
+//! (`sigil_wasm_bg.wasm.d.ts`, `InitOutput` in `sigil_wasm.d.ts`). The
 //! result is deterministic, as the rest of the build.
 
 use std::collections::HashMap;
@@ -72,6 +73,19 @@ pub(crate) fn minify(ctx: &Ctx, wasm_opt: &Path, out_dir: &Path) -> Result<(), S
         let text = rename_after(&read(&types)?, "export const ", &exports);
         write(&types, &text)?;
     }
+    // The declarations' `InitOutput` lists the exports too (and only it:
+    // the classes have getters named like some exports).
+    let types = out_dir.join("sigil_wasm.d.ts");
+    let text = read(&types)?;
+    let start = text
+        .find("export interface InitOutput {")
+        .ok_or("sigil_wasm.d.ts has no InitOutput: xtask/src/minify.rs must follow wasm-bindgen")?;
+    let end = start + text[start..].find("\n}").unwrap_or(text.len() - start);
+    let renamed = rename_after(&text[start..end], "readonly ", &exports);
+    write(
+        &types,
+        &format!("{}{renamed}{}", &text[..start], &text[end..]),
+    )?;
     Ok(())
 }
 

@@ -416,10 +416,23 @@ impl<'a> Setup<'a> {
         let lock = folder.join("package-lock.json");
         let modules = folder.join("node_modules");
         let lock_time = modified(&lock).ok_or_else(|| format!("cannot read {}", lock.display()))?;
-        let fresh = modified(&modules).is_some_and(|t| t >= lock_time)
-            && modules.join(".package-lock.json").is_file();
+        let installed = modules.join(".package-lock.json").is_file();
+        let fresh = modified(&modules).is_some_and(|t| t >= lock_time) && installed;
         if fresh {
             return Ok(());
+        }
+        // A node_modules that links to another checkout's is that
+        // checkout's to update: `npm ci` here would empty the folder it
+        // shares (it removes node_modules' contents through the link).
+        if fs::symlink_metadata(&modules).is_ok_and(|m| m.file_type().is_symlink()) {
+            if installed {
+                return Ok(());
+            }
+            return Err(format!(
+                "{} is a link to a folder with no npm packages installed: run `npm ci` \
+                 where it points, or remove the link and let this install them",
+                modules.display()
+            ));
         }
         let mut cmd = self.ctx.cmd("npm");
         cmd.current_dir(&folder)

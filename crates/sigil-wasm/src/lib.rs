@@ -5,17 +5,22 @@
 //! and the RPC messages are the core's; this crate only moves bytes, reads
 //! the browser's clock (`Date.now()`) and the browser's CSPRNG
 //! (`crypto.getRandomValues`, through `getrandom`), and turns results into
-//! JavaScript values and `Promise`s.
+//! JavaScript values and `Promise`s. A page's key is an [`Identity`]: a
+//! WebCrypto X25519 key pair whose private key no script can read, kept in
+//! IndexedDB; the browser does the static key's Diffie-Hellman for the
+//! handshake (`agent.rs`).
 //!
 //! From JavaScript (after `wasm-bindgen --target web`):
 //!
 //! ```js
-//! import init, { generateKeyPair, Client } from "./pkg/sigil_wasm.js";
+//! import init, { Identity, Client } from "./pkg/sigil_wasm.js";
 //! await init();
-//! const me = generateKeyPair();
+//! const identity = (await Identity.load("app")) ?? (await Identity.generate());
+//! await identity.save("app");
 //! const client = await Client.connect("ws://127.0.0.1:7070/sigil", {
 //!   serverKey: "…the server's public key, as `sigil serve` prints it…",
-//!   secretKey: me.secretKey,
+//!   identity,
+//!   reconnect: true,
 //! });
 //! console.log(await client.call("calculator", "add", [1, 2])); // 3
 //! client.close();
