@@ -300,6 +300,40 @@ fn a_new_client_policy_applies_to_the_next_hello_only() {
     );
 }
 
+/// A reload while the server rotates its key: the new client policy holds
+/// for both keys, and the old clients' `ss` is kept for both.
+#[test]
+fn a_new_client_policy_covers_every_server_key() {
+    let mut p = Pair::new(62);
+    let second = SecretKey::generate(&mut p.rng).unwrap();
+    let (first_key, second_key) = (p.server.public_key(), second.public_key());
+    p.server = p_server_with(&mut p, second);
+    let newcomer = SecretKey::generate(&mut p.rng).unwrap();
+    let old_client = p.client.public_key();
+    p.server = p
+        .server
+        .with_client_auth(ClientAuth::Keys(vec![old_client, newcomer.public_key()]))
+        .unwrap();
+    assert_eq!(p.server.public_keys(), [first_key, second_key]);
+    for pinned in [first_key, second_key] {
+        p.client = ClientConfig::new(newcomer.copy(), pinned).unwrap();
+        p.connect();
+        p.client = ClientConfig::new(client_secret(62), pinned).unwrap();
+        p.connect();
+    }
+    // Then the old client leaves: refused whichever key it pinned.
+    p.server = p
+        .server
+        .with_client_auth(ClientAuth::Keys(vec![newcomer.public_key()]))
+        .unwrap();
+    for pinned in [first_key, second_key] {
+        p.client = ClientConfig::new(client_secret(62), pinned).unwrap();
+        assert_eq!(p.client.public_key(), old_client);
+        let (_, msg1) = p.hello(None);
+        assert_generic(&p.refusal(&msg1), RefusalDetail::UnauthorizedClient);
+    }
+}
+
 #[test]
 fn fail_psk_mismatch() {
     let mut p = Pair::new(7);
