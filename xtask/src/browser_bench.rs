@@ -17,13 +17,8 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
         eprintln!("error: `cargo xtask bench-browser` takes no arguments (got `{arg}`)");
         return ExitCode::from(2);
     }
-    match Ctx::new().and_then(|ctx| run(&ctx)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: the browser benchmark failed: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    let result = Ctx::new().and_then(|ctx| run(&ctx));
+    crate::ctx::exit_code(result.map_err(|e| format!("the browser benchmark failed: {e}")))
 }
 
 /// Installs what is missing, builds `web/pkg` and the release `sigil`, and

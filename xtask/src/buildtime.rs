@@ -58,13 +58,7 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
         println!("wrote {FILE} ({entries} crates)");
         Ok(())
     });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::ctx::exit_code(result)
 }
 
 /// The `buildtime` step of `cargo xtask test`.

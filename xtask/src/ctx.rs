@@ -140,6 +140,17 @@ impl Ctx {
     }
 }
 
+/// A command's exit: success, or its error on stderr and failure.
+pub(crate) fn exit_code(result: Result<(), String>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// `$CARGO_HOME`, or `~/.cargo`: where cargo keeps the registry's sources.
 pub(crate) fn cargo_home() -> Option<PathBuf> {
     env::var_os("CARGO_HOME")

@@ -125,13 +125,7 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
         println!("{} fixtures judged as expected", counts.passed);
         Ok(())
     });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::ctx::exit_code(result)
 }
 
 /// The `deny` step of `cargo xtask test`.

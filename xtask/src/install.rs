@@ -39,16 +39,11 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
         Ok(args) => args,
         Err(code) => return code,
     };
-    match run(
+    let result = run(
         !args.has("--no-web"),
         args.value("--root").map(PathBuf::from),
-    ) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    );
+    crate::ctx::exit_code(result)
 }
 
 fn run(with_web: bool, root: Option<PathBuf>) -> Result<(), String> {

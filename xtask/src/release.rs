@@ -89,13 +89,7 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
         Setup::new(&ctx, install).ensure(&all)?;
         release(&ctx, twice)
     });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::ctx::exit_code(result)
 }
 
 fn release(ctx: &Ctx, twice: bool) -> Result<(), String> {

@@ -94,13 +94,7 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
         let epoch = release::source_date_epoch(&ctx)?;
         write(&ctx, &out, &epoch)
     });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::ctx::exit_code(result)
 }
 
 /// Writes the SBOMs of [`BOMS`] into `out`, with `epoch` as their time.

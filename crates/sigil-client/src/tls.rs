@@ -70,8 +70,9 @@ fn provider() -> Arc<CryptoProvider> {
 /// check of the application's own).
 ///
 /// ```no_run
-/// # fn example() -> Result<(), sigil_client::ClientError> {
-/// use sigil_client::{ClientOptions, ClientTls, PublicKey, SecretKey};
+/// # use sigil_client::{PublicKey, SecretKey};
+/// # fn example(secret: SecretKey, server: PublicKey) -> Result<(), sigil_client::ClientError> {
+/// use sigil_client::{ClientOptions, ClientTls};
 ///
 /// let tls = ClientTls::new()
 ///     .with_ca_file("ca.pem".as_ref())?             // instead of the public roots
@@ -82,7 +83,6 @@ fn provider() -> Arc<CryptoProvider> {
 ///         other => Err(format!("unexpected common name {other:?}")),
 ///     })
 ///     .build()?;
-/// # let (secret, server): (SecretKey, PublicKey) = todo!();
 /// let options = ClientOptions::new(secret, server).with_tls(tls);
 /// # Ok(())
 /// # }

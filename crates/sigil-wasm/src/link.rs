@@ -15,6 +15,8 @@ use js_sys::{ArrayBuffer, Function, JSON, Uint8Array};
 use sigil_core::OsRandom;
 use sigil_core::connection::{ClientConnection, SessionLimits};
 use sigil_core::handshake::{ClientHandshake, HandshakeError, REFUSAL, Refusal, RefusalCode};
+use sigil_core::rand::RandomSource as _;
+use sigil_core::reconnect::Backoff;
 use sigil_core::transport::Session;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -142,8 +144,9 @@ pub(crate) struct Inner {
     pub(crate) state: State,
     /// Sockets opened so far: an agent's answer for an older one is dropped.
     generation: u32,
-    /// Reconnect attempts since the session was last open.
-    attempt: u32,
+    /// Reconnect attempts since the session was last open: the core's
+    /// backoff of this outage, if one is under way.
+    outage: Option<Backoff>,
     /// Calls in flight and streams open in the machine, by id.
     pub(crate) pending: InFlight,
     pub(crate) session_hash: String,
@@ -166,7 +169,7 @@ impl Inner {
             phase: Phase::Opening,
             state: State::Connecting,
             generation: 0,
-            attempt: 0,
+            outage: None,
             pending: InFlight::default(),
             session_hash: String::new(),
             server_payload: JsValue::UNDEFINED,
@@ -266,7 +269,7 @@ fn use_socket(rc: &Rc<RefCell<Inner>>, ws: WebSocket) {
         now_ms() + u64::from(s.setup.timeout_ms),
         h.timer.as_ref().unchecked_ref(),
     );
-    let attempt = JsValue::from(s.attempt);
+    let attempt = JsValue::from(s.outage.as_ref().map_or(0, Backoff::attempts));
     let fields = [("url", s.setup.url.as_str().into()), ("attempt", attempt)];
     events::trace(s.setup.on_trace.as_ref(), "connecting", &fields);
     events::state(s.setup.on_state.as_ref(), State::Connecting, &fields[1..]);
@@ -460,7 +463,7 @@ fn session(
         return;
     };
     s.timer.clear();
-    s.attempt = 0;
+    s.outage = None;
     s.state = State::Open;
     let hash = [("sessionHash", s.session_hash.as_str().into())];
     events::trace(s.on_trace(), "session", &hash);
@@ -554,37 +557,35 @@ pub(crate) fn broken(rc: &Rc<RefCell<Inner>>, end: End) {
     if matches!(s.phase, Phase::Ended | Phase::Waiting) {
         return;
     }
-    let backoff = match s.setup.reconnect {
-        Some(b) if s.connect.is_none() && end.retryable() => b,
+    let policy = match s.setup.reconnect {
+        Some(p) if s.connect.is_none() && end.retryable() => p,
         _ => {
             drop(guard);
             return shut(rc, end);
         }
     };
-    if s.attempt >= backoff.max_attempts {
+    let outage = s.outage.get_or_insert_with(|| Backoff::new(policy));
+    let Some(delay) = outage.next_delay_ms(jitter()) else {
         let why = format!(
             "gave up reconnecting after {} attempts; the last: {}",
-            s.attempt,
+            outage.attempts(),
             error_message(&end)
         );
         drop(guard);
         return shut(rc, End::Error(CONNECTION_CLOSED, why));
-    }
+    };
+    let attempt = outage.attempts();
     s.drop_socket(close_code(&end));
-    s.attempt += 1;
-    let delay = backoff.delay_ms(s.attempt, js_sys::Math::random());
     s.phase = Phase::Waiting;
     s.state = State::Reconnecting;
     s.timer.clear();
     if let Some(h) = &s.handlers {
-        s.timer.arm(
-            now_ms() + u64::from(delay),
-            h.timer.as_ref().unchecked_ref(),
-        );
+        s.timer
+            .arm(now_ms() + delay, h.timer.as_ref().unchecked_ref());
     }
     let fields = [
-        ("attempt", s.attempt.into()),
-        ("delayMs", delay.into()),
+        ("attempt", attempt.into()),
+        ("delayMs", u32::try_from(delay).unwrap_or(u32::MAX).into()),
         ("error", end.to_js()),
     ];
     events::state(s.setup.on_state.as_ref(), State::Reconnecting, &fields);
@@ -592,6 +593,16 @@ pub(crate) fn broken(rc: &Rc<RefCell<Inner>>, end: End) {
     drop(guard);
     for (id, p) in pending {
         p.settle(rc, id, Err(end.to_js()));
+    }
+}
+
+/// A random number for the backoff's jitter, from the browser's
+/// `crypto.getRandomValues` (0 if it fails: no jitter, still bounded).
+fn jitter() -> u64 {
+    let mut bytes = [0u8; 8];
+    match OsRandom.fill(&mut bytes) {
+        Ok(()) => u64::from_le_bytes(bytes),
+        Err(_) => 0,
     }
 }
 

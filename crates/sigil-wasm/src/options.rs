@@ -4,6 +4,7 @@
 use js_sys::{Function, JSON, Reflect, Uint8Array};
 use sigil_core::handshake::{ClientConfig, HandshakeError, Limits};
 use sigil_core::keys::{PublicKey, SecretKey, SymmetricKey};
+use sigil_core::reconnect::ReconnectPolicy;
 use wasm_bindgen::{JsCast, JsValue};
 
 use crate::agent::{self, CryptoKey};
@@ -29,28 +30,6 @@ enum Key {
     Agent(CryptoKey, PublicKey),
 }
 
-/// Reconnecting after a break: at most `max_attempts` tries, waiting
-/// `initial_delay_ms` × 2^(n−1) (at most `max_delay_ms`) before try n,
-/// half of it fixed and half random.
-#[derive(Clone, Copy)]
-pub(crate) struct Backoff {
-    pub(crate) max_attempts: u32,
-    initial_delay_ms: u32,
-    max_delay_ms: u32,
-}
-
-impl Backoff {
-    /// The wait before attempt `n` (from 1), with `random` in [0, 1).
-    pub(crate) fn delay_ms(&self, n: u32, random: f64) -> u32 {
-        let doubled = 1u32.checked_shl(n.saturating_sub(1)).unwrap_or(u32::MAX);
-        let base = self
-            .initial_delay_ms
-            .saturating_mul(doubled)
-            .min(self.max_delay_ms);
-        base / 2 + (f64::from(base / 2) * random) as u32
-    }
-}
-
 /// Everything a connection needs, checked before the first socket opens.
 pub(crate) struct Setup {
     pub(crate) url: String,
@@ -61,7 +40,7 @@ pub(crate) struct Setup {
     pub(crate) timeout_ms: u32,
     /// The deadline of a call that does not set its own.
     pub(crate) call_timeout_ms: u32,
-    pub(crate) reconnect: Option<Backoff>,
+    pub(crate) reconnect: Option<ReconnectPolicy>,
     pub(crate) on_state: Option<Function>,
     pub(crate) on_trace: Option<Function>,
 }
@@ -75,7 +54,7 @@ pub(crate) struct ConnectOptions {
     payload: Option<String>,
     timeout_ms: u32,
     call_timeout_ms: u32,
-    reconnect: Option<Backoff>,
+    reconnect: Option<ReconnectPolicy>,
     on_state: Option<Function>,
     on_trace: Option<Function>,
 }
@@ -227,12 +206,12 @@ fn payload(options: &JsValue) -> Result<Option<String>, JsValue> {
 
 /// `reconnect`: absent or `false` (never), `true` (the defaults), or
 /// `{ maxAttempts?, initialDelayMs?, maxDelayMs? }`.
-fn reconnect(options: &JsValue) -> Result<Option<Backoff>, JsValue> {
+fn reconnect(options: &JsValue) -> Result<Option<ReconnectPolicy>, JsValue> {
     let Some(value) = get(options, "reconnect")? else {
         return Ok(None);
     };
     if let Some(on) = value.as_bool() {
-        return Ok(on.then_some(Backoff {
+        return Ok(on.then_some(ReconnectPolicy {
             max_attempts: 10,
             initial_delay_ms: 250,
             max_delay_ms: 10_000,
@@ -243,10 +222,10 @@ fn reconnect(options: &JsValue) -> Result<Option<Backoff>, JsValue> {
             "reconnect must be true, false or { maxAttempts?, initialDelayMs?, maxDelayMs? }",
         ));
     }
-    Ok(Some(Backoff {
+    Ok(Some(ReconnectPolicy {
         max_attempts: number(&value, "maxAttempts", 1000, "a number of attempts")?.unwrap_or(10),
-        initial_delay_ms: millis(&value, "initialDelayMs")?.unwrap_or(250),
-        max_delay_ms: millis(&value, "maxDelayMs")?.unwrap_or(10_000),
+        initial_delay_ms: u64::from(millis(&value, "initialDelayMs")?.unwrap_or(250)),
+        max_delay_ms: u64::from(millis(&value, "maxDelayMs")?.unwrap_or(10_000)),
     }))
 }
 
