@@ -275,3 +275,105 @@ async fn a_close_from_the_client_is_answered_with_a_close() {
     assert!(matches!(reply, Some(Ok(Message::Close(_)))), "{reply:?}");
     server.shutdown().await;
 }
+
+// --- Batching (subprotocol sigil.v1.batch) ---
+
+/// Seals a `calculator.add(i, i)` request with id `i`.
+fn add_frame(session: &mut sigil_core::transport::Session, i: u64) -> Vec<u8> {
+    let payload = format!(r#"{{"id":{i},"object":"calculator","method":"add","args":[{i},{i}]}}"#);
+    let mut frame = Vec::new();
+    session.seal(payload.as_bytes(), &mut frame).unwrap();
+    frame
+}
+
+#[tokio::test]
+async fn a_batching_client_gets_its_answers_together() {
+    use sigil_core::batch::{BATCH_LIMIT, frames};
+    let client_key = key();
+    let server = demo_server(&[client_key.public_key()]).await;
+    let cfg = config_for(server.public_key(), &client_key);
+    let mut raw =
+        RawClient::offering(&server.url(), "sigil.v1.batch, sigil.v1", "sigil.v1.batch").await;
+    let mut session = raw.handshake(&cfg).await.1.unwrap();
+    // 200 calls in one message (about 19 KiB would not fit: 2 messages).
+    let all: Vec<Vec<u8>> = (1..=200).map(|i| add_frame(&mut session, i)).collect();
+    let (first, second) = all.split_at(100);
+    raw.send(first.concat()).await;
+    raw.send(second.concat()).await;
+    let mut answered = Vec::new();
+    let mut messages = 0;
+    while answered.len() < 200 {
+        let message = raw.recv().await.expect("answers");
+        assert!(
+            message.len() <= BATCH_LIMIT,
+            "a {}-byte batch",
+            message.len()
+        );
+        messages += 1;
+        for frame in frames(&message, true) {
+            let payload = session.open(frame).unwrap();
+            let v: serde_json::Value = serde_json::from_slice(payload).unwrap();
+            answered.push((v["id"].as_u64().unwrap(), v["result"].as_u64().unwrap()));
+        }
+    }
+    assert_eq!(answered, (1..=200).map(|i| (i, 2 * i)).collect::<Vec<_>>());
+    // Two messages of requests: the answers came in a few, not 200.
+    assert!(messages <= 4, "{messages} messages");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_batching_two_frames_in_one_message_close_the_session() {
+    let client_key = key();
+    let server = demo_server(&[client_key.public_key()]).await;
+    let bystander = connect(&server, copy_key(&client_key)).await;
+    let cfg = config_for(server.public_key(), &client_key);
+    let mut raw = RawClient::open(&server.url()).await;
+    let mut session = raw.handshake(&cfg).await.1.unwrap();
+    let two = [add_frame(&mut session, 1), add_frame(&mut session, 2)].concat();
+    raw.send(two).await;
+    assert_eq!(raw.recv().await, None);
+    let sum: u64 = bystander.call("calculator", "add", (1, 2)).await.unwrap();
+    assert_eq!(sum, 3);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_batches_close_the_session() {
+    let client_key = key();
+    let server = demo_server(&[client_key.public_key()]).await;
+    let cfg = config_for(server.public_key(), &client_key);
+    let url = server.url();
+    let batching = || RawClient::offering(&url, "sigil.v1.batch", "sigil.v1.batch");
+    // Cut inside its last frame.
+    let mut raw = batching().await;
+    let mut session = raw.handshake(&cfg).await.1.unwrap();
+    let mut cut = [add_frame(&mut session, 1), add_frame(&mut session, 2)].concat();
+    cut.truncate(cut.len() - 3);
+    raw.send(cut).await;
+    assert_eq!(raw.recv().await, None);
+    // Frames out of order.
+    let mut raw = batching().await;
+    let mut session = raw.handshake(&cfg).await.1.unwrap();
+    let (a, b) = (add_frame(&mut session, 1), add_frame(&mut session, 2));
+    raw.send([b, a].concat()).await;
+    assert_eq!(raw.recv().await, None);
+    // Over the batch limit (16 KiB) with more than one frame in it.
+    let mut raw = batching().await;
+    let mut session = raw.handshake(&cfg).await.1.unwrap();
+    let over: Vec<u8> = (1..=200).flat_map(|i| add_frame(&mut session, i)).collect();
+    assert!(over.len() > sigil_core::batch::BATCH_LIMIT);
+    raw.send(over).await;
+    assert_eq!(raw.recv().await, None);
+    // An honest batching client is still served.
+    let mut raw = batching().await;
+    let mut session = raw.handshake(&cfg).await.1.unwrap();
+    let reply = raw
+        .call(
+            &mut session,
+            br#"{"id":1,"object":"calculator","method":"add","args":[2,3]}"#,
+        )
+        .await;
+    assert_eq!(reply.unwrap(), br#"{"id":1,"result":5}"#);
+    server.shutdown().await;
+}

@@ -8,6 +8,7 @@
 //! variables come in as arguments. The same code runs in the server, the
 //! native client and the browser (it builds for `wasm32-unknown-unknown`).
 
+pub mod batch;
 pub mod cert;
 pub mod config;
 pub mod connection;

@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used)] // test helpers panic on failure by design
 
 use serde_json::value::RawValue;
+use sigil_core::batch::{BATCH_LIMIT, Batch, frames};
 use sigil_core::connection::{
     AbortReason, CallError, CallOptions, ClientConnection, ClientEvent, CloseReason,
     ServerConnection, ServerEvent, SessionLimits, StreamError, StreamOptions,
@@ -890,4 +891,122 @@ fn frames_the_server_sends_postpone_the_ping() {
     assert!(p.pings.is_empty(), "{:?}", p.pings);
     p.advance_to(5_000);
     assert!(!p.pings.is_empty());
+}
+
+// --- Batching (sigil.v1.batch): several frames in one WebSocket message ---
+
+/// Seals `payloads` with `from`, packs them with [`Batch`] and returns the
+/// messages.
+/// Seals `payload` with `from` into a new buffer.
+fn sealed(from: &mut Session, payload: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::new();
+    from.seal(payload, &mut frame).unwrap();
+    frame
+}
+
+fn packed(from: &mut Session, payloads: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let mut batch = Batch::new();
+    let mut messages = Vec::new();
+    for p in payloads {
+        messages.extend(batch.push(sealed(from, p)));
+    }
+    messages.extend(batch.take());
+    assert!(batch.is_empty());
+    messages
+}
+
+#[test]
+fn batched_frames_open_in_order_and_messages_stay_within_the_limit() {
+    let (mut client, mut server) = sessions();
+    // Small frames, one larger than the limit (it travels alone), more small.
+    let mut payloads: Vec<Vec<u8>> = (0..300u32).map(|i| vec![b'a'; (i % 97) as usize]).collect();
+    payloads.insert(150, vec![b'b'; BATCH_LIMIT + 1]);
+    let messages = packed(&mut client, &payloads);
+    assert!(messages.len() > 2, "{} messages", messages.len());
+    let mut opened = Vec::new();
+    for m in &messages {
+        let alone = frames(m, true).count() == 1;
+        assert!(m.len() <= BATCH_LIMIT || alone, "a {}-byte batch", m.len());
+        for frame in frames(m, true) {
+            opened.push(server.open(frame).unwrap().to_vec());
+        }
+    }
+    assert_eq!(opened, payloads);
+}
+
+#[test]
+fn a_batch_cut_inside_a_frame_is_malformed_after_the_whole_frames() {
+    let (mut client, mut server) = sessions();
+    let messages = packed(
+        &mut client,
+        &[b"[1]".to_vec(), b"[2]".to_vec(), b"[3]".to_vec()],
+    );
+    let [message] = &messages[..] else {
+        panic!("{} messages", messages.len())
+    };
+    let cut = &message[..message.len() - 5];
+    let mut it = frames(cut, true);
+    assert_eq!(server.open(it.next().unwrap()), Ok(&b"[1]"[..]));
+    assert_eq!(server.open(it.next().unwrap()), Ok(&b"[2]"[..]));
+    assert_eq!(server.open(it.next().unwrap()), Err(FrameError::Malformed));
+    assert_eq!(it.next(), None);
+}
+
+#[test]
+fn odd_batches_fail_as_a_lone_frame_would() {
+    let (mut client, mut server) = sessions();
+    // Empty: one empty slice.
+    let empty: &[u8] = &[];
+    assert_eq!(frames(empty, true).collect::<Vec<&[u8]>>(), vec![empty]);
+    assert_eq!(server.open(empty), Err(FrameError::Malformed));
+    // A frame and then bytes that are not a frame header.
+    let mut message = sealed(&mut client, b"[1]");
+    message.extend_from_slice(&[0x01, 0x02]);
+    let parts: Vec<&[u8]> = frames(&message, true).collect();
+    assert_eq!(parts.len(), 2);
+    assert_eq!(parts[1], &[0x01, 0x02][..]);
+    // A header declaring 4 GiB: refused for its length, before any hashing.
+    let mut huge = vec![0x10];
+    huge.extend_from_slice(&0u64.to_be_bytes());
+    huge.extend_from_slice(&u32::MAX.to_be_bytes());
+    huge.extend_from_slice(&[0; 32]);
+    let parts: Vec<&[u8]> = frames(&huge, true).collect();
+    assert_eq!(parts, vec![&huge[..]]);
+    let (_, mut fresh) = sessions();
+    assert!(matches!(
+        fresh.open(parts[0]),
+        Err(FrameError::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn without_batching_or_over_the_limit_a_message_is_one_frame() {
+    let (mut client, mut server) = sessions();
+    let two = [sealed(&mut client, b"[1]"), sealed(&mut client, b"[2]")].concat();
+    assert_eq!(frames(&two, false).collect::<Vec<&[u8]>>(), vec![&two[..]]);
+    assert_eq!(server.open(&two), Err(FrameError::Malformed));
+    // Two frames of 9 KiB each: 18 KiB, over the limit, so not split.
+    let (mut client, _) = sessions();
+    let big = vec![b'1'; 9 * 1024];
+    let over = [sealed(&mut client, &big), sealed(&mut client, &big)].concat();
+    assert!(over.len() > BATCH_LIMIT);
+    assert_eq!(frames(&over, true).count(), 1);
+    // The same frames sent apart: each alone.
+    assert_eq!(frames(&over[..over.len() / 2], true).count(), 1);
+}
+
+#[test]
+fn frames_swapped_inside_a_batch_are_refused() {
+    let (mut client, mut server) = sessions();
+    let a = sealed(&mut client, b"[1]");
+    let b = sealed(&mut client, b"[2]");
+    let message = [b, a].concat();
+    let first = frames(&message, true).next().unwrap();
+    assert_eq!(
+        server.open(first),
+        Err(FrameError::BadSequence {
+            got: 1,
+            expected: 0
+        })
+    );
 }

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
+use sigil_core::batch::{self, Batch};
 use sigil_core::connection::{
     AbortReason, CloseReason, ServerConnection, ServerEvent, SessionLimits, StreamError,
 };
@@ -98,6 +99,7 @@ async fn handshake<S>(
         mut stop,
         pending,
         tracked,
+        batching,
     } = conn;
     let write_timeout = shared.limits.write_timeout;
     let first = tokio::select! {
@@ -241,6 +243,7 @@ async fn handshake<S>(
         conn: ServerConnection::new(session, session_limits, 0),
         epoch: Instant::now(),
         out: Vec::new(),
+        batch: batching.then(Batch::new),
         _slot: slot,
         _tracked: tracked,
     };
@@ -350,6 +353,8 @@ struct Session {
     epoch: Instant,
     /// A response being built (reused).
     out: Vec<u8>,
+    /// With batching (`sigil.v1.batch`): the frames going out together.
+    batch: Option<Batch>,
     /// Its place among `max_connections`.
     _slot: OwnedSemaphorePermit,
     /// Counted among the server's connections until it ends.
@@ -459,8 +464,23 @@ impl Session {
         let mut unflushed = false;
         let end = 'session: loop {
             // What the machine has to say: frames to send, calls to stop.
+            // With batching, what is ready goes out in as few messages as
+            // fit the batch limit.
             while let Some(frame) = self.conn.poll_transmit() {
-                if let Err(end) = self.send(&mut ws, frame).await {
+                let message = match &mut self.batch {
+                    None => frame,
+                    Some(batch) => match batch.push(frame) {
+                        Some(full) => full,
+                        None => continue,
+                    },
+                };
+                if let Err(end) = self.send(&mut ws, message).await {
+                    break 'session end;
+                }
+                unflushed = true;
+            }
+            if let Some(message) = self.batch.as_mut().and_then(Batch::take) {
+                if let Err(end) = self.send(&mut ws, message).await {
                     break 'session end;
                 }
                 unflushed = true;
@@ -523,28 +543,35 @@ impl Session {
                 .map(|at| self.epoch + std::time::Duration::from_millis(at));
             tokio::select! {
                 msg = next_or_flush(&mut ws, &mut unflushed, limits.write_timeout) => match msg {
-                    Some(Ok(Message::Binary(frame))) => {
+                    Some(Ok(Message::Binary(message))) => {
                         let now = self.now_ms();
-                        match self.conn.handle_frame(now, &frame) {
-                            Ok(Some(call)) if call.stream => {
-                                let (id, args) = (call.id, call.args.get());
-                                self.open_stream(&call.object, &call.method, id, args, &mut streams);
-                            }
-                            Ok(Some(call)) => {
-                                let (id, args) = (call.id, call.args.get());
-                                let (object, method) = (&call.object, &call.method);
-                                if let Some(task) =
-                                    self.dispatch(object, method, id, args, &mut calls)
-                                {
-                                    running.insert(id, task);
+                        let mut refused = None;
+                        for frame in batch::frames(&message, self.batch.is_some()) {
+                            match self.conn.handle_frame(now, frame) {
+                                Ok(Some(call)) if call.stream => {
+                                    let (id, args) = (call.id, call.args.get());
+                                    self.open_stream(&call.object, &call.method, id, args, &mut streams);
+                                }
+                                Ok(Some(call)) => {
+                                    let (id, args) = (call.id, call.args.get());
+                                    let (object, method) = (&call.object, &call.method);
+                                    if let Some(task) =
+                                        self.dispatch(object, method, id, args, &mut calls)
+                                    {
+                                        running.insert(id, task);
+                                    }
+                                }
+                                Ok(None) => {}
+                                Err(reason) => {
+                                    refused = Some(reason);
+                                    break;
                                 }
                             }
-                            Ok(None) => {}
-                            Err(reason) => {
-                                self.shared.metrics.frame_refused(&reason);
-                                self.log_drop(&format!("sent a bad frame ({reason})"));
-                                break End::Close(CloseCode::Protocol, "bad frame");
-                            }
+                        }
+                        if let Some(reason) = refused {
+                            self.shared.metrics.frame_refused(&reason);
+                            self.log_drop(&format!("sent a bad frame ({reason})"));
+                            break End::Close(CloseCode::Protocol, "bad frame");
                         }
                     }
                     Some(Ok(Message::Ping(_))) => {

@@ -48,7 +48,7 @@ pub use registry::{
 };
 pub use reload::{KeyChanges, ReloadError, Reloaded};
 pub use replay_store::{MemoryStore, ReplayStore, StoreFuture};
-pub use server::{ENDPOINT, RunningServer, SUBPROTOCOL, Server};
+pub use server::{ENDPOINT, RunningServer, SUBPROTOCOL, SUBPROTOCOL_BATCH, Server};
 pub use settings::{HandshakeInfo, Hook, HookDecision, ServerLimits, ServerSettings, SetupError};
 pub use sigil_core::rpc::{ErrorCode, RpcError};
 pub use static_files::StaticFiles;

@@ -10,6 +10,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use sigil_core::batch::BATCH_LIMIT;
 use sigil_core::config::AuthorizedKey;
 use sigil_core::handshake::{ClientAuth, HELLO1_FIXED, ServerConfig, TAG_LEN};
 use sigil_core::keys::PublicKey;
@@ -40,8 +41,11 @@ use crate::tls::PeerCertificate;
 
 /// The WebSocket endpoint.
 pub const ENDPOINT: &str = "/sigil";
-/// The WebSocket subprotocol.
-pub const SUBPROTOCOL: &str = "sigil.v1";
+/// The WebSocket subprotocol: one protocol message per WebSocket message.
+pub const SUBPROTOCOL: &str = sigil_core::batch::SUBPROTOCOL;
+/// The WebSocket subprotocol with batching (several frames per message),
+/// selected when a client offers it (see [`sigil_core::batch`]).
+pub const SUBPROTOCOL_BATCH: &str = sigil_core::batch::SUBPROTOCOL_BATCH;
 
 /// Each connection's WebSocket read buffer, allocated when the connection
 /// is upgraded and kept for its life: the largest share of an idle
@@ -157,7 +161,8 @@ impl Server {
             core = core.with_psk(psk);
         }
         let limits = s.server_limits;
-        let max_ws = s.limits.max_message_size as usize + FRAME_OVERHEAD;
+        // One frame, or a batch of frames (a batching session's messages).
+        let max_ws = (s.limits.max_message_size as usize + FRAME_OVERHEAD).max(BATCH_LIMIT);
         let ws_config = WebSocketConfig::default()
             .max_message_size(Some(max_ws))
             .max_frame_size(Some(max_ws))
@@ -430,6 +435,7 @@ async fn accept_loop(
             stop: stop.clone(),
             pending,
             tracked: tracker.track(),
+            batching: false,
         };
         tokio::spawn(async move {
             match tls {
@@ -503,6 +509,8 @@ pub(crate) struct Conn {
     pub(crate) pending: PendingPermit,
     /// Counted until the connection ends.
     pub(crate) tracked: Tracked,
+    /// Whether the client chose batching (subprotocol `sigil.v1.batch`).
+    pub(crate) batching: bool,
 }
 
 impl Conn {
@@ -563,8 +571,8 @@ fn route(
     if req.uri().path() != ENDPOINT {
         return static_file(&req, shared);
     }
-    let key = match check_upgrade(&req) {
-        Ok(key) => key,
+    let (key, batching) = match check_upgrade(&req) {
+        Ok(checked) => checked,
         Err(resp) => return resp,
     };
     let client = match shared.proxies.client_addr(peer, req.headers()) {
@@ -596,6 +604,7 @@ fn route(
         debug!("connection from {client} via the proxy {peer}");
         conn.peer = client;
     }
+    conn.batching = batching;
     let upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         let upgraded = match timeout_at(conn.deadline, upgrade).await {
@@ -617,7 +626,11 @@ fn route(
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert(
         header::SEC_WEBSOCKET_PROTOCOL,
-        HeaderValue::from_static(SUBPROTOCOL),
+        HeaderValue::from_static(if batching {
+            SUBPROTOCOL_BATCH
+        } else {
+            SUBPROTOCOL
+        }),
     );
     if let Ok(v) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
@@ -745,10 +758,10 @@ fn over_limit(over: OverLimit, shared: &Shared) -> (&'static str, &'static str) 
 }
 
 /// Checks a WebSocket upgrade request for the sigil endpoint; returns its
-/// key, or the response that refuses it (built once per bad request, so its
-/// size does not matter).
+/// key and whether the client offers batching, or the response that
+/// refuses it (built once per bad request, so its size does not matter).
 #[allow(clippy::result_large_err)]
-fn check_upgrade(req: &Request<Incoming>) -> Result<String, Response<Full<Bytes>>> {
+fn check_upgrade(req: &Request<Incoming>) -> Result<(String, bool), Response<Full<Bytes>>> {
     let h = req.headers();
     let has_token = |name: header::HeaderName, token: &str| {
         h.get_all(name).iter().any(|v| {
@@ -774,7 +787,8 @@ fn check_upgrade(req: &Request<Incoming>) -> Result<String, Response<Full<Bytes>
             "unsupported WebSocket version\n",
         ));
     }
-    if !has_token(header::SEC_WEBSOCKET_PROTOCOL, SUBPROTOCOL) {
+    let batching = has_token(header::SEC_WEBSOCKET_PROTOCOL, SUBPROTOCOL_BATCH);
+    if !batching && !has_token(header::SEC_WEBSOCKET_PROTOCOL, SUBPROTOCOL) {
         return Err(plain(
             StatusCode::BAD_REQUEST,
             "the WebSocket subprotocol sigil.v1 is required\n",
@@ -782,7 +796,7 @@ fn check_upgrade(req: &Request<Incoming>) -> Result<String, Response<Full<Bytes>
     }
     h.get(header::SEC_WEBSOCKET_KEY)
         .and_then(|k| k.to_str().ok())
-        .map(str::to_owned)
+        .map(|k| (k.to_owned(), batching))
         .ok_or_else(|| plain(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key\n"))
 }
 

@@ -74,11 +74,17 @@ pub struct RawClient {
 
 impl RawClient {
     pub async fn open(url: &str) -> RawClient {
+        RawClient::offering(url, "sigil.v1", "sigil.v1").await
+    }
+
+    /// A client that offers the subprotocols `offer` (a header value) and
+    /// checks that the server selected `expected`.
+    pub async fn offering(url: &str, offer: &str, expected: &str) -> RawClient {
         let mut req = url.into_client_request().unwrap();
         req.headers_mut()
-            .insert("Sec-WebSocket-Protocol", "sigil.v1".parse().unwrap());
+            .insert("Sec-WebSocket-Protocol", offer.parse().unwrap());
         let (ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
-        assert_eq!(resp.headers()["sec-websocket-protocol"], "sigil.v1");
+        assert_eq!(resp.headers()["sec-websocket-protocol"], expected);
         RawClient { ws }
     }
 
