@@ -13,7 +13,7 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
-import { SIGIL_BIN, launchChromium, startSigil, startStaticServer, tempDir } from "./support.mjs";
+import { SIGIL_BIN, launchChromium, startProxy, startSigil, startStaticServer, tempDir } from "./support.mjs";
 
 const ANY_ORIGIN = 'allowed_origins = ["*"]\n';
 
@@ -288,6 +288,40 @@ test("the browser chapter's stream examples run as the book shows them", async (
     error: "SigilRpcError invalid_arguments",
     ping: "pong",
   });
+});
+
+test("batching: calls made together travel together; a server without batching gets one frame per message", async () => {
+  const server = await serve({ config: ANY_ORIGIN });
+  const batching = await startProxy(server.port);
+  const plain = await startProxy(server.port, { offer: "sigil.v1" });
+  try {
+    const run = (proxy) =>
+      page.evaluate(
+        async ({ url, serverKey }) => {
+          const client = await sigil.Client.connect(url, { serverKey, secretKey: sigil.generateKeyPair().secretKey });
+          // 64 calls in one task, then 64 more as the first ones come back.
+          const sums = await Promise.all(
+            Array.from({ length: 64 }, async (_, i) => [
+              await client.call("calculator", "add", [i, 1]),
+              await client.call("calculator", "add", [i, 2]),
+            ]),
+          );
+          client.close();
+          return sums.flat();
+        },
+        { url: `ws://127.0.0.1:${proxy.address().port}/sigil`, serverKey: server.key },
+      );
+    const expected = Array.from({ length: 64 }, (_, i) => [i + 1, i + 2]).flat();
+    assert.deepEqual(await run(batching), expected);
+    // Message 1, then the calls in a few messages (not 128).
+    assert.ok(batching.sent >= 2 && batching.sent <= 12, `${batching.sent} messages with batching`);
+    // Without batching, two frames in one message would close the session:
+    // every call answered means one frame per message.
+    assert.deepEqual(await run(plain), expected);
+    assert.equal(plain.sent, 1 + 128);
+  } finally {
+    for (const p of [batching, plain]) await new Promise((r) => p.close(r));
+  }
 });
 
 test("no page errors (refused connections aside)", () => {

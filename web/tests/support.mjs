@@ -4,6 +4,7 @@
 
 import { spawn } from "node:child_process";
 import { createServer } from "node:http";
+import { connect, createServer as netServer } from "node:net";
 import { createHash } from "node:crypto";
 import { readFile, writeFile, mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -189,4 +190,62 @@ export function startEchoServer() {
     });
   });
   return new Promise((resolve) => srv.listen(0, "127.0.0.1", () => resolve(srv)));
+}
+
+/**
+ * A TCP proxy on a free loopback port to the sigil server on `port`, for
+ * tests of what the browser puts on the wire: it rewrites the upgrade
+ * request's Host (to the server's) and, with `offer`, its
+ * Sec-WebSocket-Protocol header (to that value), then passes bytes both
+ * ways, counting the client's binary WebSocket messages in `proxy.sent`.
+ */
+export function startProxy(port, { offer } = {}) {
+  const proxy = netServer((client) => {
+    const upstream = connect(port, "127.0.0.1");
+    let head = Buffer.alloc(0);
+    let frames = null; // after the request head: the client's WebSocket bytes
+    client.on("data", (data) => {
+      if (frames === null) {
+        head = Buffer.concat([head, data]);
+        const end = head.indexOf("\r\n\r\n");
+        if (end < 0) return;
+        let text = head.subarray(0, end + 4).toString("latin1");
+        text = text.replace(/^Host: .*$/im, `Host: 127.0.0.1:${port}`);
+        if (offer) text = text.replace(/^Sec-WebSocket-Protocol: .*$/im, `Sec-WebSocket-Protocol: ${offer}`);
+        upstream.write(text);
+        frames = Buffer.alloc(0);
+        data = head.subarray(end + 4);
+      }
+      upstream.write(data);
+      frames = Buffer.concat([frames, data]);
+      // Client frames: FIN, opcode, masked; 7-, 16- or 64-bit lengths.
+      while (frames.length >= 2) {
+        let len = frames[1] & 127;
+        let at = 2;
+        if (len === 126) {
+          if (frames.length < 4) break;
+          len = frames.readUInt16BE(2);
+          at = 4;
+        } else if (len === 127) {
+          if (frames.length < 10) break;
+          len = Number(frames.readBigUInt64BE(2));
+          at = 10;
+        }
+        if (frames.length < at + 4 + len) break;
+        if ((frames[0] & 15) === 2) proxy.sent += 1;
+        frames = frames.subarray(at + 4 + len);
+      }
+    });
+    upstream.on("data", (data) => client.write(data));
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    for (const s of [client, upstream]) {
+      s.on("error", end);
+      s.on("close", end);
+    }
+  });
+  proxy.sent = 0;
+  return new Promise((resolve) => proxy.listen(0, "127.0.0.1", () => resolve(proxy)));
 }

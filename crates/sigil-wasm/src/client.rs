@@ -19,11 +19,11 @@ use sigil_core::rpc::{ErrorCode, RpcError};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{AbortSignal, WebSocket};
+use web_sys::AbortSignal;
 
 use crate::error::{self, CONNECTION_CLOSED, PROTOCOL_ERROR};
 use crate::events::State;
-use crate::link::{self, End, Inner, Phase, SUBPROTOCOL, now_ms};
+use crate::link::{self, End, Inner, Phase, now_ms};
 use crate::options::{self, ConnectOptions};
 use crate::stream::{Buffer, deliver};
 
@@ -130,7 +130,8 @@ pub struct Client {
 
 #[wasm_bindgen]
 impl Client {
-    /// Opens a WebSocket to `url` (offering the `sigil.v1` subprotocol),
+    /// Opens a WebSocket to `url` (offering the subprotocols `sigil.v1.batch`
+    /// and `sigil.v1`),
     /// runs the handshake with the pinned `serverKey`, and resolves to a
     /// connected client. Rejects with `SigilRefused` if the server refuses,
     /// or a `SigilConnectionError` (`connection_closed`, `timeout`,
@@ -142,7 +143,7 @@ impl Client {
         #[wasm_bindgen(unchecked_param_type = "ConnectOptions")] options: JsValue,
     ) -> Result<Client, JsValue> {
         let options = ConnectOptions::from_js(&options)?;
-        let ws = WebSocket::new_with_str(&url, SUBPROTOCOL).map_err(|e| {
+        let ws = link::open_socket(&url).map_err(|e| {
             error::usage(
                 error::INVALID_OPTIONS,
                 &format!(
@@ -408,14 +409,15 @@ pub(crate) fn pump(rc: &Rc<RefCell<Inner>>) {
                 ClientEvent::Close(reason) => closed = Some(reason),
             }
         }
-        while let Some(frame) = conn.poll_transmit() {
-            crate::events::frame(s.setup.on_trace.as_ref(), "out", &frame);
-            if !link::send(&s.ws, &frame) {
+        let sealed: Vec<Vec<u8>> = std::iter::from_fn(|| conn.poll_transmit()).collect();
+        let next = conn.poll_timeout();
+        for frame in sealed {
+            if !s.send_frame(frame) {
                 closed = Some(CloseReason::ConnectionLost);
                 break;
             }
         }
-        if let Some(at) = conn.poll_timeout() {
+        if let Some(at) = next {
             s.arm(at);
         }
     }

@@ -13,6 +13,7 @@ use std::rc::Rc;
 
 use js_sys::{ArrayBuffer, Function, JSON, Uint8Array};
 use sigil_core::OsRandom;
+use sigil_core::batch::{Batch, SUBPROTOCOL, SUBPROTOCOL_BATCH, frames};
 use sigil_core::connection::{ClientConnection, SessionLimits};
 use sigil_core::handshake::{ClientHandshake, HandshakeError, REFUSAL, Refusal, RefusalCode};
 use sigil_core::rand::RandomSource as _;
@@ -28,8 +29,12 @@ use crate::error::{self, CONNECTION_CLOSED, HANDSHAKE_FAILED, PROTOCOL_ERROR, TI
 use crate::events::{self, State};
 use crate::options::Setup;
 
-/// The WebSocket subprotocol of sigil/1.
-pub(crate) const SUBPROTOCOL: &str = "sigil.v1";
+/// Opens a WebSocket to `url` offering sigil/1 with batching first, then
+/// plain sigil/1.
+pub(crate) fn open_socket(url: &str) -> Result<WebSocket, JsValue> {
+    let offer = js_sys::Array::of2(&SUBPROTOCOL_BATCH.into(), &SUBPROTOCOL.into());
+    WebSocket::new_with_str_sequence(url, &offer)
+}
 /// WebSocket close codes a script may send: normal, and a private-use code
 /// for a protocol error (1002 is reserved to the browser).
 const CLOSE_NORMAL: u16 = 1000;
@@ -41,6 +46,8 @@ extern "C" {
     fn set_timeout(handler: &Function, ms: u32) -> JsValue;
     #[wasm_bindgen(js_name = clearTimeout)]
     fn clear_timeout(id: &JsValue);
+    #[wasm_bindgen(js_name = queueMicrotask)]
+    fn queue_microtask(callback: &Function);
 }
 
 /// Milliseconds since the epoch, from the browser's clock.
@@ -133,6 +140,7 @@ struct Handlers {
     message: Closure<dyn FnMut(JsValue)>,
     close: Closure<dyn FnMut(JsValue)>,
     timer: Closure<dyn FnMut()>,
+    flush: Closure<dyn FnMut()>,
 }
 
 /// A client's connection state, shared by its `Client`, its streams and
@@ -159,6 +167,13 @@ pub(crate) struct Inner {
     handlers: Option<Handlers>,
     /// The last message received, reused for the next.
     scratch: Vec<u8>,
+    /// Whether the server chose batching (`sigil.v1.batch`).
+    batching: bool,
+    /// With batching: frames sealed in this task, sent together by a
+    /// microtask once the calls made now are in.
+    out: Batch,
+    /// Whether that microtask is queued.
+    flush_queued: bool,
 }
 
 impl Inner {
@@ -178,6 +193,9 @@ impl Inner {
             timer: Timer::default(),
             handlers: None,
             scratch: Vec::new(),
+            batching: false,
+            out: Batch::new(),
+            flush_queued: false,
         }
     }
 
@@ -192,8 +210,31 @@ impl Inner {
         self.setup.on_trace.as_ref()
     }
 
+    /// Sends a sealed frame: at once, or with batching, in the batch that a
+    /// microtask sends (a full batch at once). False if the socket is gone.
+    pub(crate) fn send_frame(&mut self, frame: Vec<u8>) -> bool {
+        events::frame(self.setup.on_trace.as_ref(), "out", &frame);
+        if !self.batching {
+            return send(&self.ws, &frame);
+        }
+        if let Some(full) = self.out.push(frame)
+            && !send(&self.ws, &full)
+        {
+            return false;
+        }
+        if !self.flush_queued
+            && let Some(h) = &self.handlers
+        {
+            queue_microtask(h.flush.as_ref().unchecked_ref());
+            self.flush_queued = true;
+        }
+        true
+    }
+
     /// Detaches the socket and closes it with `code` (if it is still open).
     fn drop_socket(&mut self, code: u16) {
+        // Frames of this session that wait for the microtask die with it.
+        self.out = Batch::new();
         let Some(ws) = self.ws.take() else {
             return;
         };
@@ -228,6 +269,7 @@ pub(crate) fn start(rc: &Rc<RefCell<Inner>>, ws: WebSocket) {
     };
     let open = Closure::<dyn FnMut()>::new(with(on_open));
     let timer = Closure::<dyn FnMut()>::new(with(on_timer));
+    let flush = Closure::<dyn FnMut()>::new(with(on_flush));
     let weak = Rc::downgrade(rc);
     let message = Closure::<dyn FnMut(JsValue)>::new(move |ev: JsValue| {
         if let Some(rc) = weak.upgrade() {
@@ -245,6 +287,7 @@ pub(crate) fn start(rc: &Rc<RefCell<Inner>>, ws: WebSocket) {
         message,
         close,
         timer,
+        flush,
     });
     use_socket(rc, ws);
 }
@@ -282,7 +325,8 @@ fn on_open(rc: &Rc<RefCell<Inner>>) {
         return;
     }
     let protocol = s.ws.as_ref().map(WebSocket::protocol).unwrap_or_default();
-    if protocol != SUBPROTOCOL {
+    s.batching = protocol == SUBPROTOCOL_BATCH;
+    if !s.batching && protocol != SUBPROTOCOL {
         drop(s);
         return broken(
             rc,
@@ -344,10 +388,15 @@ fn received(rc: &Rc<RefCell<Inner>>, bytes: Vec<u8>) -> Option<Vec<u8>> {
     let s = &mut *guard;
     match &mut s.phase {
         Phase::Open(conn) => {
-            events::frame(s.setup.on_trace.as_ref(), "in", &bytes);
-            // A failure is also a close event of the machine: `pump` ends
-            // the socket.
-            let _ = conn.handle_frame(now_ms(), &bytes);
+            let now = now_ms();
+            for frame in frames(&bytes, s.batching) {
+                events::frame(s.setup.on_trace.as_ref(), "in", frame);
+                // A failure is also a close event of the machine: `pump`
+                // ends the socket.
+                if conn.handle_frame(now, frame).is_err() {
+                    break;
+                }
+            }
             drop(guard);
             pump(rc);
         }
@@ -529,7 +578,7 @@ fn on_timer(rc: &Rc<RefCell<Inner>>) {
         Phase::Waiting => {
             let url = s.setup.url.clone();
             drop(s);
-            match WebSocket::new_with_str(&url, SUBPROTOCOL) {
+            match open_socket(&url) {
                 Ok(ws) => use_socket(rc, ws),
                 Err(e) => {
                     let why = format!("cannot open a WebSocket: {}", agent::message(&e));
@@ -544,6 +593,22 @@ fn on_timer(rc: &Rc<RefCell<Inner>>) {
             broken(rc, End::Error(TIMEOUT, why));
         }
         Phase::Ended => {}
+    }
+}
+
+/// The batching microtask: sends the frames sealed since it was queued.
+fn on_flush(rc: &Rc<RefCell<Inner>>) {
+    let sent = {
+        let mut s = rc.borrow_mut();
+        s.flush_queued = false;
+        match s.out.take() {
+            Some(message) => send(&s.ws, &message),
+            None => true,
+        }
+    };
+    if !sent {
+        let why = "the connection closed (the WebSocket would not send)";
+        broken(rc, End::Error(CONNECTION_CLOSED, why.into()));
     }
 }
 
