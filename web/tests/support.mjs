@@ -145,6 +145,28 @@ export function startStaticServer(key) {
 }
 
 /**
+ * The WebSocket frame from a client (masked) at the start of `buf`, if it
+ * is all there: its opcode, where its payload starts (after the mask) and
+ * its length.
+ */
+function clientFrame(buf) {
+  if (buf.length < 2) return null;
+  let len = buf[1] & 127;
+  let at = 2;
+  if (len === 126) {
+    if (buf.length < 4) return null;
+    len = buf.readUInt16BE(2);
+    at = 4;
+  } else if (len === 127) {
+    if (buf.length < 10) return null;
+    len = Number(buf.readBigUInt64BE(2));
+    at = 10;
+  }
+  at += 4;
+  return buf.length < at + len ? null : { opcode: buf[0] & 15, at, len };
+}
+
+/**
  * A WebSocket echo server on a free loopback port (binary messages come
  * back as they are): the browser benchmark's reference for what a bare
  * WebSocket does on this machine, with no sigil code on either side.
@@ -164,21 +186,12 @@ export function startEchoServer() {
     socket.on("data", (data) => {
       buf = Buffer.concat([buf, data]);
       const out = [];
-      // Client frames: FIN, opcode, masked, 7- or 16-bit length (small messages only).
-      while (buf.length >= 2) {
-        let len = buf[1] & 127;
-        let at = 2;
-        if (len === 126) {
-          if (buf.length < 4) break;
-          len = buf.readUInt16BE(2);
-          at = 4;
-        }
-        if (len === 127 || buf.length < at + 4 + len) break;
-        const mask = buf.subarray(at, at + 4);
-        const payload = Buffer.from(buf.subarray(at + 4, at + 4 + len));
+      for (let f; (f = clientFrame(buf)); ) {
+        const { opcode, at, len } = f;
+        const mask = buf.subarray(at - 4, at);
+        const payload = Buffer.from(buf.subarray(at, at + len));
         for (let i = 0; i < len; i++) payload[i] ^= mask[i & 3];
-        const opcode = buf[0] & 15;
-        buf = buf.subarray(at + 4 + len);
+        buf = buf.subarray(at + len);
         if (opcode === 8) {
           socket.end();
           return;
@@ -218,22 +231,8 @@ export function startProxy(port, { offer } = {}) {
       }
       upstream.write(data);
       frames = Buffer.concat([frames, data]);
-      // Client frames: FIN, opcode, masked; 7-, 16- or 64-bit lengths.
-      while (frames.length >= 2) {
-        let len = frames[1] & 127;
-        let at = 2;
-        if (len === 126) {
-          if (frames.length < 4) break;
-          len = frames.readUInt16BE(2);
-          at = 4;
-        } else if (len === 127) {
-          if (frames.length < 10) break;
-          len = Number(frames.readBigUInt64BE(2));
-          at = 10;
-        }
-        if (frames.length < at + 4 + len) break;
-        if ((frames[0] & 15) === 2) proxy.sent += 1;
-        frames = frames.subarray(at + 4 + len);
+      for (let f; (f = clientFrame(frames)); frames = frames.subarray(f.at + f.len)) {
+        if (f.opcode === 2) proxy.sent += 1;
       }
     });
     upstream.on("data", (data) => client.write(data));
