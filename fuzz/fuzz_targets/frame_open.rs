@@ -7,16 +7,21 @@
 //! - bit 2: clear, the client's session opens them (the vector's s2c frames
 //!   open); set, the server's (c2s frames open);
 //! - bit 3: the opener expects sequence number 2^64 - 2 (exhaustion);
+//! - bit 4: batching (`sigil.v1.batch`): each chunk is a WebSocket message
+//!   that `batch::frames` splits (with bit 7: the sealed frames are packed
+//!   by `batch::Batch` first, and every payload must come back in order);
 //! - bit 7: round trip: the peer seals each chunk as a payload, and the
 //!   opener must give it back.
 //!
 //! Whatever the frames, an opener gives back exactly the payload of a frame
 //! it accepts, counts sequence numbers up by one, and refuses everything
-//! after its first failure.
+//! after its first failure; a batch splits into slices that cover it
+//! exactly, in order, all but the last a whole frame by its header.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use sigil_core::batch::{Batch, frames};
 use sigil_core::transport::{FRAME_HEADER_LEN, FRAME_OVERHEAD, FrameError, FrameOpener};
 use sigil_fuzz::{Auth, CASES, CLIENTS, case, chunks, client_session, server, server_session};
 
@@ -28,6 +33,7 @@ fuzz_target!(|data: &[u8]| {
     let case = case(selector & 3);
     let server_side = selector & 4 != 0;
     let round_trip = selector & 0x80 != 0;
+    let batching = selector & 0x10 != 0;
     let (mut sealer, mut opener) = if server_side {
         let server = server_session(case, server(index, Auth::Client));
         let (_, opener) = server.split();
@@ -48,6 +54,43 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let mut failed = false;
+    if batching {
+        let mut batch = Batch::new();
+        let mut messages = Vec::new();
+        for chunk in chunks(rest) {
+            match &mut sealer {
+                Some(sealer) => match sealer.seal_to_vec(chunk) {
+                    Ok(frame) => messages.extend(batch.push(frame)),
+                    Err(_) => break,
+                },
+                None => messages.push(chunk.to_vec()),
+            }
+        }
+        messages.extend(batch.take());
+        let sent = chunks(rest);
+        let mut opened: Vec<&[u8]> = Vec::new();
+        for message in &messages {
+            let parts: Vec<&[u8]> = frames(message, true).collect();
+            assert_eq!(parts.concat(), *message, "the slices cover the message");
+            for (i, part) in parts.iter().enumerate() {
+                let whole = FrameOpener::declared_len(part)
+                    .is_ok_and(|n| n as usize + FRAME_OVERHEAD == part.len());
+                assert!(
+                    whole || i + 1 == parts.len(),
+                    "a broken slice before the last"
+                );
+                opened.extend(open_one(&mut opener, part, &mut failed));
+            }
+        }
+        if round_trip {
+            assert!(
+                !failed,
+                "a batch packed from the peer's frames did not open"
+            );
+            assert_eq!(opened, sent[..opened.len()], "the payloads, in order");
+        }
+        return;
+    }
     for chunk in chunks(rest) {
         let frame = match &mut sealer {
             Some(sealer) => match sealer.seal_to_vec(chunk) {
@@ -72,7 +115,8 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-fn open_one(opener: &mut FrameOpener, frame: &[u8], failed: &mut bool) {
+/// Opens `frame`, checking what the opener promises; its payload if it opened.
+fn open_one<'a>(opener: &mut FrameOpener, frame: &'a [u8], failed: &mut bool) -> Option<&'a [u8]> {
     let before = opener.next_seq();
     let declared = FrameOpener::declared_len(frame);
     match opener.open(frame) {
@@ -86,6 +130,7 @@ fn open_one(opener: &mut FrameOpener, frame: &[u8], failed: &mut bool) {
             assert_eq!(declared, Ok(payload.len() as u64));
             let seq = before.expect("an opener with no sequence numbers left opened a frame");
             assert_eq!(opener.next_seq(), seq.checked_add(1));
+            Some(payload)
         }
         Err(e) => {
             if *failed {
@@ -98,6 +143,7 @@ fn open_one(opener: &mut FrameOpener, frame: &[u8], failed: &mut bool) {
                 "a refused frame moved the sequence"
             );
             *failed = true;
+            None
         }
     }
 }
