@@ -323,6 +323,39 @@ async fn a_batching_client_gets_its_answers_together() {
 }
 
 #[tokio::test]
+async fn a_batching_client_gets_answers_of_asynchronous_calls_together() {
+    use sigil_core::batch::frames;
+    let client_key = key();
+    let server = demo_server(&[client_key.public_key()]).await;
+    let cfg = config_for(server.public_key(), &client_key);
+    let mut raw = RawClient::offering(&server.url(), "sigil.v1.batch", "sigil.v1.batch").await;
+    let mut session = raw.handshake(&cfg).await.1.unwrap();
+    // 50 sleeps of 20 ms, in one message: they end together.
+    let batch: Vec<u8> = (1..=50u64)
+        .flat_map(|i| {
+            let payload = format!(r#"{{"id":{i},"object":"clock","method":"sleep","args":[20]}}"#);
+            let mut frame = Vec::new();
+            session.seal(payload.as_bytes(), &mut frame).unwrap();
+            frame
+        })
+        .collect();
+    raw.send(batch).await;
+    let (mut answered, mut messages) = (0, 0);
+    while answered < 50 {
+        let message = raw.recv().await.expect("answers");
+        messages += 1;
+        for frame in frames(&message, true) {
+            let v: serde_json::Value =
+                serde_json::from_slice(session.open(frame).unwrap()).unwrap();
+            assert!(v.get("result").is_some(), "{v}");
+            answered += 1;
+        }
+    }
+    assert!(messages < 10, "{messages} messages for 50 answers");
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn without_batching_two_frames_in_one_message_close_the_session() {
     let client_key = key();
     let server = demo_server(&[client_key.public_key()]).await;

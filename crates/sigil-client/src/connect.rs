@@ -23,8 +23,10 @@ use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use crate::error::{ClientError, ConnectError};
 use crate::tls::default_tls_config;
 
-/// The WebSocket subprotocol of sigil/1.
-pub const SUBPROTOCOL: &str = "sigil.v1";
+/// The WebSocket subprotocol of sigil/1 (this client does not offer
+/// batching, `sigil.v1.batch`: its writes already share system calls, and
+/// a native WebSocket message costs little; see [`sigil_core::batch`]).
+pub const SUBPROTOCOL: &str = sigil_core::batch::SUBPROTOCOL;
 
 /// The WebSocket read buffer: the most read from the socket at once, and
 /// what is zero-filled before each read (tungstenite's `read_in` resizes

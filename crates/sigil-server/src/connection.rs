@@ -605,16 +605,11 @@ impl Session {
                     }
                 },
                 Some(done) = calls.join_next(), if !calls.is_empty() => {
-                    // An aborted call ends with a JoinError: nothing to answer.
-                    if let Ok((id, outcome)) = done {
-                        running.remove(&id);
-                        match outcome {
-                            Ok(response) => self.conn.respond(id, &response),
-                            Err(_) => {
-                                self.shared.log_panic("an asynchronous method", id);
-                                self.conn.respond_error(id, &RpcError::internal());
-                            }
-                        }
+                    self.finished(done, &mut running);
+                    // Every other call done by now, so that their responses
+                    // go out together.
+                    while let Some(Some(done)) = calls.join_next().now_or_never() {
+                        self.finished(done, &mut running);
                     }
                 }
                 Some(item) = items.recv() => self.on_produced(item, &mut streams),
@@ -644,6 +639,25 @@ impl Session {
             End::Broken => {}
         }
         debug!("session with {} ended", self.peer);
+    }
+
+    /// An asynchronous call's task ended: answers it. An aborted call ends
+    /// with a `JoinError`: nothing to answer.
+    fn finished(
+        &mut self,
+        done: Result<Done, tokio::task::JoinError>,
+        running: &mut HashMap<u64, AbortHandle>,
+    ) {
+        if let Ok((id, outcome)) = done {
+            running.remove(&id);
+            match outcome {
+                Ok(response) => self.conn.respond(id, &response),
+                Err(_) => {
+                    self.shared.log_panic("an asynchronous method", id);
+                    self.conn.respond_error(id, &RpcError::internal());
+                }
+            }
+        }
     }
 
     /// How a write of control frames (`what`) went: a peer that does not
