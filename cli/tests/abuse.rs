@@ -693,6 +693,25 @@ fn a_client_that_pipelines_calls_and_never_reads_is_closed() {
     });
 }
 
+/// The same with batching (`sigil.v1.batch`): every WebSocket message is
+/// a 16 KiB batch of about 150 calls, so the server has a batch of
+/// responses to write for each message it reads.
+#[test]
+fn a_batching_client_that_pipelines_batches_and_never_reads_is_closed() {
+    never_reading_with(BATCHING, "pipelining batches", |session| {
+        let args = json!(["x".repeat(40)]);
+        let mut messages = Vec::new();
+        for _ in 0..2_000 {
+            let mut batch = Vec::new();
+            while batch.len() + 110 <= sigil_core::batch::BATCH_LIMIT {
+                batch.extend(session.sealed_request("echo", "echo", &args));
+            }
+            messages.extend(ws_frame(OP_BINARY, &batch));
+        }
+        messages
+    });
+}
+
 /// Streams amplify: one `kv.set` of 64 KB becomes an item for every watch
 /// of that key. A client that opens the most watches with the most credit,
 /// then sets the key over and over and never reads, is closed within
@@ -719,13 +738,32 @@ fn a_client_that_watches_with_all_its_credit_and_never_reads_is_closed() {
 /// second on loopback), its memory stays bounded, and an honest client is
 /// served throughout.
 fn never_reading(what: &str, frames: impl FnOnce(&mut attack::RawSession) -> Vec<u8>) {
+    never_reading_with(&[], what, frames);
+}
+
+/// The upgrade header that asks for batching.
+const BATCHING: &[(&str, &str)] = &[("Sec-WebSocket-Protocol", "sigil.v1.batch")];
+
+/// [`never_reading`] with `extra` headers on the attacker's upgrade.
+fn never_reading_with(
+    extra: &[(&str, &str)],
+    what: &str,
+    frames: impl FnOnce(&mut attack::RawSession) -> Vec<u8>,
+) {
     run(async {
         let tmp = dir();
         let serve = serve_demo(tmp.path(), &[("write_timeout_ms", &ms(WRITE_TIMEOUT))], &[]);
         let target = Target::of(&serve);
         let rss = RssWatch::start(&serve);
         let bystander = Bystander::start(&target, &random_key(), HONEST_EVERY);
-        let mut session = target.session_from(attacker(0), &random_key()).await;
+        let mut session = target.session_with(attacker(0), &random_key(), extra).await;
+        let batching = extra == BATCHING;
+        let selected = if batching {
+            "sigil.v1.batch"
+        } else {
+            "sigil.v1"
+        };
+        assert_eq!(session.conn.subprotocol.as_deref(), Some(selected));
         let echoed = session.call("echo", "echo", &json!(["hi"])).await;
         assert_eq!(echoed.expect("a call"), Ok(json!("hi")));
         let frames = frames(&mut session);

@@ -154,6 +154,7 @@ impl Target {
             stream,
             buf: Vec::new(),
             opened: Instant::now(),
+            subprotocol: None,
         })
     }
 
@@ -179,6 +180,7 @@ impl Target {
                 head.status_line()
             )));
         }
+        conn.subprotocol = head.header("sec-websocket-protocol").map(str::to_owned);
         Ok(conn)
     }
 
@@ -404,6 +406,8 @@ pub(crate) struct Conn {
     buf: Vec<u8>,
     /// When it was connected.
     pub(crate) opened: Instant,
+    /// The WebSocket subprotocol the server selected, once upgraded.
+    pub(crate) subprotocol: Option<String>,
 }
 
 impl Conn {
@@ -702,11 +706,17 @@ pub(crate) struct RawSession {
 impl RawSession {
     /// The WebSocket frame of a signed request (not sent).
     pub(crate) fn request(&mut self, object: &str, method: &str, args: &Value) -> Vec<u8> {
+        ws_frame(OP_BINARY, &self.sealed_request(object, method, args))
+    }
+
+    /// A signed request as a sigil/1 frame, without WebSocket framing (for
+    /// a batch: several of them in one WebSocket message).
+    pub(crate) fn sealed_request(&mut self, object: &str, method: &str, args: &Value) -> Vec<u8> {
         let mut request = Vec::new();
         write_request(&mut request, self.next_id, object, method, args, false)
             .expect("a valid request");
         self.next_id += 1;
-        self.frame(&request)
+        self.seal(&request)
     }
 
     /// The WebSocket frame of a signed stream request with `window` items
@@ -722,15 +732,15 @@ impl RawSession {
         write_stream_request(&mut request, self.next_id, object, method, args, window)
             .expect("a valid stream request");
         self.next_id += 1;
-        self.frame(&request)
+        ws_frame(OP_BINARY, &self.seal(&request))
     }
 
-    fn frame(&mut self, payload: &[u8]) -> Vec<u8> {
+    fn seal(&mut self, payload: &[u8]) -> Vec<u8> {
         let mut frame = Vec::new();
         self.session
             .seal(payload, &mut frame)
             .expect("seal a payload");
-        ws_frame(OP_BINARY, &frame)
+        frame
     }
 
     /// Calls `object.method(args)` and waits for its response.
