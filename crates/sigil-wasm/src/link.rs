@@ -35,6 +35,7 @@ pub(crate) fn open_socket(url: &str) -> Result<WebSocket, JsValue> {
     let offer = js_sys::Array::of2(&SUBPROTOCOL_BATCH.into(), &SUBPROTOCOL.into());
     WebSocket::new_with_str_sequence(url, &offer)
 }
+
 /// WebSocket close codes a script may send: normal, and a private-use code
 /// for a protocol error (1002 is reserved to the browser).
 const CLOSE_NORMAL: u16 = 1000;
