@@ -4,6 +4,8 @@
 // goes to `window.benchResult` (and `<pre id=out>`), and `body[data-done]`
 // says it is there. `run.mjs` drives it; see that file.
 
+import { openEcho } from "./echo.js";
+
 const t0 = performance.now();
 const sigil = await import("../pkg/sigil_wasm.js");
 const imported = performance.now();
@@ -72,30 +74,13 @@ async function windowed(client, window, seconds) {
   return { callsPerSecond: done / ((performance.now() - start) / 1000) };
 }
 
-// The same two loops on a bare WebSocket to an echo server (100-byte
-// binary messages, about the size of a signed calculator.add): what the
+// The same two loops on a bare WebSocket to an echo server: what the
 // browser and this machine allow before any sigil code runs.
 async function echo(url, seconds) {
-  const ws = new WebSocket(url);
-  ws.binaryType = "arraybuffer";
-  await new Promise((resolve, reject) => {
-    ws.onopen = resolve;
-    ws.onerror = () => reject(new Error(`no echo server at ${url}`));
-  });
-  const message = new Uint8Array(100);
-  const waiting = [];
-  ws.onmessage = () => waiting.shift()();
-  const socket = {
-    call: () =>
-      new Promise((resolve) => {
-        waiting.push(resolve);
-        ws.send(message);
-      }),
-  };
-  const client = { call: () => socket.call() };
+  const client = await openEcho(url);
   await sequential(client, 0.5);
   const result = { sequential: await sequential(client, seconds), inFlight64: await windowed(client, 64, seconds) };
-  ws.close();
+  client.close();
   return result;
 }
 

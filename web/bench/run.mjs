@@ -12,13 +12,18 @@
 //   calls      calculator.add: one at a time, and 64 kept in flight
 //   echo       the same loops on a bare WebSocket to a node echo server: the
 //              browser's and the machine's own limit, for scale
+//   nodeEcho   the same loops from a node WebSocket client in a process of
+//              its own (echo-client.mjs) to that echo server: the round trip
+//              without a browser in between
 //
 // Environment:
 //   SIGIL_BIN           the server (default target/release/sigil)
 //   SIGIL_BENCH_SECONDS how long each calls row runs (default 3)
 //   SIGIL_BENCH_JSON    also write the figures to this file
 
+import { execFile } from "node:child_process";
 import { writeFile } from "node:fs/promises";
+import { promisify } from "node:util";
 import path from "node:path";
 import { ROOT, launchChromium, startEchoServer, startSigil, startStaticServer } from "../tests/support.mjs";
 
@@ -54,8 +59,12 @@ try {
     echo: `ws://127.0.0.1:${echo.address().port}/`,
   });
   const r = await result(page, `${base}?${q}`);
+  const client = path.join(ROOT, "web", "bench", "echo-client.mjs");
+  const echoUrl = `ws://127.0.0.1:${echo.address().port}/`;
+  const node = await promisify(execFile)(process.execPath, ["--experimental-websocket", client, echoUrl, String(seconds)]);
   const figures = {
     chromium: browser.version(),
+    nodeEcho: JSON.parse(node.stdout),
     server: bin,
     initMs: median(init.map((x) => x.initMs)),
     importMs: median(init.map((x) => x.importMs)),
@@ -75,6 +84,11 @@ try {
     `  bare WebSocket echo (node, same browser): ${e.sequential.callsPerSecond.toFixed(0)} round trips/s sequential, ` +
       `${e.inFlight64.callsPerSecond.toFixed(0)} with 64 in flight; sigil reaches ` +
       `${pct(s.callsPerSecond, e.sequential.callsPerSecond)} and ${pct(figures.inFlight64.callsPerSecond, e.inFlight64.callsPerSecond)} of it`,
+  );
+  const n = figures.nodeEcho;
+  console.log(
+    `  the same echo from node (no browser, its own process): ${n.sequential.toFixed(0)} round trips/s sequential, ` +
+      `${n.inFlight64.toFixed(0)} with 64 in flight`,
   );
   if (process.env.SIGIL_BENCH_JSON) {
     await writeFile(process.env.SIGIL_BENCH_JSON, JSON.stringify(figures, null, 2) + "\n");
