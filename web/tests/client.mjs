@@ -319,6 +319,9 @@ test("batching: calls made together travel together; a server without batching g
     // every call answered means one frame per message.
     assert.deepEqual(await run(plain), expected);
     assert.equal(plain.sent, 1 + 128);
+    // The server logs each session's subprotocol.
+    assert.match(server.logs(), /session with .* over sigil\.v1\.batch$/m);
+    assert.match(server.logs(), /session with .* over sigil\.v1$/m);
   } finally {
     for (const p of [batching, plain]) await new Promise((r) => p.close(r));
   }

@@ -51,7 +51,7 @@ export function tempDir() {
 /**
  * Starts `BIN serve --demo --no-env --port PORT` (0: any free port; with
  * `config`, a TOML text, if given) and reads its url and public key:
- * `{ child, url, key, port, stop({ kill }) }`.
+ * `{ child, url, key, port, stop({ kill }), logs() }` (logs: its stderr so far).
  */
 export async function startSigil({ bin = SIGIL_BIN, config, port = 0 } = {}) {
   const args = ["serve", "--demo", "--no-env", "--host", "127.0.0.1", "--port", String(port)];
@@ -93,7 +93,8 @@ export async function startSigil({ bin = SIGIL_BIN, config, port = 0 } = {}) {
       if (url && key) {
         clearTimeout(timer);
         child.removeAllListeners("exit");
-        resolve({ child, url: url[1], key: key[1], port: Number(new URL(url[1]).port), stop });
+        const logs = () => err;
+        resolve({ child, url: url[1], key: key[1], port: Number(new URL(url[1]).port), stop, logs });
       }
     });
   });

@@ -214,12 +214,17 @@ async fn handshake<S>(
         instances: Default::default(),
     });
     info!(
-        "session with {peer}: client {}{}",
+        "session with {peer}: client {}{} over {}",
         cx.fingerprint(),
         cx.client_name
             .as_deref()
             .map(|n| format!(" ({n:?})"))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        if batching {
+            batch::SUBPROTOCOL_BATCH
+        } else {
+            batch::SUBPROTOCOL
+        }
     );
     let limits = shared.limits;
     let session_limits = SessionLimits {
