@@ -693,21 +693,28 @@ fn a_client_that_pipelines_calls_and_never_reads_is_closed() {
     });
 }
 
-/// The same with batching (`sigil.v1.batch`): every WebSocket message is
-/// a 16 KiB batch of about 150 calls, so the server has a batch of
-/// responses to write for each message it reads.
+/// The same with batching (`sigil.v1.batch`), where one small message
+/// asks for a lot: each 16 KiB batch carries about 170 `kv.get` of a 60 KB
+/// value, 10 MB of responses per message read. The server sends the
+/// responses to a batch's frames as it goes, waiting for the socket like
+/// any writer, so the attacker is still closed within write_timeout with
+/// the server's memory bounded (it held a whole batch's responses at once
+/// before that was fixed).
 #[test]
-fn a_batching_client_that_pipelines_batches_and_never_reads_is_closed() {
-    never_reading_with(BATCHING, "pipelining batches", |session| {
-        let args = json!(["x".repeat(40)]);
-        let mut messages = Vec::new();
-        for _ in 0..2_000 {
-            let mut batch = Vec::new();
-            while batch.len() + 110 <= sigil_core::batch::BATCH_LIMIT {
-                batch.extend(session.sealed_request("echo", "echo", &args));
+fn a_batching_client_that_asks_for_large_results_and_never_reads_is_closed() {
+    never_reading_with(BATCHING, "batches of large gets", |session| {
+        let set = session.sealed_request("kv", "set", &json!(["k", "v".repeat(60_000)]));
+        let mut messages = ws_frame(OP_BINARY, &set);
+        let mut batch = sigil_core::batch::Batch::new();
+        // 2,000 batches, 34 MB: more than the sockets' buffers hold, so the
+        // attacker's writes stall once the server stops reading.
+        for _ in 0..2_000 * 170 {
+            let get = session.sealed_request("kv", "get", &json!(["k"]));
+            if let Some(full) = batch.push(get) {
+                messages.extend(ws_frame(OP_BINARY, &full));
             }
-            messages.extend(ws_frame(OP_BINARY, &batch));
         }
+        messages.extend(ws_frame(OP_BINARY, &batch.take().expect("a last batch")));
         messages
     });
 }
@@ -785,6 +792,12 @@ fn never_reading_with(
             .await;
         rss.finish().assert_bounded(1, 8 * 1024, 64 * 1024);
         tally.assert_closed(deadline, what);
+        // Closed for not reading, not for anything it sent.
+        let log = serve.stderr();
+        assert!(
+            log.contains("did not read its responses within write_timeout_ms"),
+            "{what}: the server did not log a write timeout:\n{log}"
+        );
         bystander.assert_all_ok(5);
     });
 }

@@ -471,18 +471,8 @@ impl Session {
             // What the machine has to say: frames to send, calls to stop.
             // With batching, what is ready goes out in as few messages as
             // fit the batch limit.
-            while let Some(frame) = self.conn.poll_transmit() {
-                let message = match &mut self.batch {
-                    None => frame,
-                    Some(batch) => match batch.push(frame) {
-                        Some(full) => full,
-                        None => continue,
-                    },
-                };
-                if let Err(end) = self.send(&mut ws, message).await {
-                    break 'session end;
-                }
-                unflushed = true;
+            if let Err(end) = self.transmit(&mut ws, &mut unflushed).await {
+                break 'session end;
             }
             if let Some(message) = self.batch.as_mut().and_then(Batch::take) {
                 if let Err(end) = self.send(&mut ws, message).await {
@@ -551,7 +541,17 @@ impl Session {
                     Some(Ok(Message::Binary(message))) => {
                         let now = self.now_ms();
                         let mut refused = None;
+                        let mut broken = None;
                         for frame in batch::frames(&message, self.batch.is_some()) {
+                            // The responses to the frames before go to the
+                            // socket first: a batch of calls to synchronous
+                            // methods with large results waits for a peer
+                            // that reads, as separate messages would, instead
+                            // of piling up in memory.
+                            if let Err(end) = self.transmit(&mut ws, &mut unflushed).await {
+                                broken = Some(end);
+                                break;
+                            }
                             match self.conn.handle_frame(now, frame) {
                                 Ok(Some(call)) if call.stream => {
                                     let (id, args) = (call.id, call.args.get());
@@ -572,6 +572,9 @@ impl Session {
                                     break;
                                 }
                             }
+                        }
+                        if let Some(end) = broken {
+                            break end;
                         }
                         if let Some(reason) = refused {
                             self.shared.metrics.frame_refused(&reason);
@@ -878,6 +881,31 @@ impl Session {
             }
         }
         None
+    }
+
+    /// Hands what the machine has sealed to the WebSocket. With batching,
+    /// frames go out in full batches; the rest waits in the batch for the
+    /// caller to send.
+    async fn transmit<S>(
+        &mut self,
+        ws: &mut WebSocketStream<S>,
+        unflushed: &mut bool,
+    ) -> Result<(), End>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        while let Some(frame) = self.conn.poll_transmit() {
+            let message = match &mut self.batch {
+                None => frame,
+                Some(batch) => match batch.push(frame) {
+                    Some(full) => full,
+                    None => continue,
+                },
+            };
+            self.send(ws, message).await?;
+            *unflushed = true;
+        }
+        Ok(())
     }
 
     /// Hands a sealed frame to the WebSocket within `write_timeout` (it
