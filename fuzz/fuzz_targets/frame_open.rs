@@ -21,7 +21,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sigil_core::batch::{Batch, frames};
+use sigil_core::batch::{BATCH_LIMIT, Batch, frames};
 use sigil_core::transport::{FRAME_HEADER_LEN, FRAME_OVERHEAD, FrameError, FrameOpener};
 use sigil_fuzz::{Auth, CASES, CLIENTS, case, chunks, client_session, server, server_session};
 
@@ -57,10 +57,14 @@ fuzz_target!(|data: &[u8]| {
     if batching {
         let mut batch = Batch::new();
         let mut messages = Vec::new();
+        let mut sealed = 0;
         for chunk in chunks(rest) {
             match &mut sealer {
                 Some(sealer) => match sealer.seal_to_vec(chunk) {
-                    Ok(frame) => messages.extend(batch.push(frame)),
+                    Ok(frame) => {
+                        sealed += 1;
+                        messages.extend(batch.push(frame));
+                    }
                     Err(_) => break,
                 },
                 None => messages.push(chunk.to_vec()),
@@ -71,6 +75,13 @@ fuzz_target!(|data: &[u8]| {
         let mut opened: Vec<&[u8]> = Vec::new();
         for message in &messages {
             let parts: Vec<&[u8]> = frames(message, true).collect();
+            if round_trip {
+                // Packed within the limit, or one frame alone (by its header:
+                // `frames` never splits a message over the limit).
+                let one_frame = FrameOpener::declared_len(message)
+                    .is_ok_and(|n| n as usize + FRAME_OVERHEAD == message.len());
+                assert!(message.len() <= BATCH_LIMIT || one_frame);
+            }
             assert_eq!(parts.concat(), *message, "the slices cover the message");
             for (i, part) in parts.iter().enumerate() {
                 let whole = FrameOpener::declared_len(part)
@@ -87,7 +98,8 @@ fuzz_target!(|data: &[u8]| {
                 !failed,
                 "a batch packed from the peer's frames did not open"
             );
-            assert_eq!(opened, sent[..opened.len()], "the payloads, in order");
+            assert_eq!(opened.len(), sealed, "every sealed frame opened");
+            assert_eq!(opened, sent[..sealed], "the payloads, in order");
         }
         return;
     }

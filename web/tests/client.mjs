@@ -319,6 +319,27 @@ test("batching: calls made together travel together; a server without batching g
     // every call answered means one frame per message.
     assert.deepEqual(await run(plain), expected);
     assert.equal(plain.sent, 1 + 128);
+    // close() in the task that made a oneway call and a call: the oneway
+    // call still goes out, the call rejects, and nothing throws later
+    // (the batch's microtask runs after the close; "no page errors" below).
+    const closing = await page.evaluate(
+      async ({ url, serverKey }) => {
+        const secretKey = sigil.generateKeyPair().secretKey;
+        const client = await sigil.Client.connect(url, { serverKey, secretKey });
+        client.oneway("kv", "set", ["sent-before-close", "yes"]);
+        const call = client.call("calculator", "add", [1, 2]).then(
+          () => "resolved",
+          (e) => e.code,
+        );
+        client.close();
+        const again = await sigil.Client.connect(url, { serverKey, secretKey });
+        const value = await again.call("kv", "get", ["sent-before-close"]);
+        again.close();
+        return { value, call: await call };
+      },
+      { url: server.url, serverKey: server.key },
+    );
+    assert.deepEqual(closing, { value: "yes", call: "connection_closed" });
     // The server logs each session's subprotocol.
     assert.match(server.logs(), /session with .* over sigil\.v1\.batch$/m);
     assert.match(server.logs(), /session with .* over sigil\.v1$/m);

@@ -9,7 +9,7 @@
 //! client and moved from socket to socket.
 
 use std::cell::RefCell;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
 use js_sys::{ArrayBuffer, Function, JSON, Uint8Array};
 use sigil_core::OsRandom;
@@ -141,7 +141,6 @@ struct Handlers {
     message: Closure<dyn FnMut(JsValue)>,
     close: Closure<dyn FnMut(JsValue)>,
     timer: Closure<dyn FnMut()>,
-    flush: Closure<dyn FnMut()>,
 }
 
 /// A client's connection state, shared by its `Client`, its streams and
@@ -175,6 +174,9 @@ pub(crate) struct Inner {
     out: Batch,
     /// Whether that microtask is queued.
     flush_queued: bool,
+    /// This state, for the microtask (a one-shot function each time: a
+    /// microtask may run after the client is closed or freed).
+    this: Weak<RefCell<Inner>>,
 }
 
 impl Inner {
@@ -197,6 +199,7 @@ impl Inner {
             batching: false,
             out: Batch::new(),
             flush_queued: false,
+            this: Weak::new(),
         }
     }
 
@@ -223,10 +226,14 @@ impl Inner {
         {
             return false;
         }
-        if !self.flush_queued
-            && let Some(h) = &self.handlers
-        {
-            queue_microtask(h.flush.as_ref().unchecked_ref());
+        if !self.flush_queued {
+            let this = self.this.clone();
+            let flush = Closure::once_into_js(move || {
+                if let Some(rc) = this.upgrade() {
+                    on_flush(&rc);
+                }
+            });
+            queue_microtask(flush.unchecked_ref());
             self.flush_queued = true;
         }
         true
@@ -270,7 +277,6 @@ pub(crate) fn start(rc: &Rc<RefCell<Inner>>, ws: WebSocket) {
     };
     let open = Closure::<dyn FnMut()>::new(with(on_open));
     let timer = Closure::<dyn FnMut()>::new(with(on_timer));
-    let flush = Closure::<dyn FnMut()>::new(with(on_flush));
     let weak = Rc::downgrade(rc);
     let message = Closure::<dyn FnMut(JsValue)>::new(move |ev: JsValue| {
         if let Some(rc) = weak.upgrade() {
@@ -288,8 +294,8 @@ pub(crate) fn start(rc: &Rc<RefCell<Inner>>, ws: WebSocket) {
         message,
         close,
         timer,
-        flush,
     });
+    rc.borrow_mut().this = Rc::downgrade(rc);
     use_socket(rc, ws);
 }
 
@@ -693,6 +699,13 @@ pub(crate) fn shut(rc: &Rc<RefCell<Inner>>, end: End) {
         }
         s.phase = Phase::Ended;
         s.state = State::Closed;
+        // `close()`: what was sealed before it still goes out (a oneway
+        // call made just before, for one).
+        if matches!(end, End::ByClient)
+            && let Some(message) = s.out.take()
+        {
+            send(&s.ws, &message);
+        }
         s.drop_socket(close_code(&end));
         s.timer.clear();
         let why = match end {
