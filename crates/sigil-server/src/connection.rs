@@ -539,7 +539,6 @@ impl Session {
             tokio::select! {
                 msg = next_or_flush(&mut ws, &mut unflushed, limits.write_timeout) => match msg {
                     Some(Ok(Message::Binary(message))) => {
-                        let now = self.now_ms();
                         let mut refused = None;
                         let mut broken = None;
                         for frame in batch::frames(&message, self.batch.is_some()) {
@@ -552,6 +551,8 @@ impl Session {
                                 broken = Some(end);
                                 break;
                             }
+                            // After that wait, if there was one.
+                            let now = self.now_ms();
                             match self.conn.handle_frame(now, frame) {
                                 Ok(Some(call)) if call.stream => {
                                     let (id, args) = (call.id, call.args.get());
