@@ -792,10 +792,16 @@ fn never_reading_with(
             .await;
         rss.finish().assert_bounded(1, 8 * 1024, 64 * 1024);
         tally.assert_closed(deadline, what);
-        // Closed for not reading, not for anything it sent.
+        // Closed for not reading, not for anything it sent (the line may
+        // reach the test's reader of the server's stderr a little later).
+        let logged = |log: &str| log.contains("did not read its responses within write_timeout_ms");
+        let wait = Instant::now() + Duration::from_secs(3);
+        while !logged(&serve.stderr()) && Instant::now() < wait {
+            sleep(Duration::from_millis(50)).await;
+        }
         let log = serve.stderr();
         assert!(
-            log.contains("did not read its responses within write_timeout_ms"),
+            logged(&log),
             "{what}: the server did not log a write timeout:\n{log}"
         );
         bystander.assert_all_ok(5);

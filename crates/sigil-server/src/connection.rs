@@ -366,6 +366,9 @@ struct Session {
     _tracked: Tracked,
 }
 
+/// Why a session that stopped reading is dropped (logged).
+const WRITE_TIMED_OUT: &str = "did not read its responses within write_timeout_ms";
+
 /// WebSocket pings a second a session may send (with a burst of as many):
 /// a keepalive needs a few a minute; a flood of them costs the server a
 /// pong each, so a peer over the rate is closed.
@@ -542,6 +545,18 @@ impl Session {
                         let mut refused = None;
                         let mut broken = None;
                         for frame in batch::frames(&message, self.batch.is_some()) {
+                            // A batch may take a while (its responses wait
+                            // for the socket): shutdown and revocation are
+                            // not kept waiting for the rest of it.
+                            if stop.has_changed().unwrap_or(true) {
+                                broken = Some(End::Close(CloseCode::Away, "server shutting down"));
+                                break;
+                            }
+                            if revoked.as_mut().now_or_never().is_some() {
+                                self.log_revoked();
+                                broken = Some(End::Close(CloseCode::Policy, "client key revoked"));
+                                break;
+                            }
                             // The responses to the frames before go to the
                             // socket first: a batch of calls to synchronous
                             // methods with large results waits for a peer
@@ -605,6 +620,12 @@ impl Session {
                     }
                     Some(Ok(Message::Close(_))) => break End::PeerClosed,
                     None => break End::Broken,
+                    Some(Err(WsError::Io(e))) if e.kind() == std::io::ErrorKind::TimedOut => {
+                        // The flush of `next_or_flush` ran out of time.
+                        self.shared.metrics.limit(Limit::WriteTimeout);
+                        self.log_drop(WRITE_TIMED_OUT);
+                        break End::Broken;
+                    }
                     Some(Err(e)) => {
                         if matches!(e, tungstenite::Error::Capacity(_)) {
                             self.shared.metrics.message_refused("too_large");
@@ -929,7 +950,7 @@ impl Session {
             }
             Err(_) => {
                 self.shared.metrics.limit(Limit::WriteTimeout);
-                self.log_drop("did not read its responses within write_timeout_ms");
+                self.log_drop(WRITE_TIMED_OUT);
                 Err(End::Broken)
             }
         }
