@@ -414,7 +414,6 @@ async fn bad_batches_close_the_session() {
 #[tokio::test]
 async fn shutdown_does_not_wait_for_a_slowly_read_batch() {
     use futures_util::StreamExt as _;
-    use sigil_core::batch::Batch;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     let client_key = key();
@@ -427,27 +426,9 @@ async fn shutdown_does_not_wait_for_a_slowly_read_batch() {
     let cfg = config_for(server.public_key(), &client_key);
     let mut raw = RawClient::offering(&server.url(), "sigil.v1.batch", "sigil.v1.batch").await;
     let mut session = raw.handshake(&cfg).await.1.unwrap();
-    let mut seal = |payload: String| {
-        let mut frame = Vec::new();
-        session.seal(payload.as_bytes(), &mut frame).unwrap();
-        frame
-    };
-    let value = "v".repeat(65_000);
-    raw.send(seal(format!(
-        r#"{{"id":1,"object":"kv","method":"set","args":["k","{value}"]}}"#
-    )))
-    .await;
-    // One batch of 160 gets: 10 MB of responses, more than the sockets
-    // hold, read slowly (one message every 20 ms, well within
-    // write_timeout) until the shutdown starts, then as fast as they come.
-    let mut batch = Batch::new();
-    for id in 2..162 {
-        let get = seal(format!(
-            r#"{{"id":{id},"object":"kv","method":"get","args":["k"]}}"#
-        ));
-        assert!(batch.push(get).is_none(), "one batch");
-    }
-    raw.send(batch.take().unwrap()).await;
+    // Read slowly (one message every 20 ms, well within write_timeout)
+    // until the shutdown starts, then as fast as they come.
+    raw.send_large_get_batch(&mut session).await;
     let slow = Arc::new(AtomicBool::new(true));
     let reading = slow.clone();
     let reader = tokio::spawn(async move {

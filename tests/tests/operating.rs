@@ -520,3 +520,42 @@ async fn quiet_sessions_are_pinged_and_still_close_when_idle() {
     }
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_revoked_key_is_closed_without_waiting_for_its_slowly_read_batch() {
+    use sigil_core::batch::frames;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("authorized_keys");
+    let alice = key();
+    std::fs::write(&path, line(&alice.public_key(), "alice")).unwrap();
+    let server = start(settings_with_keys_file(&path), demo_registry()).await;
+    let mut raw = RawClient::offering(&server.url(), "sigil.v1.batch", "sigil.v1.batch").await;
+    let (_, session) = raw
+        .handshake(&config_for(server.public_key(), &alice))
+        .await;
+    let mut session = session.unwrap();
+    // Read slowly until the key is revoked, then as fast as they come.
+    raw.send_large_get_batch(&mut session).await;
+    let mut answers = 0;
+    let until = Instant::now() + Duration::from_millis(300);
+    while Instant::now() < until {
+        let message = raw.recv().await.expect("answers");
+        answers += frames(&message, true).count();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    std::fs::write(&path, "").unwrap();
+    assert!(server.reload().await.is_ok());
+    let close = tokio::time::timeout(WAIT, async {
+        loop {
+            match raw.ws.next().await {
+                Some(Ok(Message::Binary(_))) => answers += 1,
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code),
+                Some(Ok(_)) => {}
+                _ => return None,
+            }
+        }
+    });
+    assert_eq!(close.await.expect("closed"), Some(CloseCode::Policy));
+    assert!(answers < 161, "all {answers} answers came before the close");
+    server.shutdown().await;
+}

@@ -117,6 +117,26 @@ impl RawClient {
         (msg1, hs.finish(&answer).map(|(s, _)| s))
     }
 
+    /// With batching: sets the demo `kv` key `k` to a 65 KB value, then
+    /// sends one batch of 160 `kv.get("k")` (ids 2 to 161): 10 MB of
+    /// answers to one 16 KiB message, more than the sockets hold.
+    pub async fn send_large_get_batch(&mut self, session: &mut Session) {
+        let mut seal = |payload: String| {
+            let mut frame = Vec::new();
+            session.seal(payload.as_bytes(), &mut frame).unwrap();
+            frame
+        };
+        let value = "v".repeat(65_000);
+        let set = format!(r#"{{"id":1,"object":"kv","method":"set","args":["k","{value}"]}}"#);
+        self.send(seal(set)).await;
+        let mut batch = sigil_core::batch::Batch::new();
+        for id in 2..162 {
+            let get = format!(r#"{{"id":{id},"object":"kv","method":"get","args":["k"]}}"#);
+            assert!(batch.push(seal(get)).is_none(), "one batch");
+        }
+        self.send(batch.take().unwrap()).await;
+    }
+
     /// Seals and sends a request payload.
     pub async fn call(&mut self, session: &mut Session, payload: &[u8]) -> Option<Vec<u8>> {
         let mut frame = Vec::new();
