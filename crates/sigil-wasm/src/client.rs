@@ -409,15 +409,13 @@ pub(crate) fn pump(rc: &Rc<RefCell<Inner>>) {
                 ClientEvent::Close(reason) => closed = Some(reason),
             }
         }
-        let sealed: Vec<Vec<u8>> = std::iter::from_fn(|| conn.poll_transmit()).collect();
-        let next = conn.poll_timeout();
-        for frame in sealed {
-            if !s.send_frame(frame) {
+        while let Some(frame) = conn.poll_transmit() {
+            if !s.outbox.send(&s.ws, s.setup.on_trace.as_ref(), frame) {
                 closed = Some(CloseReason::ConnectionLost);
                 break;
             }
         }
-        if let Some(at) = next {
+        if let Some(at) = conn.poll_timeout() {
             s.arm(at);
         }
     }

@@ -167,16 +167,56 @@ pub(crate) struct Inner {
     handlers: Option<Handlers>,
     /// The last message received, reused for the next.
     scratch: Vec<u8>,
-    /// Whether the server chose batching (`sigil.v1.batch`).
+    /// How sealed frames go to the socket.
+    pub(crate) outbox: Outbox,
+}
+
+/// How sealed frames go to the socket: one per message, or with batching
+/// (`sigil.v1.batch`) packed by a microtask once the calls made in this
+/// task are in.
+pub(crate) struct Outbox {
+    /// Whether the server chose batching.
     batching: bool,
-    /// With batching: frames sealed in this task, sent together by a
-    /// microtask once the calls made now are in.
-    out: Batch,
+    /// With batching: the frames sealed since the microtask was queued.
+    batch: Batch,
     /// Whether that microtask is queued.
     flush_queued: bool,
-    /// This state, for the microtask (a one-shot function each time: a
-    /// microtask may run after the client is closed or freed).
+    /// The client's state, for the microtask (a one-shot function each
+    /// time: a microtask may run after the client is closed or freed).
     this: Weak<RefCell<Inner>>,
+}
+
+impl Outbox {
+    /// Sends a sealed frame on `ws`: at once, or with batching, in the
+    /// batch the microtask sends (a full batch at once). False if the
+    /// socket is gone.
+    pub(crate) fn send(
+        &mut self,
+        ws: &Option<WebSocket>,
+        on_trace: Option<&Function>,
+        frame: Vec<u8>,
+    ) -> bool {
+        events::frame(on_trace, "out", &frame);
+        if !self.batching {
+            return send(ws, &frame);
+        }
+        if let Some(full) = self.batch.push(frame)
+            && !send(ws, &full)
+        {
+            return false;
+        }
+        if !self.flush_queued {
+            let this = self.this.clone();
+            let flush = Closure::once_into_js(move || {
+                if let Some(rc) = this.upgrade() {
+                    on_flush(&rc);
+                }
+            });
+            queue_microtask(flush.unchecked_ref());
+            self.flush_queued = true;
+        }
+        true
+    }
 }
 
 impl Inner {
@@ -196,10 +236,12 @@ impl Inner {
             timer: Timer::default(),
             handlers: None,
             scratch: Vec::new(),
-            batching: false,
-            out: Batch::new(),
-            flush_queued: false,
-            this: Weak::new(),
+            outbox: Outbox {
+                batching: false,
+                batch: Batch::new(),
+                flush_queued: false,
+                this: Weak::new(),
+            },
         }
     }
 
@@ -214,35 +256,10 @@ impl Inner {
         self.setup.on_trace.as_ref()
     }
 
-    /// Sends a sealed frame: at once, or with batching, in the batch that a
-    /// microtask sends (a full batch at once). False if the socket is gone.
-    pub(crate) fn send_frame(&mut self, frame: Vec<u8>) -> bool {
-        events::frame(self.setup.on_trace.as_ref(), "out", &frame);
-        if !self.batching {
-            return send(&self.ws, &frame);
-        }
-        if let Some(full) = self.out.push(frame)
-            && !send(&self.ws, &full)
-        {
-            return false;
-        }
-        if !self.flush_queued {
-            let this = self.this.clone();
-            let flush = Closure::once_into_js(move || {
-                if let Some(rc) = this.upgrade() {
-                    on_flush(&rc);
-                }
-            });
-            queue_microtask(flush.unchecked_ref());
-            self.flush_queued = true;
-        }
-        true
-    }
-
     /// Detaches the socket and closes it with `code` (if it is still open).
     fn drop_socket(&mut self, code: u16) {
         // Frames of this session that wait for the microtask die with it.
-        self.out = Batch::new();
+        self.outbox.batch = Batch::new();
         let Some(ws) = self.ws.take() else {
             return;
         };
@@ -295,7 +312,7 @@ pub(crate) fn start(rc: &Rc<RefCell<Inner>>, ws: WebSocket) {
         close,
         timer,
     });
-    rc.borrow_mut().this = Rc::downgrade(rc);
+    rc.borrow_mut().outbox.this = Rc::downgrade(rc);
     use_socket(rc, ws);
 }
 
@@ -332,8 +349,8 @@ fn on_open(rc: &Rc<RefCell<Inner>>) {
         return;
     }
     let protocol = s.ws.as_ref().map(WebSocket::protocol).unwrap_or_default();
-    s.batching = protocol == SUBPROTOCOL_BATCH;
-    if !s.batching && protocol != SUBPROTOCOL {
+    s.outbox.batching = protocol == SUBPROTOCOL_BATCH;
+    if !s.outbox.batching && protocol != SUBPROTOCOL {
         drop(s);
         return broken(
             rc,
@@ -396,7 +413,7 @@ fn received(rc: &Rc<RefCell<Inner>>, bytes: Vec<u8>) -> Option<Vec<u8>> {
     match &mut s.phase {
         Phase::Open(conn) => {
             let now = now_ms();
-            for frame in frames(&bytes, s.batching) {
+            for frame in frames(&bytes, s.outbox.batching) {
                 events::frame(s.setup.on_trace.as_ref(), "in", frame);
                 // A failure is also a close event of the machine: `pump`
                 // ends the socket.
@@ -607,8 +624,8 @@ fn on_timer(rc: &Rc<RefCell<Inner>>) {
 fn on_flush(rc: &Rc<RefCell<Inner>>) {
     let sent = {
         let mut s = rc.borrow_mut();
-        s.flush_queued = false;
-        match s.out.take() {
+        s.outbox.flush_queued = false;
+        match s.outbox.batch.take() {
             Some(message) => send(&s.ws, &message),
             None => true,
         }
@@ -702,7 +719,7 @@ pub(crate) fn shut(rc: &Rc<RefCell<Inner>>, end: End) {
         // `close()`: what was sealed before it still goes out (a oneway
         // call made just before, for one).
         if matches!(end, End::ByClient)
-            && let Some(message) = s.out.take()
+            && let Some(message) = s.outbox.batch.take()
         {
             send(&s.ws, &message);
         }
